@@ -1,0 +1,69 @@
+# omnistitch — make targets. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+OMNI   := $(BIN)/omnistitch
+MVN    ?= mvn
+PYTEST_ARGS ?=
+
+VENV_STAMP := $(VENV)/.installed
+JARS_STAMP := stack/lib/.fetched
+
+.PHONY: help setup up down status logs topics test test-unit test-integration lint typecheck check demo clean
+
+help: ## List every target
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(VENV_STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $@
+
+$(JARS_STAMP): stack/pom.xml
+	$(MVN) -f stack/pom.xml -B -q process-resources
+	@touch $@
+
+setup: $(VENV_STAMP) $(JARS_STAMP) ## Create .venv with the project + dev extras and fetch the Kafka/registry jars (idempotent)
+
+up: setup ## Start Kafka (KRaft) on 127.0.0.1:9092 and the schema registry on :8081, create the topics
+	$(OMNI) stack up
+
+down: ## Stop the local stack (no JVM left; success when nothing runs)
+	@if [ -x $(OMNI) ]; then $(OMNI) stack down; else echo "nothing to stop (no .venv)"; fi
+
+status: setup ## Show the stack's processes, readiness and topics
+	$(OMNI) stack status --allow-stopped
+
+logs: setup ## Show the last lines of the broker and registry logs
+	$(OMNI) stack logs --lines 60
+
+topics: setup ## List the project's topic definitions
+	$(OMNI) topics list
+
+test: setup ## Run unit and integration tests (integration tests start their own broker)
+	$(BIN)/pytest tests $(PYTEST_ARGS)
+
+test-unit: setup ## Run the fast unit tests only (no broker)
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: setup ## Run the integration tests only (real broker)
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+lint: setup ## ruff
+	$(BIN)/ruff check pipeline connectors tests
+	$(BIN)/ruff format --check pipeline connectors tests
+
+typecheck: setup ## mypy (strict)
+	$(BIN)/mypy
+
+check: lint typecheck ## Lint and type-check
+
+demo: up ## Run the main job end to end on the local stack
+	$(BIN)/python -m pipeline.demo
+
+clean: down ## Stop the stack and remove its data (keeps .venv and jars)
+	rm -rf .stack

@@ -1,0 +1,1 @@
+"""omnistitch connectors: channel data in, Avro ChannelEvents out to Kafka."""

@@ -1,0 +1,128 @@
+"""The ``omnistitch`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from pipeline.exceptions import OmnistitchError
+from pipeline.settings import Settings
+from pipeline.stack import KAFKA_VERSION, REGISTRY_VERSION, LocalStack, StackConfig
+from pipeline.topics import ALL_TOPICS, create_topics
+
+
+def stack_config(settings: Settings) -> StackConfig:
+    return StackConfig(
+        home=settings.stack_dir,
+        lib_dir=settings.stack_lib_dir,
+        kafka_port=settings.kafka_port,
+        controller_port=settings.controller_port,
+        registry_port=settings.registry_port,
+        kafka_heap=settings.kafka_heap,
+        registry_heap=settings.registry_heap,
+        ready_timeout_s=settings.ready_timeout_s,
+    )
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
+    stack = LocalStack(stack_config(settings))
+    if args.action == "up":
+        elapsed = stack.up(report=_say)
+        result = create_topics(
+            settings.bootstrap_servers,
+            settings.topic_prefix,
+            settings.partitions,
+            settings.replication_factor,
+        )
+        for name, state in result.items():
+            _say(f"topic {name}: {state}")
+        _say(
+            f"stack up in {elapsed:.1f}s: Kafka {KAFKA_VERSION} on {settings.bootstrap_servers}, "
+            f"Apicurio Registry {REGISTRY_VERSION} on {stack.config.registry_url}"
+        )
+    elif args.action == "down":
+        stack.down(report=_say)
+    elif args.action == "status":
+        running = 0
+        for node in stack.status():
+            state = "ready" if node.ready else ("starting" if node.pids else "stopped")
+            pids = ",".join(map(str, node.pids)) or "-"
+            _say(f"{node.name:<9} {state:<9} pid={pids:<8} {node.endpoint}")
+            running += bool(node.pids)
+        if stack.kafka.ready():
+            from confluent_kafka.admin import AdminClient
+
+            admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+            topics = admin.list_topics(timeout=5).topics
+            for spec in ALL_TOPICS:
+                name = spec.name(settings.topic_prefix)
+                parts = len(topics[name].partitions) if name in topics else 0
+                _say(f"topic {name:<40} {'partitions=' + str(parts) if parts else 'missing'}")
+        return 0 if running == len(stack.nodes) or args.allow_stopped else 3
+    elif args.action == "logs":
+        for node in stack.nodes:
+            _say(f"==> {node.log_file} <==")
+            _say(node.tail(args.lines))
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
+    if args.action == "create":
+        result = create_topics(
+            settings.bootstrap_servers,
+            settings.topic_prefix,
+            settings.partitions,
+            settings.replication_factor,
+        )
+        for name, state in result.items():
+            _say(f"topic {name}: {state}")
+    else:
+        for spec in ALL_TOPICS:
+            parts = spec.partitions(settings.partitions)
+            policy = spec.config.get("cleanup.policy", "delete")
+            _say(
+                f"{spec.name(settings.topic_prefix):<40} partitions={parts:<3} "
+                f"cleanup.policy={policy:<8} key={spec.key:<12} {spec.doc}"
+            )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="omnistitch",
+        description="Real-time identity stitching for omnichannel customer data. "
+        "Settings come from OMNISTITCH_* environment variables.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    stack = sub.add_parser("stack", help="run the local Kafka + schema registry stack")
+    stack.add_argument("action", choices=["up", "down", "status", "logs"])
+    stack.add_argument("--lines", type=int, default=40, help="log lines to show (logs)")
+    stack.add_argument(
+        "--allow-stopped", action="store_true", help="status exits 0 even if stopped"
+    )
+    stack.set_defaults(func=cmd_stack)
+
+    topics = sub.add_parser("topics", help="create or list the project's topics")
+    topics.add_argument("action", choices=["create", "list"])
+    topics.set_defaults(func=cmd_topics)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    try:
+        return int(args.func(args, settings))
+    except OmnistitchError as exc:
+        print(f"omnistitch: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""The project's topics, defined once.
+
+Used by ``omnistitch topics create`` (run by ``make up`` and by docker-compose's init service),
+by the integration tests (with a unique prefix per test) and by the worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from pipeline.exceptions import TopicError
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic: its suffix (the name without prefix), partitioning and broker-side config."""
+
+    suffix: str
+    doc: str
+    key: str
+    partitioned: bool = True
+    config: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def name(self, prefix: str) -> str:
+        return f"{prefix}{self.suffix}"
+
+    def partitions(self, default: int) -> int:
+        return default if self.partitioned else 1
+
+
+_WEEK_MS = str(7 * 24 * 3600 * 1000)
+
+EVENTS = TopicSpec(
+    "events.v1",
+    doc="ChannelEvents produced by the connectors (input of the stitcher).",
+    key="event_id",
+    config=MappingProxyType({"cleanup.policy": "delete", "retention.ms": _WEEK_MS}),
+)
+PROFILES = TopicSpec(
+    "profiles.v1",
+    doc="Merged CustomerProfiles; compacted, the latest profile per customer id.",
+    key="customer_id",
+    config=MappingProxyType(
+        {
+            "cleanup.policy": "compact",
+            "min.compaction.lag.ms": "0",
+            "segment.ms": str(3600 * 1000),
+        }
+    ),
+)
+IDENTITY_CHANGES = TopicSpec(
+    "identity-changes.v1",
+    doc="IdentityChanges: created, merged, split, erased, conflict, quarantined.",
+    key="customer_id",
+    config=MappingProxyType({"cleanup.policy": "delete", "retention.ms": _WEEK_MS}),
+)
+JOURNEYS = TopicSpec(
+    "journeys.v1",
+    doc="JourneyEvents: every accepted event once, keyed by customer id.",
+    key="customer_id",
+    config=MappingProxyType({"cleanup.policy": "delete", "retention.ms": _WEEK_MS}),
+)
+DEAD_LETTERS = TopicSpec(
+    "dead-letters.v1",
+    doc="Records that could not be decoded or validated, with original bytes and a reason.",
+    key="origin",
+    partitioned=False,
+    config=MappingProxyType({"cleanup.policy": "delete", "retention.ms": str(30 * 24 * 3600 * 1000)}),
+)
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (EVENTS, PROFILES, IDENTITY_CHANGES, JOURNEYS, DEAD_LETTERS)
+
+
+def topic_names(prefix: str, specs: Iterable[TopicSpec] = ALL_TOPICS) -> dict[str, str]:
+    """Suffix → full name, for display and for configuration files."""
+    return {spec.suffix: spec.name(prefix) for spec in specs}
+
+
+def create_topics(
+    bootstrap_servers: str,
+    prefix: str,
+    partitions: int,
+    replication_factor: int = 1,
+    specs: Iterable[TopicSpec] = ALL_TOPICS,
+    timeout_s: float = 30.0,
+) -> dict[str, str]:
+    """Create missing topics; verify existing ones. Returns name → "created" | "exists".
+
+    Idempotent. An existing topic whose partition count or cleanup policy differs from its
+    definition raises TopicError rather than being silently accepted.
+    """
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    specs = tuple(specs)
+    existing = admin.list_topics(timeout=timeout_s).topics
+    result: dict[str, str] = {}
+    to_create = []
+    for spec in specs:
+        name = spec.name(prefix)
+        want_partitions = spec.partitions(partitions)
+        if name in existing:
+            have = len(existing[name].partitions)
+            if have != want_partitions:
+                raise TopicError(
+                    f"topic {name} has {have} partitions, its definition says {want_partitions}"
+                )
+            result[name] = "exists"
+        else:
+            to_create.append(
+                NewTopic(
+                    name,
+                    num_partitions=want_partitions,
+                    replication_factor=replication_factor,
+                    config=dict(spec.config),
+                )
+            )
+    if to_create:
+        for name, future in admin.create_topics(to_create, request_timeout=timeout_s).items():
+            try:
+                future.result(timeout=timeout_s)
+                result[name] = "created"
+            except KafkaException as exc:
+                if exc.args and exc.args[0].name() == "TOPIC_ALREADY_EXISTS":
+                    result[name] = "exists"
+                else:
+                    raise TopicError(f"could not create topic {name}: {exc}") from exc
+    # Verify the cleanup policy of every topic, new or old: a compacted profile topic that
+    # silently became "delete" would lose customers after retention.
+    resources = [ConfigResource("topic", spec.name(prefix)) for spec in specs]
+    for resource, future in admin.describe_configs(resources, request_timeout=timeout_s).items():
+        spec = next(s for s in specs if s.name(prefix) == resource.name)
+        want = spec.config.get("cleanup.policy", "delete")
+        have = future.result(timeout=timeout_s)["cleanup.policy"].value
+        if have != want:
+            raise TopicError(f"topic {resource.name} has cleanup.policy={have}, want {want}")
+    return result

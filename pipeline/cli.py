@@ -49,11 +49,11 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
         stack.down(report=_say)
     elif args.action == "status":
         running = 0
-        for node in stack.status():
-            state = "ready" if node.ready else ("starting" if node.pids else "stopped")
-            pids = ",".join(map(str, node.pids)) or "-"
-            _say(f"{node.name:<9} {state:<9} pid={pids:<8} {node.endpoint}")
-            running += bool(node.pids)
+        for status in stack.status():
+            state = "ready" if status.ready else ("starting" if status.pids else "stopped")
+            pids = ",".join(map(str, status.pids)) or "-"
+            _say(f"{status.name:<9} {state:<9} pid={pids:<8} {status.endpoint}")
+            running += bool(status.pids)
         if stack.kafka.ready():
             from confluent_kafka.admin import AdminClient
 

@@ -1,4 +1,4 @@
-"""The project's exceptions. Every error omnistitch raises on purpose derives from OmnistitchError."""
+"""The project's exceptions: every error omnistitch raises derives from OmnistitchError."""
 
 
 class OmnistitchError(Exception):

@@ -225,40 +225,46 @@ class KafkaNode(JavaNode):
     def command(self) -> list[str]:
         return self._jvm("kafka.Kafka", str(self.properties_file), heap=self.config.kafka_heap)
 
-    def prepare(self) -> None:
+    @property
+    def data_dir(self) -> Path:
+        return self.dir / "data"
+
+    def server_properties(self) -> str:
+        """The broker's configuration: combined KRaft mode, loopback listeners only."""
         cfg = self.config
-        data = self.dir / "data"
-        (self.dir / "log4j.properties").write_text(_LOG4J)
-        self.properties_file.write_text(
-            "\n".join(
-                [
-                    "process.roles=broker,controller",
-                    "node.id=1",
-                    f"controller.quorum.voters=1@127.0.0.1:{cfg.controller_port}",
-                    f"listeners=PLAINTEXT://127.0.0.1:{cfg.kafka_port},"
-                    f"CONTROLLER://127.0.0.1:{cfg.controller_port}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{cfg.kafka_port}",
-                    "controller.listener.names=CONTROLLER",
-                    "inter.broker.listener.name=PLAINTEXT",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-                    f"log.dirs={data}",
-                    "num.partitions=1",
-                    "default.replication.factor=1",
-                    "offsets.topic.replication.factor=1",
-                    "offsets.topic.num.partitions=4",
-                    "transaction.state.log.replication.factor=1",
-                    "transaction.state.log.min.isr=1",
-                    "group.initial.rebalance.delay.ms=0",
-                    "auto.create.topics.enable=false",
-                    "log.cleaner.backoff.ms=1000",
-                    "log.retention.check.interval.ms=60000",
-                    "num.network.threads=2",
-                    "num.io.threads=4",
-                    "",
-                ]
-            )
+        data = self.data_dir
+        return "\n".join(
+            [
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.voters=1@127.0.0.1:{cfg.controller_port}",
+                f"listeners=PLAINTEXT://127.0.0.1:{cfg.kafka_port},"
+                f"CONTROLLER://127.0.0.1:{cfg.controller_port}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{cfg.kafka_port}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                f"log.dirs={data}",
+                "num.partitions=1",
+                "default.replication.factor=1",
+                "offsets.topic.replication.factor=1",
+                "offsets.topic.num.partitions=4",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "group.initial.rebalance.delay.ms=0",
+                "auto.create.topics.enable=false",
+                "log.cleaner.backoff.ms=1000",
+                "log.retention.check.interval.ms=60000",
+                "num.network.threads=2",
+                "num.io.threads=4",
+                "",
+            ]
         )
-        if (data / "meta.properties").exists():
+
+    def prepare(self) -> None:
+        (self.dir / "log4j.properties").write_text(_LOG4J)
+        self.properties_file.write_text(self.server_properties())
+        if (self.data_dir / "meta.properties").exists():
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         fmt = self._jvm(
@@ -280,12 +286,10 @@ class KafkaNode(JavaNode):
             return False
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient(
-            {"bootstrap.servers": self.config.bootstrap_servers, "log_level": 0}
-        )
+        admin = AdminClient({"bootstrap.servers": self.config.bootstrap_servers, "log_level": 0})
         try:
             metadata = admin.list_topics(timeout=2)
-        except Exception:  # noqa: BLE001 - any failure means "not ready yet"
+        except Exception:
             return False
         return bool(metadata.brokers) and metadata.controller_id >= 0
 
@@ -319,7 +323,7 @@ class RegistryNode(JavaNode):
     def ready(self) -> bool:
         url = f"http://127.0.0.1:{self.config.registry_port}{REGISTRY_API_PATH}/subjects"
         try:
-            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback URL
+            with urllib.request.urlopen(url, timeout=2) as resp:
                 return bool(resp.status == 200)
         except (urllib.error.URLError, OSError):
             return False
@@ -366,6 +370,10 @@ class LocalStack:
 
     def status(self) -> list[NodeStatus]:
         return [
-            NodeStatus("kafka", self.kafka.pids(), self.kafka.ready(), self.config.bootstrap_servers),
-            NodeStatus("registry", self.registry.pids(), self.registry.ready(), self.config.registry_url),
+            NodeStatus(
+                "kafka", self.kafka.pids(), self.kafka.ready(), self.config.bootstrap_servers
+            ),
+            NodeStatus(
+                "registry", self.registry.pids(), self.registry.ready(), self.config.registry_url
+            ),
         ]

@@ -67,7 +67,9 @@ DEAD_LETTERS = TopicSpec(
     doc="Records that could not be decoded or validated, with original bytes and a reason.",
     key="origin",
     partitioned=False,
-    config=MappingProxyType({"cleanup.policy": "delete", "retention.ms": str(30 * 24 * 3600 * 1000)}),
+    config=MappingProxyType(
+        {"cleanup.policy": "delete", "retention.ms": str(30 * 24 * 3600 * 1000)}
+    ),
 )
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (EVENTS, PROFILES, IDENTITY_CHANGES, JOURNEYS, DEAD_LETTERS)

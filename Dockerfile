@@ -1,0 +1,9 @@
+# The omnistitch image used by docker-compose.yml (topic set-up, worker, connectors).
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY pipeline ./pipeline
+COPY connectors ./connectors
+COPY schemas ./schemas
+RUN pip install --no-cache-dir .
+ENTRYPOINT ["omnistitch"]

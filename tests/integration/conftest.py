@@ -1,0 +1,135 @@
+"""One real Kafka broker (and schema registry) for the whole integration session.
+
+Chosen in this order:
+1. ``KAFKA_BOOTSTRAP_SERVERS`` is set: use that broker (and ``SCHEMA_REGISTRY_URL`` if set);
+2. a working Docker engine: testcontainers runs the same images as docker-compose.yml;
+3. otherwise: the project's own stack code starts Kafka and Apicurio from the jars that
+   ``make setup`` fetched, on free ports, in a temporary folder, and stops them at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+import pytest
+
+from pipeline.stack import (
+    KAFKA_VERSION,
+    REGISTRY_API_PATH,
+    REGISTRY_VERSION,
+    LocalStack,
+    StackConfig,
+    free_port,
+)
+from pipeline.topics import ALL_TOPICS, create_topics
+from tests.conftest import REPO_ROOT
+
+
+@dataclass(frozen=True)
+class KafkaEndpoints:
+    bootstrap_servers: str
+    registry_url: str
+    provider: str
+
+
+def _docker_works() -> bool:
+    try:
+        import docker
+
+        client = docker.from_env(timeout=3)
+        return bool(client.ping())
+    except Exception:
+        return False
+
+
+def _wait_http(url: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - test URL
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {timeout_s}s")
+
+
+def _start_containers(stack: ExitStack) -> KafkaEndpoints:
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.waiting_utils import wait_for_logs
+
+    port = free_port()
+    kafka = (
+        DockerContainer(f"apache/kafka:{KAFKA_VERSION}")
+        .with_bind_ports(port, port)
+        .with_env("KAFKA_NODE_ID", "1")
+        .with_env("KAFKA_PROCESS_ROLES", "broker,controller")
+        .with_env("KAFKA_LISTENERS", f"PLAINTEXT://0.0.0.0:{port},CONTROLLER://0.0.0.0:9093")
+        .with_env("KAFKA_ADVERTISED_LISTENERS", f"PLAINTEXT://127.0.0.1:{port}")
+        .with_env("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER")
+        .with_env(
+            "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+        )
+        .with_env("KAFKA_CONTROLLER_QUORUM_VOTERS", "1@localhost:9093")
+        .with_env("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1")
+        .with_env("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
+        .with_env("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1")
+        .with_env("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0")
+        .with_env("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "false")
+    )
+    stack.enter_context(kafka)
+    wait_for_logs(kafka, "Kafka Server started", timeout=120)
+    registry = DockerContainer(
+        f"apicurio/apicurio-registry-mem:{REGISTRY_VERSION}"
+    ).with_exposed_ports(8080)
+    stack.enter_context(registry)
+    host = registry.get_container_host_ip()
+    base = f"http://{host}:{registry.get_exposed_port(8080)}{REGISTRY_API_PATH}"
+    _wait_http(f"{base}/subjects", 120)
+    return KafkaEndpoints(f"127.0.0.1:{port}", base, "testcontainers")
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaEndpoints]:
+    """The session's broker and registry endpoints."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield KafkaEndpoints(
+            os.environ["KAFKA_BOOTSTRAP_SERVERS"],
+            os.environ.get("SCHEMA_REGISTRY_URL", f"http://127.0.0.1:8081{REGISTRY_API_PATH}"),
+            "environment",
+        )
+        return
+    with ExitStack() as stack:
+        if _docker_works():
+            yield _start_containers(stack)
+            return
+        config = StackConfig(
+            home=tmp_path_factory.mktemp("stack"),
+            lib_dir=REPO_ROOT / "stack" / "lib",
+            kafka_port=free_port(),
+            controller_port=free_port(),
+            registry_port=free_port(),
+        )
+        local = LocalStack(config)
+        local.up()
+        stack.callback(local.down)
+        yield KafkaEndpoints(config.bootstrap_servers, config.registry_url, "local-jars")
+
+
+@pytest.fixture
+def project_topics(
+    kafka: KafkaEndpoints, unique_name: Callable[[str], str]
+) -> Callable[[int], str]:
+    """Factory: create the project's topics under a fresh prefix; returns that prefix."""
+
+    def make(partitions: int = 4) -> str:
+        prefix = unique_name("t") + "."
+        create_topics(kafka.bootstrap_servers, prefix, partitions, specs=ALL_TOPICS)
+        return prefix
+
+    return make

@@ -1,0 +1,44 @@
+"""docker-compose.yml must describe the same stack as `make up` (no Docker engine here to run it)."""
+
+from typing import Any
+
+import yaml
+
+from pipeline.settings import Settings
+from pipeline.stack import KAFKA_VERSION, REGISTRY_VERSION
+from tests.conftest import REPO_ROOT
+
+
+def _compose() -> dict[str, Any]:
+    return dict(yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text()))
+
+
+def test_same_versions_as_the_local_stack() -> None:
+    services = _compose()["services"]
+    assert services["kafka"]["image"] == f"apache/kafka:{KAFKA_VERSION}"
+    assert services["registry"]["image"] == f"apicurio/apicurio-registry-mem:{REGISTRY_VERSION}"
+    pom = (REPO_ROOT / "stack" / "pom.xml").read_text()
+    assert f"<kafka.version>{KAFKA_VERSION}</kafka.version>" in pom
+    assert f"<apicurio.version>{REGISTRY_VERSION}</apicurio.version>" in pom
+
+
+def test_same_loopback_ports_as_the_local_stack() -> None:
+    services = _compose()["services"]
+    defaults = Settings.model_fields
+    kafka_port = defaults["kafka_port"].default
+    registry_port = defaults["registry_port"].default
+    assert f"127.0.0.1:{kafka_port}:9092" in services["kafka"]["ports"]
+    assert f"127.0.0.1:{registry_port}:8080" in services["registry"]["ports"]
+    advertised = services["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
+    assert f"PLAINTEXT://127.0.0.1:{kafka_port}" in advertised
+
+
+def test_topics_come_from_the_one_definition_with_the_same_settings() -> None:
+    services = _compose()["services"]
+    topics = services["topics"]
+    assert topics["command"] == ["topics", "create"]
+    env = topics["environment"]
+    fields = {f"OMNISTITCH_{name.upper()}" for name in Settings.model_fields}
+    assert set(env) <= fields, set(env) - fields
+    assert env["OMNISTITCH_TOPIC_PREFIX"] == Settings.model_fields["topic_prefix"].default
+    assert int(env["OMNISTITCH_PARTITIONS"]) == Settings.model_fields["partitions"].default

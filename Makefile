@@ -63,7 +63,8 @@ typecheck: setup ## mypy (strict)
 check: lint typecheck ## Lint and type-check
 
 demo: up ## Run the main job end to end on the local stack
-	$(BIN)/python -m pipeline.demo
+	$(OMNI) stack status
+	@echo "The stack is up. Stitching and connectors are not built yet (see README 'Status'); stop with: make down"
 
 clean: down ## Stop the stack and remove its data (keeps .venv and jars)
 	rm -rf .stack

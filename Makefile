@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 VENV_STAMP := $(VENV)/.installed
 JARS_STAMP := stack/lib/.fetched
 
-.PHONY: help setup up down status logs topics test test-unit test-integration lint typecheck check demo clean
+.PHONY: help setup up down status logs topics register-schemas check-schemas worker test test-unit test-integration lint typecheck check demo clean
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -43,6 +43,15 @@ logs: setup ## Show the last lines of the broker and registry logs
 
 topics: setup ## List the project's topic definitions
 	$(OMNI) topics list
+
+register-schemas: setup ## Register the topics' value schemas in the running registry (BACKWARD)
+	$(OMNI) schemas register
+
+check-schemas: setup ## Fail if a schema in schemas/ cannot read data of its released version
+	$(OMNI) schemas check
+
+worker: up ## Run the stitching worker in the foreground against the local stack
+	$(OMNI) worker
 
 test: setup ## Run unit and integration tests (integration tests start their own broker)
 	$(BIN)/pytest tests $(PYTEST_ARGS)

@@ -41,6 +41,10 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
         )
         for name, state in result.items():
             _say(f"topic {name}: {state}")
+        from pipeline.serialization import RegistrySerde
+
+        registered = RegistrySerde(stack.config.registry_url).register(settings.topic_prefix)
+        _say(f"schemas registered: {len(registered)} subjects (BACKWARD)")
         _say(
             f"stack up in {elapsed:.1f}s: Kafka {KAFKA_VERSION} on {settings.bootstrap_servers}, "
             f"Apicurio Registry {REGISTRY_VERSION} on {stack.config.registry_url}"
@@ -92,6 +96,49 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline import schemas
+
+    if args.action == "check":
+        problems = schemas.backward_problems()
+        released = sorted(p.name for p in schemas.released_dir().glob("*.avsc"))
+        for name, found in problems.items():
+            for problem in found:
+                print(f"INCOMPATIBLE {name}: {problem}", file=sys.stderr)
+        if problems:
+            print(
+                f"{len(problems)} schema(s) not BACKWARD compatible with their released version; "
+                "add defaults / make new fields optional, or release a new major version",
+                file=sys.stderr,
+            )
+            return 1
+        _say(f"{len(released)} released schema(s) checked: all BACKWARD compatible")
+    elif args.action == "release":
+        for path in schemas.release():
+            _say(f"released {path}")
+    else:
+        from pipeline.serialization import RegistrySerde
+
+        registered = RegistrySerde(settings.schema_registry_url).register(settings.topic_prefix)
+        for subject, schema_id in registered.items():
+            _say(f"subject {subject}: schema id {schema_id} (BACKWARD)")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    import faust
+
+    from pipeline.app import build_app
+    from pipeline.serialization import RegistrySerde
+
+    serde = RegistrySerde(settings.schema_registry_url)
+    serde.register(settings.topic_prefix)
+    app = build_app(settings, serde=serde)
+    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+    worker.execute_from_commandline()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="omnistitch",
@@ -111,6 +158,18 @@ def build_parser() -> argparse.ArgumentParser:
     topics = sub.add_parser("topics", help="create or list the project's topics")
     topics.add_argument("action", choices=["create", "list"])
     topics.set_defaults(func=cmd_topics)
+
+    schemas = sub.add_parser("schemas", help="register schemas, check their compatibility")
+    schemas.add_argument(
+        "action",
+        choices=["register", "check", "release"],
+        help="register: topic value schemas into the registry (BACKWARD); check: fail if a "
+        "schema cannot read data of its released version; release: snapshot the current ones",
+    )
+    schemas.set_defaults(func=cmd_schemas)
+
+    worker = sub.add_parser("worker", help="run the faust worker (intake, stitching)")
+    worker.set_defaults(func=cmd_worker)
     return parser
 
 

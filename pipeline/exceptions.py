@@ -1,5 +1,12 @@
 """The project's exceptions: every error omnistitch raises derives from OmnistitchError."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.dead_letters import Rejection
+
 
 class OmnistitchError(Exception):
     """Root of all omnistitch errors."""
@@ -19,3 +26,19 @@ class StackNotReadyError(StackError):
 
 class TopicError(OmnistitchError):
     """A topic could not be created, or exists with settings that differ from its definition."""
+
+
+class SchemaError(OmnistitchError):
+    """A schema file is missing or invalid, or a schema change is incompatible."""
+
+
+class RegistryUnavailableError(OmnistitchError):
+    """The schema registry could not be reached; the caller retries, nothing is dead-lettered."""
+
+
+class DecodeError(OmnistitchError):
+    """A record that cannot be decoded; carries the dead-letter rejection."""
+
+    def __init__(self, rejection: Rejection) -> None:
+        super().__init__(f"{rejection.reason}: {rejection.detail}")
+        self.rejection = rejection

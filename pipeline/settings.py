@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pipeline.intake import IntakePolicy
 
 
 class Settings(BaseSettings):
@@ -28,6 +31,18 @@ class Settings(BaseSettings):
     partitions: int = Field(4, ge=1, description="Partitions of the partitioned project topics.")
     replication_factor: int = Field(1, ge=1, description="Replication factor of project topics.")
     data_dir: Path = Field(Path(".stack/worker"), description="Worker state (RocksDB) directory.")
+    app_id: str = Field("omnistitch", description="Faust app id: consumer group and table prefix.")
+    log_level: str = Field("info", description="Worker log level.")
+    stats_interval_s: float = Field(30.0, gt=0, description="Seconds between counter logs.")
+
+    # Intake: what the worker accepts from the events topic.
+    max_record_bytes: int = Field(1_048_576, gt=0, description="Larger records are dead-lettered.")
+    max_event_age_days: float = Field(
+        5 * 365, gt=0, description="Events that occurred earlier than this are dead-lettered."
+    )
+    max_clock_skew_s: float = Field(
+        300.0, ge=0, description="Events that occur later than now + this are dead-lettered."
+    )
 
     # Local stack (make up / down): loopback only.
     stack_dir: Path = Field(Path(".stack"), description="Data and logs of the local stack.")
@@ -40,3 +55,10 @@ class Settings(BaseSettings):
     kafka_heap: str = Field("512m", description="Max heap of the local broker JVM.")
     registry_heap: str = Field("384m", description="Max heap of the local registry JVM.")
     ready_timeout_s: float = Field(90.0, gt=0, description="Seconds to wait for the stack.")
+
+    def intake_policy(self) -> IntakePolicy:
+        return IntakePolicy(
+            max_record_bytes=self.max_record_bytes,
+            max_event_age=timedelta(days=self.max_event_age_days),
+            max_future_skew=timedelta(seconds=self.max_clock_skew_s),
+        )

@@ -20,6 +20,7 @@ class TopicSpec:
     suffix: str
     doc: str
     key: str
+    value_schema: str | None = None
     partitioned: bool = True
     config: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
@@ -36,12 +37,21 @@ EVENTS = TopicSpec(
     "events.v1",
     doc="ChannelEvents produced by the connectors (input of the stitcher).",
     key="event_id",
+    value_schema="io.omnistitch.ChannelEvent",
+    config=MappingProxyType({"cleanup.policy": "delete", "retention.ms": _WEEK_MS}),
+)
+ACCEPTED = TopicSpec(
+    "events.accepted.v1",
+    doc="ChannelEvents that passed intake (decoded, validated); input of the stitching stages.",
+    key="event_id",
+    value_schema="io.omnistitch.ChannelEvent",
     config=MappingProxyType({"cleanup.policy": "delete", "retention.ms": _WEEK_MS}),
 )
 PROFILES = TopicSpec(
     "profiles.v1",
     doc="Merged CustomerProfiles; compacted, the latest profile per customer id.",
     key="customer_id",
+    value_schema="io.omnistitch.CustomerProfile",
     config=MappingProxyType(
         {
             "cleanup.policy": "compact",
@@ -54,12 +64,14 @@ IDENTITY_CHANGES = TopicSpec(
     "identity-changes.v1",
     doc="IdentityChanges: created, merged, split, erased, conflict, quarantined.",
     key="customer_id",
+    value_schema="io.omnistitch.IdentityChange",
     config=MappingProxyType({"cleanup.policy": "delete", "retention.ms": _WEEK_MS}),
 )
 JOURNEYS = TopicSpec(
     "journeys.v1",
     doc="JourneyEvents: every accepted event once, keyed by customer id.",
     key="customer_id",
+    value_schema="io.omnistitch.JourneyEvent",
     config=MappingProxyType({"cleanup.policy": "delete", "retention.ms": _WEEK_MS}),
 )
 DEAD_LETTERS = TopicSpec(
@@ -72,7 +84,14 @@ DEAD_LETTERS = TopicSpec(
     ),
 )
 
-ALL_TOPICS: tuple[TopicSpec, ...] = (EVENTS, PROFILES, IDENTITY_CHANGES, JOURNEYS, DEAD_LETTERS)
+ALL_TOPICS: tuple[TopicSpec, ...] = (
+    EVENTS,
+    ACCEPTED,
+    PROFILES,
+    IDENTITY_CHANGES,
+    JOURNEYS,
+    DEAD_LETTERS,
+)
 
 
 def topic_names(prefix: str, specs: Iterable[TopicSpec] = ALL_TOPICS) -> dict[str, str]:

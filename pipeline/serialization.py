@@ -1,0 +1,111 @@
+"""Avro on Kafka in the Confluent wire format, with the schema registry.
+
+Writing uses confluent-kafka's AvroSerializer (TopicNameStrategy: subject ``<topic>-value``).
+Reading (pipeline.wire) parses the 5-byte header itself and resolves the writer schema by id
+through the registry client, so that every way a record can be broken gets its own reason. A
+registry that cannot be reached is not the record's fault: it raises RegistryUnavailableError,
+and the caller retries instead of dead-lettering.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+import fastavro
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
+from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from pipeline import schemas
+from pipeline.contract import ContractModel
+from pipeline.dead_letters import Reason, Rejection
+from pipeline.exceptions import DecodeError, OmnistitchError, RegistryUnavailableError
+from pipeline.topics import ALL_TOPICS, TopicSpec
+from pipeline.wire import decode_confluent
+
+COMPATIBILITY = "BACKWARD"
+
+
+class Serde(Protocol):
+    """How contract records become bytes on a topic and back."""
+
+    def encode(self, topic: str, record: ContractModel) -> bytes: ...
+
+    def decode(self, topic: str, data: bytes, model: type[ContractModel]) -> dict[str, Any]: ...
+
+
+def subject(topic: str) -> str:
+    """TopicNameStrategy."""
+    return f"{topic}-value"
+
+
+class RegistrySerde:
+    """Confluent wire format against a Confluent-compatible schema registry."""
+
+    def __init__(self, url: str, client: SchemaRegistryClient | None = None) -> None:
+        self.client = client or SchemaRegistryClient({"url": url})
+        self._serializers: dict[tuple[str, str], AvroSerializer] = {}
+        self._writers: dict[int, Any] = {}
+
+    def encode(self, topic: str, record: ContractModel) -> bytes:
+        key = (topic, record.avro_name)
+        serializer = self._serializers.get(key)
+        if serializer is None:
+            serializer = AvroSerializer(
+                self.client,
+                schemas.schema_json(record.avro_name),
+                to_dict=lambda obj, _ctx: obj.to_avro(),
+                conf={"auto.register.schemas": True},
+            )
+            self._serializers[key] = serializer
+        data = serializer(record, SerializationContext(topic, MessageField.VALUE))
+        assert data is not None
+        return bytes(data)
+
+    def writer_schema(self, schema_id: int) -> Any:
+        cached = self._writers.get(schema_id)
+        if cached is not None:
+            return cached
+        try:
+            found = self.client.get_schema(schema_id)
+        except SchemaRegistryError as exc:
+            if exc.http_status_code == 404:
+                raise DecodeError(
+                    Rejection(
+                        Reason.unknown_schema_id,
+                        f"schema id {schema_id} is not registered",
+                        schema_id,
+                    )
+                ) from exc
+            raise RegistryUnavailableError(f"registry answered {exc.http_status_code}") from exc
+        except Exception as exc:  # connection refused, timeout, DNS: the registry, not the record
+            raise RegistryUnavailableError(f"schema registry unreachable: {exc}") from exc
+        if found.schema_str is None:
+            raise DecodeError(
+                Rejection(Reason.unknown_schema_id, f"schema id {schema_id} has no text", schema_id)
+            )
+        parsed = fastavro.parse_schema(json.loads(found.schema_str))
+        self._writers[schema_id] = parsed
+        return parsed
+
+    def decode(self, topic: str, data: bytes, model: type[ContractModel]) -> dict[str, Any]:
+        return decode_confluent(data, self.writer_schema, schemas.parsed(model.avro_name))
+
+    def register(self, prefix: str, specs: Iterable[TopicSpec] = ALL_TOPICS) -> dict[str, int]:
+        """Register each topic's value schema (subject ``<topic>-value``, BACKWARD)."""
+        registered: dict[str, int] = {}
+        for spec in specs:
+            if spec.value_schema is None:
+                continue
+            name = subject(spec.name(prefix))
+            schema = Schema(schemas.schema_json(spec.value_schema), "AVRO")
+            try:
+                self.client.set_compatibility(name, COMPATIBILITY)
+                registered[name] = self.client.register_schema(name, schema)
+            except SchemaRegistryError as exc:
+                raise OmnistitchError(f"registering {name}: {exc}") from exc
+            except Exception as exc:
+                raise RegistryUnavailableError(f"schema registry unreachable: {exc}") from exc
+        return registered

@@ -6,4 +6,6 @@ COPY pipeline ./pipeline
 COPY connectors ./connectors
 COPY schemas ./schemas
 RUN pip install --no-cache-dir .
+ENV OMNISTITCH_SCHEMAS_DIR=/app/schemas \
+    OMNISTITCH_DATA_DIR=/data
 ENTRYPOINT ["omnistitch"]

@@ -50,6 +50,7 @@ def build_app(
         producer_acks=-1,
         web_enabled=False,
     )
+
     def raw_topic(name: str) -> Any:
         return app.topic(
             name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"

@@ -10,13 +10,18 @@ Chosen in this order:
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+from confluent_kafka import Consumer, Message
 
 from pipeline.stack import (
     KAFKA_VERSION,
@@ -133,3 +138,89 @@ def project_topics(
         return prefix
 
     return make
+
+
+class WorkerProcess:
+    """A worker (or any long-running command) as a real child process with its own log."""
+
+    def __init__(self, argv: list[str], env: dict[str, str], log: Path) -> None:
+        self.argv = argv
+        self.env = env
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, **extra_env: str) -> None:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv,
+                cwd=REPO_ROOT,
+                env={**os.environ, **self.env, **extra_env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def stop(self, timeout_s: float = 60) -> int:
+        """SIGTERM and wait: a graceful stop that commits offsets."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def tail(self, chars: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+
+@pytest.fixture
+def worker_process(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Factory of worker processes; every one is killed at the end of the test."""
+    made: list[WorkerProcess] = []
+
+    def make(argv: list[str], env: dict[str, str], name: str = "worker") -> WorkerProcess:
+        worker = WorkerProcess(argv, env, tmp_path / f"{name}-{len(made)}.log")
+        made.append(worker)
+        return worker
+
+    yield make
+    for worker in made:
+        worker.kill()
+
+
+def consume(
+    bootstrap_servers: str, topic: str, count: int, timeout_s: float, on_timeout: str = ""
+) -> list[Message]:
+    """Read ``count`` messages of a topic from the beginning (fails the test on timeout)."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": f"reader-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    got: list[Message] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(got) < count and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and not msg.error():
+                got.append(msg)
+        # Anything beyond the expected count is a duplicate or a stray: read a little longer.
+        extra_deadline = time.monotonic() + 1.0
+        while time.monotonic() < extra_deadline:
+            msg = consumer.poll(0.2)
+            if msg is not None and not msg.error():
+                got.append(msg)
+    finally:
+        consumer.close()
+    if len(got) < count:
+        pytest.fail(f"{topic}: expected {count} messages, got {len(got)}\n{on_timeout}")
+    return got

@@ -3,12 +3,9 @@ faust agent → RocksDB table → changelog; the worker restarts and the table c
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,8 +15,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from tests.conftest import REPO_ROOT
-from tests.integration.conftest import KafkaEndpoints
+from tests.integration.conftest import KafkaEndpoints, WorkerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -31,45 +27,12 @@ PURCHASE_SCHEMA = """
 PARTITIONS = 2
 
 
-class ChainWorker:
-    """Starts and stops the chain app as a separate faust worker process."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env = env
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, datadir: Path) -> None:
-        env = {**os.environ, **self.env, "CHAIN_DATADIR": str(datadir)}
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tests.integration.chain_app", "worker", "-l", "info"],
-                cwd=REPO_ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def stop(self) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-
 @pytest.fixture
 def chain(
-    kafka: KafkaEndpoints, unique_name: Callable[[str], str], tmp_path: Path
-) -> Iterator[tuple[ChainWorker, dict[str, str]]]:
+    kafka: KafkaEndpoints,
+    unique_name: Callable[[str], str],
+    worker_process: Callable[..., WorkerProcess],
+) -> tuple[WorkerProcess, dict[str, str]]:
     names = {
         "CHAIN_INPUT": unique_name("chain-in"),
         "CHAIN_OUTPUT": unique_name("chain-out"),
@@ -90,9 +53,8 @@ def chain(
         "CHAIN_REGISTRY": kafka.registry_url,
         "CHAIN_PARTITIONS": str(PARTITIONS),
     }
-    worker = ChainWorker(env, tmp_path / "worker.log")
-    yield worker, env
-    worker.kill()
+    argv = [sys.executable, "-m", "tests.integration.chain_app", "worker", "-l", "info"]
+    return worker_process(argv, env, name="chain"), env
 
 
 def _produce(kafka: KafkaEndpoints, topic: str, customer: str, amount: int) -> None:
@@ -108,7 +70,9 @@ def _produce(kafka: KafkaEndpoints, topic: str, customer: str, amount: int) -> N
     assert producer.flush(30) == 0
 
 
-def _next_outputs(consumer: Consumer, count: int, timeout_s: float, log: Path) -> list[str]:
+def _next_outputs(
+    consumer: Consumer, count: int, timeout_s: float, worker: WorkerProcess
+) -> list[str]:
     got: list[str] = []
     deadline = time.monotonic() + timeout_s
     while len(got) < count and time.monotonic() < deadline:
@@ -117,13 +81,12 @@ def _next_outputs(consumer: Consumer, count: int, timeout_s: float, log: Path) -
             continue
         got.append(msg.value().decode())
     if len(got) < count:
-        tail = log.read_text(errors="replace")[-4000:] if log.exists() else ""
-        pytest.fail(f"expected {count} outputs, got {got}; worker log tail:\n{tail}")
+        pytest.fail(f"expected {count} outputs, got {got}; worker log tail:\n{worker.tail()}")
     return got
 
 
 def test_table_survives_worker_restart_from_its_changelog(
-    kafka: KafkaEndpoints, chain: tuple[ChainWorker, dict[str, str]], tmp_path: Path
+    kafka: KafkaEndpoints, chain: tuple[WorkerProcess, dict[str, str]], tmp_path: Path
 ) -> None:
     worker, env = chain
     consumer = Consumer(
@@ -137,8 +100,8 @@ def test_table_survives_worker_restart_from_its_changelog(
     try:
         _produce(kafka, env["CHAIN_INPUT"], "Jürgen", 5)
         _produce(kafka, env["CHAIN_INPUT"], "Zoë", 7)
-        worker.start(tmp_path / "data-1")
-        first = _next_outputs(consumer, 2, 120, worker.log)
+        worker.start(CHAIN_DATADIR=str(tmp_path / "data-1"))
+        first = _next_outputs(consumer, 2, 120, worker)
         assert sorted(first) == ["Jürgen=5", "Zoë=7"]
         assert worker.stop() == 0
 
@@ -149,8 +112,8 @@ def test_table_survives_worker_restart_from_its_changelog(
 
         # A fresh data directory: the table can only come back from its changelog topic.
         _produce(kafka, env["CHAIN_INPUT"], "Jürgen", 3)
-        worker.start(tmp_path / "data-2")
-        second = _next_outputs(consumer, 1, 120, worker.log)
+        worker.start(CHAIN_DATADIR=str(tmp_path / "data-2"))
+        second = _next_outputs(consumer, 1, 120, worker)
         # 8 = 5 recovered from the changelog + 3. A lost table would give 3; a consumer group
         # that forgot its committed offsets would reprocess the first records and give 13.
         assert second == ["Jürgen=8"]

@@ -1,4 +1,4 @@
-"""docker-compose.yml must describe the same stack as `make up` (no Docker engine here to run it)."""
+"""docker-compose.yml must describe the same stack as `make up` (no Docker engine here)."""
 
 from typing import Any
 
@@ -42,3 +42,11 @@ def test_topics_come_from_the_one_definition_with_the_same_settings() -> None:
     assert set(env) <= fields, set(env) - fields
     assert env["OMNISTITCH_TOPIC_PREFIX"] == Settings.model_fields["topic_prefix"].default
     assert int(env["OMNISTITCH_PARTITIONS"]) == Settings.model_fields["partitions"].default
+
+
+def test_the_worker_runs_the_cli_with_the_same_settings() -> None:
+    worker = _compose()["services"]["worker"]
+    assert worker["command"] == ["worker"]
+    fields = {f"OMNISTITCH_{name.upper()}" for name in Settings.model_fields}
+    assert set(worker["environment"]) <= fields
+    assert worker["environment"]["OMNISTITCH_BOOTSTRAP_SERVERS"] == "kafka:19092"

@@ -1,0 +1,129 @@
+"""Factories of contract records for tests: valid by default, any field overridable."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pipeline.contract import (
+    ChangeType,
+    Channel,
+    ChannelEvent,
+    CustomerProfile,
+    Evidence,
+    Identifier,
+    IdentityChange,
+    JourneyEvent,
+    Traits,
+)
+
+NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
+_ids = itertools.count(1)
+
+
+def make_event(**overrides: Any) -> ChannelEvent:
+    n = next(_ids)
+    fields: dict[str, Any] = {
+        "event_id": f"evt-{n:06d}",
+        "event_type": "page_viewed",
+        "channel": Channel.web,
+        "source": "web-collector",
+        "occurred_at": NOW - timedelta(minutes=n % 600),
+        "received_at": NOW,
+        "identifiers": [Identifier(namespace="anonymous_id", value=f"anon-{n}")],
+        "traits": Traits(),
+        "properties": {},
+        "consent": None,
+    }
+    fields.update(overrides)
+    return ChannelEvent(**fields)
+
+
+def make_rich_event(**overrides: Any) -> ChannelEvent:
+    """An event with every optional part filled, with names that test encodings."""
+    fields: dict[str, Any] = {
+        "event_type": "order_placed",
+        "channel": Channel.ecommerce,
+        "source": "shop-de",
+        "identifiers": [
+            Identifier(namespace="email", value="Jürgen.Müller@Example.de "),
+            Identifier(namespace="phone", value="0170/1234567"),
+            Identifier(namespace="loyalty_id", value="LC-0042"),
+        ],
+        "traits": Traits(
+            first_name="Jürgen",
+            last_name="Müller-Lüdenscheidt",
+            birth_date="1984-02-29",
+            street="Straße des 17. Juni",
+            house_number="12a",
+            address_line2="c/o Zoë O'Brien",
+            postal_code="10623",
+            city="Berlin",
+            region="BE",
+            country="DE",
+            email="jürgen@example.de",
+            phone="+49 170 1234567",
+        ),
+        "properties": {"order_id": "A-1", "amount": "129.90", "currency": "EUR", "emoji": "🛒"},
+        "consent": {"email_marketing": True, "sms": False},
+    }
+    fields.update(overrides)
+    return make_event(**fields)
+
+
+def make_profile(**overrides: Any) -> CustomerProfile:
+    fields: dict[str, Any] = {
+        "customer_id": "cust-1",
+        "identifiers": {"email": ["zoe@example.ie"], "anonymous_id": ["a1", "a2"]},
+        "traits": Traits(first_name="Zoë", last_name="O'Brien"),
+        "channels": [Channel.web, Channel.store],
+        "first_seen": NOW - timedelta(days=30),
+        "last_seen": NOW,
+        "event_count": 7,
+        "order_count": 2,
+        "order_totals": {"EUR": "59.80"},
+        "consent": {"email_marketing": True},
+        "merged_ids": ["cust-9"],
+        "version": 3,
+        "updated_at": NOW,
+    }
+    fields.update(overrides)
+    return CustomerProfile(**fields)
+
+
+def make_change(**overrides: Any) -> IdentityChange:
+    fields: dict[str, Any] = {
+        "change_id": "chg-1",
+        "change_type": ChangeType.merged,
+        "customer_id": "cust-1",
+        "old_customer_ids": ["cust-9"],
+        "reason": "shared identifier email",
+        "evidence": [
+            Evidence(
+                event_id="evt-1",
+                source="web-collector",
+                occurred_at=NOW,
+                rule="shared_identifier",
+                identifiers=[Identifier(namespace="email", value="zoe@example.ie")],
+                score=None,
+                details={},
+            )
+        ],
+        "occurred_at": NOW,
+    }
+    fields.update(overrides)
+    return IdentityChange(**fields)
+
+
+def make_journey(**overrides: Any) -> JourneyEvent:
+    fields: dict[str, Any] = {
+        "customer_id": "cust-1",
+        "event": make_rich_event(),
+        "sequence_number": 2,
+        "previous_channel": Channel.web,
+        "channel_switch": True,
+        "time_since_previous_ms": 3_600_000,
+    }
+    fields.update(overrides)
+    return JourneyEvent(**fields)

@@ -77,6 +77,15 @@ def port_open(port: int, host: str = "127.0.0.1", timeout_s: float = 0.5) -> boo
         return sock.connect_ex((host, port)) == 0
 
 
+def cluster_id() -> str:
+    """A random KRaft cluster id: a UUID in base64url, never starting with '-' (as Kafka's own
+    Uuid.randomUuid() ensures; a leading dash reads as a command-line option)."""
+    while True:
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not candidate.startswith("-"):
+            return candidate
+
+
 def _java() -> str:
     java_home = os.environ.get("JAVA_HOME")
     if java_home and (Path(java_home) / "bin" / "java").exists():
@@ -266,13 +275,11 @@ class KafkaNode(JavaNode):
         self.properties_file.write_text(self.server_properties())
         if (self.data_dir / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         fmt = self._jvm(
             "kafka.tools.StorageTool",
             "format",
             "--ignore-formatted",
-            "-t",
-            cluster_id,
+            f"--cluster-id={cluster_id()}",
             "-c",
             str(self.properties_file),
             heap="256m",

@@ -3,7 +3,14 @@ from pathlib import Path
 import pytest
 
 from pipeline.exceptions import StackError
-from pipeline.stack import KafkaNode, RegistryNode, StackConfig, free_port, port_open
+from pipeline.stack import (
+    KafkaNode,
+    RegistryNode,
+    StackConfig,
+    cluster_id,
+    free_port,
+    port_open,
+)
 
 
 def _config(tmp_path: Path, lib: Path) -> StackConfig:
@@ -38,3 +45,9 @@ def test_broker_listens_on_loopback_only_with_a_bounded_heap(tmp_path: Path) -> 
 
 def test_free_port_is_free() -> None:
     assert not port_open(free_port())
+
+
+def test_cluster_ids_never_start_with_a_dash() -> None:
+    ids = [cluster_id() for _ in range(2000)]
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+    assert len(set(ids)) == len(ids)

@@ -1,0 +1,322 @@
+"""The customer graph: identifiers are nodes, customers are the connected groups of them.
+
+Pure (state behind pipeline.state.Store) and single-writer: one linking stage owns every key,
+so the result cannot depend on partitioning. Keys:
+
+``n|<namespace>|<value>``  node: its customer, the evidence of the link that brought it in
+                           (event, time, source, rule, via) and its quarantine state;
+``c|<customer_id>``        customer: identifier values by namespace and first-seen time, or a
+                           forward pointer ``{"fwd": winner}`` after a merge;
+``e|<event_id>``           the customer an event was routed to (idempotency by event id).
+
+A merge keeps the customer seen first (earliest event time; ties: the smaller id) and leaves a
+forward pointer, so late events for the merged-away id land on the survivor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pipeline.contract import ChangeType, ChannelEvent, Evidence, IdentityChange
+from pipeline.identifiers import Node
+from pipeline.namespaces import NamespaceRules
+from pipeline.state import Store
+
+SHARED_IDENTIFIER = "shared_identifier"
+UNIQUE_CONFLICT = "unique_namespace_conflict"
+NAMESPACE_LIMIT = "namespace_limit"
+HAIRBALL = "hairball_guard"
+
+
+def to_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def new_customer_id(event_id: str) -> str:
+    """Deterministic: the same input creates the same ids in the worker and in replay."""
+    return "cus-" + hashlib.sha256(event_id.encode()).hexdigest()[:20]
+
+
+def _change_id(*parts: str) -> str:
+    return "chg-" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class Fold:
+    """Tells the profile stage: move the loser's profile into the winner's."""
+
+    loser: str
+    winner: str
+
+
+@dataclass
+class Linked:
+    """What linking one event decided."""
+
+    customer_id: str
+    duplicate: bool = False
+    folds: list[Fold] = field(default_factory=list)
+    changes: list[IdentityChange] = field(default_factory=list)
+
+
+class Graph:
+    def __init__(self, store: Store, rules: NamespaceRules) -> None:
+        self.store = store
+        self.rules = rules
+
+    # -- reading ---------------------------------------------------------------------------
+    def resolve(self, customer_id: str) -> str:
+        """Follow forward pointers to the surviving customer (compressing the path)."""
+        chain = []
+        current = customer_id
+        while True:
+            record = self.store.get("c|" + current)
+            if record is None or "fwd" not in record:
+                break
+            chain.append(current)
+            current = record["fwd"]
+        for merged in chain[:-1]:
+            self.store.set("c|" + merged, {"fwd": current})
+        return current
+
+    def customer_of_event(self, event_id: str) -> str | None:
+        routed = self.store.get("e|" + event_id)
+        return None if routed is None else self.resolve(routed)
+
+    def customer_of_node(self, node: Node) -> str | None:
+        record = self.store.get("n|" + node.key)
+        return None if record is None else self.resolve(record["c"])
+
+    # -- linking ---------------------------------------------------------------------------
+    def link(self, event: ChannelEvent, nodes: list[Node], now: datetime) -> Linked:
+        seen = self.store.get("e|" + event.event_id)
+        if seen is not None:
+            return Linked(self.resolve(seen), duplicate=True)
+        at = to_ms(event.occurred_at)
+        ordered = sorted(nodes, key=lambda n: (self.rules.rule(n.namespace).priority, n))
+        active: list[tuple[Node, dict[str, Any] | None]] = []
+        for node in ordered:
+            record = self.store.get("n|" + node.key)
+            if record is None or not record.get("q"):
+                active.append((node, record))
+        result = Linked(customer_id="")
+        customer = self._anchor(event, active, at, now, result)
+        for node, record in active:
+            if record is None:
+                if self.customer_of_node(node) == customer:
+                    continue  # the anchor, attached above
+                refused = self._refuse_attach(customer, node)
+                if refused:
+                    result.changes.append(self._conflict(event, customer, None, node, refused, now))
+                else:
+                    self._attach(node, customer, event, at, SHARED_IDENTIFIER, active[0][0])
+                continue
+            other = self.resolve(record["c"])
+            if other == customer:
+                continue
+            refused = self._refuse_merge(customer, other)
+            if refused:
+                result.changes.append(self._conflict(event, customer, other, node, refused, now))
+                if refused[0] == UNIQUE_CONFLICT:
+                    quarantined = self._count_hairball(node, record, customer, other, event, now)
+                    if quarantined:
+                        result.changes.append(quarantined)
+                continue
+            customer = self._merge(customer, other, event, node, now, result)
+        self.store.set("e|" + event.event_id, customer)
+        record = self.store.get("c|" + customer)
+        assert record is not None and "fwd" not in record
+        if at < record["first"]:
+            record["first"] = at
+            self.store.set("c|" + customer, record)
+        result.customer_id = customer
+        return result
+
+    def _anchor(
+        self,
+        event: ChannelEvent,
+        active: list[tuple[Node, dict[str, Any] | None]],
+        at: int,
+        now: datetime,
+        result: Linked,
+    ) -> str:
+        """The customer of the event's highest-priority identifier (created when new)."""
+        if active and active[0][1] is not None:
+            return self.resolve(active[0][1]["c"])
+        existing = next((self.resolve(r["c"]) for _, r in active if r is not None), None)
+        if active and existing is not None and self._refuse_attach(existing, active[0][0]) is None:
+            self._attach(active[0][0], existing, event, at, SHARED_IDENTIFIER, None)
+            return existing
+        customer = new_customer_id(event.event_id)
+        self.store.set("c|" + customer, {"ids": {}, "first": at})
+        if active:
+            self._attach(active[0][0], customer, event, at, "first_seen", None)
+        result.changes.append(
+            IdentityChange(
+                change_id=_change_id("created", event.event_id),
+                change_type=ChangeType.created,
+                customer_id=customer,
+                reason="new customer" + (f" from {active[0][0].namespace}" if active else ""),
+                evidence=[self._evidence(event, "first_seen", [n for n, _ in active[:1]])],
+                occurred_at=now,
+            )
+        )
+        return customer
+
+    def _attach(
+        self, node: Node, customer: str, event: ChannelEvent, at: int, rule: str, via: Node | None
+    ) -> None:
+        record = self.store.get("c|" + customer)
+        assert record is not None
+        values = record["ids"].setdefault(node.namespace, [])
+        if node.value not in values:
+            values.append(node.value)
+        self.store.set("c|" + customer, record)
+        self.store.set(
+            "n|" + node.key,
+            {
+                "c": customer,
+                "ev": {
+                    "e": event.event_id,
+                    "t": at,
+                    "s": event.source,
+                    "r": rule,
+                    "v": via.key if via else None,
+                },
+            },
+        )
+
+    def _refuse_attach(self, customer: str, node: Node) -> tuple[str, str] | None:
+        record = self.store.get("c|" + customer)
+        assert record is not None
+        values = record["ids"].get(node.namespace, [])
+        if node.value in values:
+            return None
+        rule = self.rules.rule(node.namespace)
+        if rule.unique and values:
+            return (UNIQUE_CONFLICT, node.namespace)
+        if len(values) >= rule.limit:
+            return (NAMESPACE_LIMIT, node.namespace)
+        return None
+
+    def _refuse_merge(self, left: str, right: str) -> tuple[str, str] | None:
+        a = self.store.get("c|" + left)
+        b = self.store.get("c|" + right)
+        assert a is not None and b is not None
+        for namespace in sorted(set(a["ids"]) | set(b["ids"])):
+            mine, theirs = set(a["ids"].get(namespace, [])), set(b["ids"].get(namespace, []))
+            rule = self.rules.rule(namespace)
+            if rule.unique and mine and theirs and mine != theirs:
+                return (UNIQUE_CONFLICT, namespace)
+            if len(mine | theirs) > rule.limit:
+                return (NAMESPACE_LIMIT, namespace)
+        return None
+
+    def _merge(
+        self, left: str, right: str, event: ChannelEvent, via: Node, now: datetime, result: Linked
+    ) -> str:
+        a = self.store.get("c|" + left)
+        b = self.store.get("c|" + right)
+        assert a is not None and b is not None
+        winner, loser = (
+            (left, right) if (a["first"], left) <= (b["first"], right) else (right, left)
+        )
+        kept, gone = (a, b) if winner == left else (b, a)
+        for namespace, values in gone["ids"].items():
+            merged = kept["ids"].setdefault(namespace, [])
+            merged.extend(v for v in values if v not in merged)
+        kept["first"] = min(kept["first"], gone["first"])
+        self.store.set("c|" + winner, kept)
+        self.store.set("c|" + loser, {"fwd": winner})
+        result.folds.append(Fold(loser, winner))
+        result.changes.append(
+            IdentityChange(
+                change_id=_change_id("merged", event.event_id, loser, winner),
+                change_type=ChangeType.merged,
+                customer_id=winner,
+                old_customer_ids=[loser],
+                reason=f"shared {via.namespace}",
+                evidence=[self._evidence(event, SHARED_IDENTIFIER, [via])],
+                occurred_at=now,
+            )
+        )
+        return winner
+
+    def _uniques(self, customer: str) -> set[str]:
+        record = self.store.get("c|" + customer)
+        assert record is not None
+        return {
+            f"{ns}|{value}"
+            for ns in self.rules.unique_namespaces()
+            for value in record["ids"].get(ns, [])
+        }
+
+    def _count_hairball(
+        self,
+        node: Node,
+        record: dict[str, Any],
+        customer: str,
+        other: str,
+        event: ChannelEvent,
+        now: datetime,
+    ) -> IdentityChange | None:
+        """Quarantine a value that ties together too many profiles with different unique ids."""
+        tied = set(record.get("u", [])) | self._uniques(customer) | self._uniques(other)
+        limit = self.rules.hairball_max_profiles
+        record["u"] = sorted(tied)[: limit + 1]
+        quarantine = len(tied) > limit
+        if quarantine:
+            record["q"] = 1
+        self.store.set("n|" + node.key, record)
+        if not quarantine:
+            return None
+        return IdentityChange(
+            change_id=_change_id("quarantined", node.key),
+            change_type=ChangeType.quarantined,
+            customer_id=self.resolve(record["c"]),
+            reason=f"a {node.namespace} value tied together more than {limit} profiles with "
+            "different unique ids; it no longer links",
+            evidence=[self._evidence(event, HAIRBALL, [node])],
+            occurred_at=now,
+        )
+
+    def _conflict(
+        self,
+        event: ChannelEvent,
+        customer: str,
+        other: str | None,
+        node: Node,
+        refused: tuple[str, str],
+        now: datetime,
+    ) -> IdentityChange:
+        rule, namespace = refused
+        reason = (
+            f"link refused: the profiles hold different {namespace} values"
+            if rule == UNIQUE_CONFLICT
+            else f"link refused: more {namespace} values than one profile may hold"
+        )
+        return IdentityChange(
+            change_id=_change_id("conflict", event.event_id, customer, other or "", node.key),
+            change_type=ChangeType.conflict,
+            customer_id=customer,
+            old_customer_ids=[other] if other else [],
+            reason=reason,
+            evidence=[self._evidence(event, rule, [node], {"namespace": namespace})],
+            occurred_at=now,
+        )
+
+    @staticmethod
+    def _evidence(
+        event: ChannelEvent, rule: str, nodes: list[Node], details: dict[str, str] | None = None
+    ) -> Evidence:
+        return Evidence(
+            event_id=event.event_id,
+            source=event.source,
+            occurred_at=event.occurred_at,
+            rule=rule,
+            identifiers=[n.to_identifier() for n in nodes],
+            details=details or {},
+        )

@@ -1,0 +1,39 @@
+"""Journey context: where an event sits in its customer's history of touches.
+
+A touch is ``[occurred_at_ms, channel]``; touches are kept sorted by event time, so an event that
+arrives late still gets the touch that really came before it as its predecessor.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.contract import Channel
+
+
+@dataclass(frozen=True)
+class JourneyContext:
+    sequence_number: int
+    previous_channel: Channel | None
+    channel_switch: bool
+    time_since_previous_ms: int | None
+
+
+def place(touches: list[list[Any]], at_ms: int, channel: Channel) -> JourneyContext:
+    """Insert the touch into the sorted list and describe its position."""
+    index = bisect.bisect_right([t[0] for t in touches], at_ms)
+    previous = touches[index - 1] if index else None
+    touches.insert(index, [at_ms, channel.value])
+    previous_channel = Channel(str(previous[1])) if previous else None
+    return JourneyContext(
+        sequence_number=index + 1,
+        previous_channel=previous_channel,
+        channel_switch=previous_channel is not None and previous_channel != channel,
+        time_since_previous_ms=(at_ms - int(previous[0])) if previous else None,
+    )
+
+
+def merge_touches(left: list[list[Any]], right: list[list[Any]]) -> list[list[Any]]:
+    return sorted(left + right, key=lambda t: (t[0], str(t[1])))

@@ -1,0 +1,241 @@
+"""Profiles: the merged view of one customer, kept by the stage keyed by customer id.
+
+Pure (state behind pipeline.state.Store, key ``p|<customer_id>``). Three messages reach it:
+an event routed to a customer (update the profile, place the event in the journey, once per
+event id); a fold (the linking stage merged this customer away: hand its state to the winner
+and leave a forward pointer); an absorb (take over a merged-away customer's state).
+
+Survivorship of traits: the value from the source of highest precedence wins; among equals, the
+most recent non-empty value (by event time) wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from pipeline.contract import Channel, ChannelEvent, CustomerProfile, JourneyEvent, Traits
+from pipeline.graph import to_ms
+from pipeline.identifiers import Node
+from pipeline.journey import merge_touches, place
+from pipeline.state import Store
+
+ORDER_EVENT_TYPES = frozenset({"order_placed", "purchase", "order_completed"})
+TRAIT_NAMES = tuple(Traits.model_fields)
+
+
+@dataclass(frozen=True)
+class Survivorship:
+    """Source prefixes in order of precedence (earlier wins); unlisted sources rank last."""
+
+    source_precedence: tuple[str, ...] = ()
+
+    def rank(self, source: str) -> int:
+        for index, prefix in enumerate(self.source_precedence):
+            if source.startswith(prefix):
+                return index
+        return len(self.source_precedence)
+
+
+def _better(candidate: list[Any], current: list[Any] | None) -> bool:
+    """[value, at_ms, rank]: lower rank wins, then the later time."""
+    if current is None:
+        return True
+    return (candidate[2], -candidate[1]) <= (current[2], -current[1])
+
+
+def _from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+@dataclass
+class ProfileOutput:
+    """What the stage emits for one message."""
+
+    profiles: list[CustomerProfile] = field(default_factory=list)
+    tombstones: list[str] = field(default_factory=list)
+    journeys: list[JourneyEvent] = field(default_factory=list)
+    # (customer id, message) to send on, keyed by that customer id.
+    forwards: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+
+def _empty_state() -> dict[str, Any]:
+    return {
+        "ids": {},
+        "traits": {},
+        "channels": {},
+        "first": None,
+        "last": None,
+        "events": 0,
+        "orders": 0,
+        "totals": {},
+        "consent": {},
+        "merged": [],
+        "version": 0,
+        "seen": [],
+        "touches": [],
+    }
+
+
+class ProfileBook:
+    def __init__(self, store: Store, survivorship: Survivorship | None = None) -> None:
+        self.store = store
+        self.survivorship = survivorship or Survivorship()
+
+    # -- messages ----------------------------------------------------------------------------
+    def handle(self, customer_id: str, message: dict[str, Any], now: datetime) -> ProfileOutput:
+        """Dispatch one message of the customer-ops topic (see route_message etc.)."""
+        kind = message["kind"]
+        if kind == "route":
+            return self.add_event(
+                customer_id,
+                ChannelEvent.model_validate(message["event"]),
+                [Node(ns, value) for ns, value in message["nodes"]],
+                now,
+            )
+        if kind == "fold":
+            return self.fold(customer_id, message["winner"])
+        if kind == "absorb":
+            return self.absorb(customer_id, message["loser"], message["state"], now)
+        raise ValueError(f"unknown customer-ops message kind {kind!r}")
+
+    def add_event(
+        self, customer_id: str, event: ChannelEvent, nodes: Sequence[Node], now: datetime
+    ) -> ProfileOutput:
+        state = self.store.get("p|" + customer_id)
+        if state is not None and "fwd" in state:
+            return ProfileOutput(forwards=[(state["fwd"], route_message(event, nodes))])
+        state = state or _empty_state()
+        if event.event_id in state["seen"]:
+            return ProfileOutput()
+        at = to_ms(event.occurred_at)
+        context = place(state["touches"], at, event.channel)
+        state["seen"].append(event.event_id)
+        for node in nodes:
+            values = state["ids"].setdefault(node.namespace, [])
+            if node.value not in values:
+                values.append(node.value)
+        rank = self.survivorship.rank(event.source)
+        for name in TRAIT_NAMES:
+            value = getattr(event.traits, name)
+            if value is not None and value.strip():
+                candidate = [value.strip(), at, rank]
+                if _better(candidate, state["traits"].get(name)):
+                    state["traits"][name] = candidate
+        channels = state["channels"]
+        if event.channel.value not in channels or at < channels[event.channel.value]:
+            channels[event.channel.value] = at
+        state["first"] = at if state["first"] is None else min(state["first"], at)
+        state["last"] = at if state["last"] is None else max(state["last"], at)
+        state["events"] += 1
+        if event.event_type in ORDER_EVENT_TYPES:
+            state["orders"] += 1
+            amount, currency = event.properties.get("amount"), event.properties.get("currency")
+            if amount and currency:
+                try:
+                    total = Decimal(state["totals"].get(currency, "0")) + Decimal(amount)
+                    state["totals"][currency.upper()] = str(total)
+                except InvalidOperation:
+                    pass  # an unreadable amount counts the order, not the money
+        for purpose, granted in (event.consent or {}).items():
+            current = state["consent"].get(purpose)
+            if current is None or at >= current[1]:
+                state["consent"][purpose] = [granted, at]
+        state["version"] += 1
+        self.store.set("p|" + customer_id, state)
+        journey = JourneyEvent(
+            customer_id=customer_id,
+            event=event,
+            sequence_number=context.sequence_number,
+            previous_channel=context.previous_channel,
+            channel_switch=context.channel_switch,
+            time_since_previous_ms=context.time_since_previous_ms,
+        )
+        return ProfileOutput(profiles=[self._profile(customer_id, state, now)], journeys=[journey])
+
+    def fold(self, loser: str, winner: str) -> ProfileOutput:
+        state = self.store.get("p|" + loser)
+        if state is not None and "fwd" in state:
+            return ProfileOutput()  # folded before: a repeated message changes nothing
+        self.store.set("p|" + loser, {"fwd": winner})
+        message = {"kind": "absorb", "loser": loser, "state": state or _empty_state()}
+        return ProfileOutput(tombstones=[loser], forwards=[(winner, message)])
+
+    def absorb(
+        self, winner: str, loser: str, other: dict[str, Any], now: datetime
+    ) -> ProfileOutput:
+        state = self.store.get("p|" + winner)
+        if state is not None and "fwd" in state:
+            return ProfileOutput(
+                forwards=[(state["fwd"], {"kind": "absorb", "loser": loser, "state": other})]
+            )
+        state = state or _empty_state()
+        if loser in state["merged"]:
+            return ProfileOutput()
+        for namespace, values in other["ids"].items():
+            mine = state["ids"].setdefault(namespace, [])
+            mine.extend(v for v in values if v not in mine)
+        for name, candidate in other["traits"].items():
+            if _better(candidate, state["traits"].get(name)):
+                state["traits"][name] = candidate
+        for channel, at in other["channels"].items():
+            if channel not in state["channels"] or at < state["channels"][channel]:
+                state["channels"][channel] = at
+        for bound, pick in (("first", min), ("last", max)):
+            values = [v for v in (state[bound], other[bound]) if v is not None]
+            state[bound] = pick(values) if values else None
+        seen = set(state["seen"])
+        state["seen"].extend(e for e in other["seen"] if e not in seen)
+        state["events"] = len(state["seen"])
+        state["orders"] += other["orders"]
+        for currency, amount in other["totals"].items():
+            state["totals"][currency] = str(
+                Decimal(state["totals"].get(currency, "0")) + Decimal(amount)
+            )
+        for purpose, entry in other["consent"].items():
+            current = state["consent"].get(purpose)
+            if current is None or entry[1] > current[1]:
+                state["consent"][purpose] = entry
+        state["merged"].extend([loser, *other["merged"]])
+        state["touches"] = merge_touches(state["touches"], other["touches"])
+        state["version"] += 1
+        self.store.set("p|" + winner, state)
+        if state["first"] is None:
+            return ProfileOutput()
+        return ProfileOutput(profiles=[self._profile(winner, state, now)])
+
+    # -- output ------------------------------------------------------------------------------
+    @staticmethod
+    def _profile(customer_id: str, state: dict[str, Any], now: datetime) -> CustomerProfile:
+        return CustomerProfile(
+            customer_id=customer_id,
+            identifiers={ns: list(values) for ns, values in state["ids"].items()},
+            traits=Traits(**{name: entry[0] for name, entry in state["traits"].items()}),
+            channels=[
+                Channel(c) for c, _ in sorted(state["channels"].items(), key=lambda kv: kv[1])
+            ],
+            first_seen=_from_ms(state["first"]),
+            last_seen=_from_ms(state["last"]),
+            event_count=state["events"],
+            order_count=state["orders"],
+            order_totals=dict(state["totals"]),
+            consent={purpose: entry[0] for purpose, entry in state["consent"].items()},
+            merged_ids=list(state["merged"]),
+            version=state["version"],
+            updated_at=now,
+        )
+
+
+def route_message(event: ChannelEvent, nodes: Sequence[Node]) -> dict[str, Any]:
+    return {
+        "kind": "route",
+        "event": event.model_dump(mode="json"),
+        "nodes": [[n.namespace, n.value] for n in nodes],
+    }
+
+
+def fold_message(winner: str) -> dict[str, Any]:
+    return {"kind": "fold", "winner": winner}

@@ -128,7 +128,8 @@ class Normaliser:
             number = phonenumbers.parse(value, self.default_region)
         except phonenumbers.NumberParseException:
             return DropReason.invalid_phone
-        if not phonenumbers.is_possible_number(number):
+        # "Possible" allows very short local numbers; fewer than 6 digits identify nobody.
+        if not phonenumbers.is_possible_number(number) or len(str(number.national_number)) < 6:
             return DropReason.invalid_phone
         if _one_repeated_symbol(str(number.national_number)):
             return DropReason.junk

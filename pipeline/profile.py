@@ -135,9 +135,10 @@ class ProfileBook:
             state["orders"] += 1
             amount, currency = event.properties.get("amount"), event.properties.get("currency")
             if amount and currency:
+                currency = currency.strip().upper()
                 try:
                     total = Decimal(state["totals"].get(currency, "0")) + Decimal(amount)
-                    state["totals"][currency.upper()] = str(total)
+                    state["totals"][currency] = str(total)
                 except InvalidOperation:
                     pass  # an unreadable amount counts the order, not the money
         for purpose, granted in (event.consent or {}).items():

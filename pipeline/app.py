@@ -1,27 +1,47 @@
-"""The faust-streaming worker: thin glue between Kafka and the pure pipeline modules.
+"""The faust-streaming worker: thin glue between Kafka and the pure pipeline stages.
 
-Stage 1, intake: every record of the events topic is decoded and validated (pipeline.intake);
-a valid ChannelEvent goes to the accepted-events topic keyed by event_id, anything else to the
-dead-letter topic with its original bytes and reason. Offsets are committed only after the
-record was handled, so nothing accepted is lost (at-least-once).
+    events (N partitions) ──intake──▶ events.accepted (1 partition) ──link──▶ customer-ops
+    (N partitions, key = customer id) ──profile──▶ profiles (compacted), journeys
+                                 └─────────────────────────────▶ identity-changes
+
+1. intake (partitioned): decode and validate; invalid records go to the dead-letter topic.
+2. link (one partition, so one writer): the customer graph (pipeline.graph) in the ``graph``
+   table; emits identity changes, folds for merges and every event routed to its customer.
+3. profile (partitioned by customer id): the ``customers`` table (pipeline.profile); every
+   read and write of a customer's state happens while processing a message keyed by that id.
+
+Offsets are committed after a record was handled (at-least-once); repeated records are
+recognised by event id (linking) and by the customer's seen event ids (profiles, journeys).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
 import faust
 
 from pipeline.clock import Clock, system_clock
-from pipeline.contract import ChannelEvent
+from pipeline.contract import ChannelEvent, JourneyEvent
 from pipeline.dead_letters import DeadLetter, DeadLetterCounts, Origin, Rejection
-from pipeline.exceptions import RegistryUnavailableError
+from pipeline.exceptions import DecodeError, RegistryUnavailableError
+from pipeline.graph import Graph
 from pipeline.intake import accept
+from pipeline.profile import ProfileBook, fold_message, route_message
 from pipeline.serialization import RegistrySerde, Serde
 from pipeline.settings import Settings
-from pipeline.topics import ACCEPTED, DEAD_LETTERS, EVENTS
+from pipeline.state import StagedStore
+from pipeline.topics import (
+    ACCEPTED,
+    CUSTOMER_OPS,
+    DEAD_LETTERS,
+    EVENTS,
+    IDENTITY_CHANGES,
+    JOURNEYS,
+    PROFILES,
+)
 
 log = logging.getLogger("omnistitch.worker")
 
@@ -32,12 +52,34 @@ def broker_urls(bootstrap_servers: str) -> list[str]:
     return [f"kafka://{host.strip()}" for host in bootstrap_servers.split(",") if host.strip()]
 
 
+class TableStore:
+    """The Store contract on a faust table (values JSON, like the table's changelog)."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def get(self, key: str) -> Any | None:
+        return self.table.get(key)
+
+    def set(self, key: str, value: Any) -> None:
+        self.table[key] = value
+
+    def delete(self, key: str) -> None:
+        if key in self.table:
+            del self.table[key]
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
 def build_app(
     settings: Settings, clock: Clock = system_clock, serde: Serde | None = None
 ) -> faust.App:
     """The worker's faust app, configured from settings."""
-    serde = serde or RegistrySerde(settings.schema_registry_url)
+    codec = serde or RegistrySerde(settings.schema_registry_url)
     policy = settings.intake_policy()
+    stitch = settings.stitch_config()
     prefix = settings.topic_prefix
     app = faust.App(
         settings.app_id,
@@ -49,72 +91,218 @@ def build_app(
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         web_enabled=False,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 4),
     )
+    rocks = {
+        "block_cache_size": settings.rocksdb_block_cache_mb * 1024 * 1024,
+        "block_cache_compressed_size": settings.rocksdb_block_cache_mb * 1024 * 1024 // 4,
+        "write_buffer_size": settings.rocksdb_write_buffer_mb * 1024 * 1024,
+        "max_write_buffer_number": 2,
+    }
 
-    def raw_topic(name: str) -> Any:
+    def raw_topic(name: str, partitions: int | None = None) -> Any:
         return app.topic(
-            name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+            name,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=partitions,
         )
 
     events_topic = raw_topic(EVENTS.name(prefix))
-    accepted_topic = raw_topic(ACCEPTED.name(prefix))
+    accepted_topic = raw_topic(ACCEPTED.name(prefix), partitions=1)
+    ops_topic = raw_topic(CUSTOMER_OPS.name(prefix), partitions=settings.partitions)
     dead_topic = raw_topic(DEAD_LETTERS.name(prefix))
+    profiles_topic = raw_topic(PROFILES.name(prefix))
+    journeys_topic = raw_topic(JOURNEYS.name(prefix))
+    changes_topic = raw_topic(IDENTITY_CHANGES.name(prefix))
+    graph_table = app.Table("graph", partitions=1, options=rocks)
+    customers_table = app.Table("customers", partitions=settings.partitions, options=rocks)
+    graph = Graph(TableStore(graph_table), stitch.rules)
+    staged = StagedStore(TableStore(customers_table))
+    emitted: set[str] = set()
+    book = ProfileBook(staged, stitch.survivorship, emitted=emitted)
+    tail_stale = [True]
+
+    @app.on_partitions_assigned.connect
+    async def _assigned(_app: Any, *_args: Any, **_kwargs: Any) -> None:
+        tail_stale[0] = True
+
+    def read_journey_tail() -> set[str]:
+        """Event ids of the journeys topic's recent tail: what reached Kafka before a crash
+        whose state change may not have survived (see ProfileBook ``emitted``)."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        topic = JOURNEYS.name(prefix)
+        consumer = Consumer(
+            {
+                "bootstrap.servers": settings.bootstrap_servers,
+                "group.id": f"{settings.app_id}-journey-tail",
+                "enable.auto.commit": False,
+            }
+        )
+        found: set[str] = set()
+        try:
+            metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+            ends = []
+            for partition in metadata.partitions:
+                low, high = consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=10
+                )
+                start = max(low, high - settings.journey_tail_records)
+                if high > start:
+                    ends.append((TopicPartition(topic, partition, start), high))
+            consumer.assign([tp for tp, _ in ends])
+            remaining = {tp.partition: high for tp, high in ends}
+            while remaining:
+                msg = consumer.poll(2.0)
+                if msg is None:
+                    break
+                value, offset, partition = msg.value(), msg.offset(), msg.partition()
+                if msg.error() or value is None or offset is None or partition is None:
+                    continue
+                record = codec.decode(topic, value, JourneyEvent)
+                found.add(record["event"]["event_id"])
+                if offset + 1 >= remaining.get(partition, 0):
+                    remaining.pop(partition, None)
+        finally:
+            consumer.close()
+        return found
+
     counts = DeadLetterCounts()
-    accepted_count = 0
+    stats = {"accepted": 0, "linked": 0, "profiled": 0}
 
-    def decode(data: bytes) -> dict[str, Any]:
-        return serde.decode(EVENTS.name(prefix), data, ChannelEvent)
+    async def dead_letter(message: Any, rejection: Rejection) -> None:
+        letter = DeadLetter(
+            Origin(message.topic, message.partition, message.offset),
+            rejection,
+            message.key,
+            message.value,
+            clock(),
+        )
+        await dead_topic.send(key=message.key, value=message.value, headers=letter.headers())
+        counts.add(rejection.reason)
+        log.info(
+            "dead letter: reason=%s origin=%s/%d@%d",
+            rejection.reason,
+            message.topic,
+            message.partition,
+            message.offset,
+        )
 
-    async def accept_with_retry(data: bytes | None) -> ChannelEvent | Rejection:
+    async def retry_registry(call: Any) -> Any:
         delay = 0.5
         while True:
             try:
-                return accept(data, decode, clock(), policy)
+                return call()
             except RegistryUnavailableError as exc:
                 # Not the record's fault: wait and retry, the offset stays uncommitted.
                 log.warning("schema registry unavailable, retrying in %.1fs: %s", delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, REGISTRY_RETRY_MAX_S)
 
+    def decode_event(topic: str, data: bytes) -> dict[str, Any]:
+        return codec.decode(topic, data, ChannelEvent)
+
     @app.agent(events_topic, concurrency=1)
     async def intake(stream: Any) -> None:
-        nonlocal accepted_count
         async for event in stream.events():
             message = event.message
-            outcome = await accept_with_retry(message.value)
+            outcome = await retry_registry(
+                lambda m=message: accept(
+                    m.value, lambda d: decode_event(EVENTS.name(prefix), d), clock(), policy
+                )
+            )
             if isinstance(outcome, Rejection):
-                letter = DeadLetter(
-                    Origin(message.topic, message.partition, message.offset),
-                    outcome,
-                    message.key,
-                    message.value,
-                    clock(),
-                )
-                await dead_topic.send(
-                    key=message.key, value=message.value, headers=letter.headers()
-                )
-                counts.add(outcome.reason)
-                log.info(
-                    "dead letter: reason=%s origin=%s/%d@%d",
-                    outcome.reason,
-                    message.topic,
-                    message.partition,
-                    message.offset,
-                )
+                await dead_letter(message, outcome)
                 continue
             await accepted_topic.send(
                 key=outcome.event_id.encode(),
-                value=serde.encode(ACCEPTED.name(prefix), outcome),
+                value=codec.encode(ACCEPTED.name(prefix), outcome),
             )
-            accepted_count += 1
+            stats["accepted"] += 1
 
-    last_logged: list[tuple[int, dict[str, int]]] = []
+    @app.agent(accepted_topic, concurrency=1)
+    async def link(stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            try:
+                record = await retry_registry(
+                    lambda m=message: decode_event(ACCEPTED.name(prefix), m.value)
+                )
+                accepted = ChannelEvent.from_avro(record)
+            except DecodeError as exc:
+                await dead_letter(message, exc.rejection)
+                continue
+            now = clock()
+            nodes, _dropped = stitch.normaliser.nodes(accepted.identifiers, accepted.traits)
+            linked = graph.link(accepted, nodes, now)
+            for change in linked.changes:
+                await changes_topic.send(
+                    key=change.customer_id.encode(),
+                    value=codec.encode(IDENTITY_CHANGES.name(prefix), change),
+                )
+            for fold in linked.folds:
+                await ops_topic.send(
+                    key=fold.loser.encode(), value=_json(fold_message(fold.winner))
+                )
+            await ops_topic.send(
+                key=linked.customer_id.encode(), value=_json(route_message(accepted, nodes))
+            )
+            stats["linked"] += 1
+
+    @app.agent(ops_topic, concurrency=1)
+    async def profile(stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            if tail_stale[0]:
+                tail_stale[0] = False
+                emitted.update(
+                    await asyncio.get_running_loop().run_in_executor(None, read_journey_tail)
+                )
+                log.info("journey tail read: %d recent event ids", len(emitted))
+            customer_id = message.key.decode()
+            out = book.handle(customer_id, json.loads(message.value), clock())
+            sent = []
+            for gone in out.tombstones:
+                sent.append(await profiles_topic.send(key=gone.encode(), value=None))
+            for snapshot in out.profiles:
+                sent.append(
+                    await profiles_topic.send(
+                        key=snapshot.customer_id.encode(),
+                        value=codec.encode(PROFILES.name(prefix), snapshot),
+                    )
+                )
+            for journey in out.journeys:
+                sent.append(
+                    await journeys_topic.send(
+                        key=journey.customer_id.encode(),
+                        value=codec.encode(JOURNEYS.name(prefix), journey),
+                    )
+                )
+            for target, forward in out.forwards:
+                sent.append(await ops_topic.send(key=target.encode(), value=_json(forward)))
+            # The state says "this event is in the journey": write it only once Kafka has the
+            # outputs, so a crash can repeat an output but never lose one.
+            await asyncio.gather(*sent)
+            staged.commit()
+            stats["profiled"] += 1
+
+    last_logged: list[tuple[Any, ...]] = []
 
     @app.timer(settings.stats_interval_s)
     async def log_counts() -> None:
-        snapshot = (accepted_count, counts.as_dict())
+        snapshot = (stats["accepted"], stats["linked"], stats["profiled"], counts.as_dict())
         if not last_logged or last_logged[-1] != snapshot:
-            log.info("intake: accepted=%d dead_letters=%s", snapshot[0], snapshot[1])
+            log.info(
+                "intake: accepted=%d dead_letters=%s linked=%d profile_messages=%d",
+                snapshot[0],
+                snapshot[3],
+                snapshot[1],
+                snapshot[2],
+            )
             last_logged[:] = [snapshot]
 
     return app

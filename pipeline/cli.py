@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from pipeline.exceptions import OmnistitchError
 from pipeline.settings import Settings
@@ -139,6 +140,32 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from contextlib import ExitStack
+    from pathlib import Path
+
+    from pipeline.replay import replay
+
+    with ExitStack() as stack:
+
+        def optional(path: str | None) -> Any:
+            return stack.enter_context(Path(path).open("w", encoding="utf-8")) if path else None
+
+        output = stack.enter_context(Path(args.output).open("w", encoding="utf-8"))
+        summary = replay(
+            Path(args.input),
+            output,
+            settings.stitch_config(),
+            store=args.store,
+            state_dir=Path(args.state_dir) if args.state_dir else None,
+            profiles_out=optional(args.profiles),
+            changes_out=optional(args.changes),
+            journeys_out=optional(args.journeys),
+        )
+    print(summary.render(), file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="omnistitch",
@@ -167,6 +194,18 @@ def build_parser() -> argparse.ArgumentParser:
         "schema cannot read data of its released version; release: snapshot the current ones",
     )
     schemas.set_defaults(func=cmd_schemas)
+
+    replay = sub.add_parser(
+        "replay", help="run the stitching engine in-process over a JSON-lines file (no Kafka)"
+    )
+    replay.add_argument("input", help="ChannelEvents, one JSON object per line")
+    replay.add_argument("--output", required=True, help="one {event_id, customer_id} per line")
+    replay.add_argument("--store", choices=["memory", "rocksdb"], default="memory")
+    replay.add_argument("--state-dir", help="RocksDB folder for --store rocksdb")
+    replay.add_argument("--profiles", help="also write the final CustomerProfiles (JSONL)")
+    replay.add_argument("--changes", help="also write the IdentityChanges (JSONL)")
+    replay.add_argument("--journeys", help="also write the JourneyEvents (JSONL)")
+    replay.set_defaults(func=cmd_replay)
 
     worker = sub.add_parser("worker", help="run the faust worker (intake, stitching)")
     worker.set_defaults(func=cmd_worker)

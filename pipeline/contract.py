@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from pipeline import schemas
 
@@ -28,16 +28,15 @@ def to_millis(value: datetime) -> datetime:
     return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
+# A timestamp as Avro's timestamp-millis holds it: UTC, millisecond precision.
+Millis = Annotated[datetime, AfterValidator(to_millis)]
+
+
 class ContractModel(BaseModel):
     """Base of the contract models: strict about unknown fields, Avro and JSON both ways."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
     avro_name: ClassVar[str]
-
-    @field_validator("*", mode="after")
-    @classmethod
-    def _millis(cls, value: Any) -> Any:
-        return to_millis(value) if isinstance(value, datetime) else value
 
     def to_avro(self) -> dict[str, Any]:
         """The record as fastavro / confluent-kafka write it."""
@@ -118,8 +117,8 @@ class ChannelEvent(ContractModel):
     event_type: str
     channel: Channel
     source: str
-    occurred_at: datetime
-    received_at: datetime | None = None
+    occurred_at: Millis
+    received_at: Millis | None = None
     identifiers: list[Identifier] = Field(default_factory=list)
     traits: Traits = Field(default_factory=Traits)
     properties: dict[str, str] = Field(default_factory=dict)
@@ -140,22 +139,22 @@ class CustomerProfile(ContractModel):
     identifiers: dict[str, list[str]] = Field(default_factory=dict)
     traits: Traits = Field(default_factory=Traits)
     channels: list[Channel] = Field(default_factory=list)
-    first_seen: datetime
-    last_seen: datetime
+    first_seen: Millis
+    last_seen: Millis
     event_count: int = 0
     order_count: int = 0
     order_totals: dict[str, str] = Field(default_factory=dict)
     consent: dict[str, bool] = Field(default_factory=dict)
     merged_ids: list[str] = Field(default_factory=list)
     version: int = 0
-    updated_at: datetime
+    updated_at: Millis
 
 
 class Evidence(ContractModel):
     avro_name: ClassVar[str] = f"{schemas.NAMESPACE}.Evidence"
     event_id: str
     source: str
-    occurred_at: datetime
+    occurred_at: Millis
     rule: str
     identifiers: list[Identifier] = Field(default_factory=list)
     score: float | None = None
@@ -170,7 +169,7 @@ class IdentityChange(ContractModel):
     old_customer_ids: list[str] = Field(default_factory=list)
     reason: str
     evidence: list[Evidence] = Field(default_factory=list)
-    occurred_at: datetime
+    occurred_at: Millis
 
 
 class JourneyEvent(ContractModel):

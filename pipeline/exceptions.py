@@ -42,3 +42,7 @@ class DecodeError(OmnistitchError):
     def __init__(self, rejection: Rejection) -> None:
         super().__init__(f"{rejection.reason}: {rejection.detail}")
         self.rejection = rejection
+
+
+class UnreadableInputError(OmnistitchError):
+    """An input file line is not JSON or not an object; the message names the line."""

@@ -7,7 +7,8 @@ so the result cannot depend on partitioning. Keys:
                            (event, time, source, rule, via) and its quarantine state;
 ``c|<customer_id>``        customer: identifier values by namespace and first-seen time, or a
                            forward pointer ``{"fwd": winner}`` after a merge;
-``e|<event_id>``           the customer an event was routed to (idempotency by event id).
+``e|<event_id>``           what linking the event decided: its customer, folds and changes
+                           (idempotency by event id: a repeat re-emits the same decision).
 
 A merge keeps the customer seen first (earliest event time; ties: the smaller id) and leaves a
 forward pointer, so late events for the merged-away id land on the survivor.
@@ -84,7 +85,7 @@ class Graph:
 
     def customer_of_event(self, event_id: str) -> str | None:
         routed = self.store.get("e|" + event_id)
-        return None if routed is None else self.resolve(routed)
+        return None if routed is None else self.resolve(routed["c"])
 
     def customer_of_node(self, node: Node) -> str | None:
         record = self.store.get("n|" + node.key)
@@ -94,7 +95,17 @@ class Graph:
     def link(self, event: ChannelEvent, nodes: list[Node], now: datetime) -> Linked:
         seen = self.store.get("e|" + event.event_id)
         if seen is not None:
-            return Linked(self.resolve(seen), duplicate=True)
+            # A repeat re-emits the first decision: after a crash its outputs may never have
+            # left the process, and every consumer of them is idempotent. It goes where the
+            # first delivery went, not to today's survivor: on that customer's key the fold
+            # comes first, and the fold's absorb (carrying the seen event ids) reaches the
+            # survivor before the forwarded repeat does.
+            return Linked(
+                seen["c"],
+                duplicate=True,
+                folds=[Fold(loser, winner) for loser, winner in seen["f"]],
+                changes=[IdentityChange.model_validate(change) for change in seen["x"]],
+            )
         at = to_ms(event.occurred_at)
         ordered = sorted(nodes, key=lambda n: (self.rules.rule(n.namespace).priority, n))
         active: list[tuple[Node, dict[str, Any] | None]] = []
@@ -126,7 +137,14 @@ class Graph:
                         result.changes.append(quarantined)
                 continue
             customer = self._merge(customer, other, event, node, now, result)
-        self.store.set("e|" + event.event_id, customer)
+        self.store.set(
+            "e|" + event.event_id,
+            {
+                "c": customer,
+                "f": [[fold.loser, fold.winner] for fold in result.folds],
+                "x": [change.model_dump(mode="json") for change in result.changes],
+            },
+        )
         record = self.store.get("c|" + customer)
         assert record is not None and "fwd" not in record
         if at < record["first"]:

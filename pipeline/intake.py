@@ -47,6 +47,13 @@ def validate(
         event = ChannelEvent.model_validate(record)
     except ValidationError as exc:
         return Rejection(Reason.invalid_event, _validation_detail(exc))
+    return check(event, now, policy)
+
+
+def check(event: ChannelEvent, now: datetime, policy: IntakePolicy) -> ChannelEvent | Rejection:
+    """The policy rules on an event that is already a valid ChannelEvent."""
+    if not event.event_id.strip():
+        return Rejection(Reason.missing_event_id, "event_id is missing or blank")
     earliest, latest = now - policy.max_event_age, now + policy.max_future_skew
     if not earliest <= event.occurred_at <= latest:
         return Rejection(

@@ -11,7 +11,7 @@ most recent non-empty value (by event time) wins.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -81,9 +81,21 @@ def _empty_state() -> dict[str, Any]:
 
 
 class ProfileBook:
-    def __init__(self, store: Store, survivorship: Survivorship | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        survivorship: Survivorship | None = None,
+        emit_outputs: bool = True,
+        emitted: Container[str] = frozenset(),
+    ) -> None:
+        """``emit_outputs=False`` keeps the state exactly the same but builds no profile and
+        journey records (a replay that only needs customer ids). ``emitted``: event ids whose
+        journey event is already on the journeys topic (the worker reads its recent tail after
+        a restart): their state is applied, their journey event is not repeated."""
         self.store = store
         self.survivorship = survivorship or Survivorship()
+        self.emit_outputs = emit_outputs
+        self.emitted = emitted
 
     # -- messages ----------------------------------------------------------------------------
     def handle(self, customer_id: str, message: dict[str, Any], now: datetime) -> ProfileOutput:
@@ -147,6 +159,10 @@ class ProfileBook:
                 state["consent"][purpose] = [granted, at]
         state["version"] += 1
         self.store.set("p|" + customer_id, state)
+        if not self.emit_outputs:
+            return ProfileOutput()
+        if event.event_id in self.emitted:
+            return ProfileOutput(profiles=[self._profile(customer_id, state, now)])
         journey = JourneyEvent(
             customer_id=customer_id,
             event=event,
@@ -204,7 +220,7 @@ class ProfileBook:
         state["touches"] = merge_touches(state["touches"], other["touches"])
         state["version"] += 1
         self.store.set("p|" + winner, state)
-        if state["first"] is None:
+        if state["first"] is None or not self.emit_outputs:
             return ProfileOutput()
         return ProfileOutput(profiles=[self._profile(winner, state, now)])
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.intake import IntakePolicy
+
+if TYPE_CHECKING:
+    from pipeline.stitcher import StitchConfig
 
 
 class Settings(BaseSettings):
@@ -44,6 +48,41 @@ class Settings(BaseSettings):
         300.0, ge=0, description="Events that occur later than now + this are dead-lettered."
     )
 
+    session_timeout_s: float = Field(
+        30.0, gt=0, description="Consumer session timeout: how fast a dead worker is noticed."
+    )
+    processing_guarantee: str = Field(
+        "at_least_once",
+        pattern="^(at_least_once|exactly_once)$",
+        description="faust processing guarantee; exactly_once uses Kafka transactions.",
+    )
+    journey_tail_records: int = Field(
+        20_000,
+        ge=0,
+        description="Records per journeys partition read after a (re)assignment to avoid "
+        "repeating journey events that reached Kafka just before a crash.",
+    )
+    rocksdb_block_cache_mb: int = Field(32, ge=1, description="Block cache per table partition.")
+    rocksdb_write_buffer_mb: int = Field(16, ge=1, description="Memtable size (2 per partition).")
+
+    # Stitching.
+    default_region: str = Field("DE", description="Phone numbers without country code: region.")
+    junk_values: list[str] = Field(
+        default_factory=list, description="More identifier values that never link (JSON list)."
+    )
+    namespace_rules: str = Field(
+        "", description='Namespace rule overrides as JSON, e.g. {"email": {"max_per_profile": 20}}.'
+    )
+    hairball_max_profiles: int = Field(
+        3,
+        ge=1,
+        description="A value tied to more profiles with different unique ids is quarantined.",
+    )
+    source_precedence: list[str] = Field(
+        default_factory=list,
+        description='Source prefixes whose traits win, in order (JSON list, e.g. ["crm", "pos"]).',
+    )
+
     # Local stack (make up / down): loopback only.
     stack_dir: Path = Field(Path(".stack"), description="Data and logs of the local stack.")
     stack_lib_dir: Path = Field(
@@ -55,6 +94,19 @@ class Settings(BaseSettings):
     kafka_heap: str = Field("512m", description="Max heap of the local broker JVM.")
     registry_heap: str = Field("384m", description="Max heap of the local registry JVM.")
     ready_timeout_s: float = Field(90.0, gt=0, description="Seconds to wait for the stack.")
+
+    def stitch_config(self) -> StitchConfig:
+        from pipeline.identifiers import Normaliser
+        from pipeline.namespaces import NamespaceRules
+        from pipeline.profile import Survivorship
+        from pipeline.stitcher import StitchConfig
+
+        return StitchConfig(
+            normaliser=Normaliser(self.default_region, frozenset(self.junk_values)),
+            rules=NamespaceRules.from_json(self.namespace_rules, self.hairball_max_profiles),
+            survivorship=Survivorship(tuple(self.source_precedence)),
+            intake=self.intake_policy(),
+        )
 
     def intake_policy(self) -> IntakePolicy:
         return IntakePolicy(

@@ -72,10 +72,11 @@ class Stitcher:
         profile_store: Store,
         config: StitchConfig | None = None,
         clock: Clock = system_clock,
+        emit_outputs: bool = True,
     ) -> None:
         self.config = config or StitchConfig()
         self.graph = Graph(graph_store, self.config.rules)
-        self.book = ProfileBook(profile_store, self.config.survivorship)
+        self.book = ProfileBook(profile_store, self.config.survivorship, emit_outputs)
         self.clock = clock
         self.counts = Counts()
 
@@ -85,9 +86,12 @@ class Stitcher:
         linked = self.graph.link(event, nodes, now)
         self.counts.events += 1
         self.counts.duplicates += linked.duplicate
-        self.counts.dropped_identifiers.update(dropped if not linked.duplicate else {})
-        self.counts.changes.update(change.change_type for change in linked.changes)
-        out = Outputs(linked.customer_id, linked.duplicate, changes=linked.changes)
+        if not linked.duplicate:
+            self.counts.dropped_identifiers.update(dropped)
+            self.counts.changes.update(change.change_type for change in linked.changes)
+        out = Outputs(
+            linked.customer_id, linked.duplicate, changes=[] if linked.duplicate else linked.changes
+        )
         pending: deque[tuple[str, dict[str, Any]]] = deque(
             (fold.loser, fold_message(fold.winner)) for fold in linked.folds
         )

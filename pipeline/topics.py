@@ -42,9 +42,16 @@ EVENTS = TopicSpec(
 )
 ACCEPTED = TopicSpec(
     "events.accepted.v1",
-    doc="ChannelEvents that passed intake (decoded, validated); input of the stitching stages.",
+    doc="ChannelEvents that passed intake; input of the single-writer linking stage (1 partition).",
     key="event_id",
     value_schema="io.omnistitch.ChannelEvent",
+    partitioned=False,
+    config=MappingProxyType({"cleanup.policy": "delete", "retention.ms": _WEEK_MS}),
+)
+CUSTOMER_OPS = TopicSpec(
+    "customer-ops.v1",
+    doc="Internal: events routed to customers, folds and absorbs of merges (JSON), by customer.",
+    key="customer_id",
     config=MappingProxyType({"cleanup.policy": "delete", "retention.ms": _WEEK_MS}),
 )
 PROFILES = TopicSpec(
@@ -87,6 +94,7 @@ DEAD_LETTERS = TopicSpec(
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     EVENTS,
     ACCEPTED,
+    CUSTOMER_OPS,
     PROFILES,
     IDENTITY_CHANGES,
     JOURNEYS,

@@ -224,3 +224,30 @@ def consume(
     if len(got) < count:
         pytest.fail(f"{topic}: expected {count} messages, got {len(got)}\n{on_timeout}")
     return got
+
+
+def drain(
+    bootstrap_servers: str, topic: str, idle_s: float = 3.0, max_s: float = 120.0
+) -> list[Message]:
+    """Every message of a topic, from the beginning, until nothing new came for ``idle_s``."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": f"drain-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    got: list[Message] = []
+    last_new = time.monotonic()
+    deadline = last_new + max_s
+    try:
+        while time.monotonic() - last_new < idle_s and time.monotonic() < deadline:
+            msg = consumer.poll(0.3)
+            if msg is not None and not msg.error():
+                got.append(msg)
+                last_new = time.monotonic()
+    finally:
+        consumer.close()
+    return got

@@ -1,0 +1,234 @@
+"""The stitching worker on the real broker: the same input gives the same clustering with 1 and
+4 partitions, with 1 and 2 workers, and equals the in-process replay; a worker killed with
+SIGKILL mid-stream loses nothing and duplicates no journey event."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, Producer
+
+from pipeline.contract import (
+    ChangeType,
+    ChannelEvent,
+    CustomerProfile,
+    IdentityChange,
+    JourneyEvent,
+)
+from pipeline.serialization import RegistrySerde
+from pipeline.state import MemoryStore
+from pipeline.stitcher import Stitcher
+from pipeline.topics import EVENTS, IDENTITY_CHANGES, JOURNEYS, PROFILES, create_topics
+from tests.factories import make_stream
+from tests.integration.conftest import KafkaEndpoints, WorkerProcess, drain
+
+pytestmark = pytest.mark.integration
+
+Clustering = set[frozenset[str]]
+
+
+def replay_clustering(events: list[ChannelEvent]) -> Clustering:
+    stitcher = Stitcher(MemoryStore(), MemoryStore())
+    for event in events:
+        stitcher.process(event)
+    groups: dict[str, set[str]] = defaultdict(set)
+    for event in events:
+        customer = stitcher.customer_of_event(event.event_id)
+        assert customer is not None
+        groups[customer].add(event.event_id)
+    return {frozenset(g) for g in groups.values()}
+
+
+class Run:
+    """One worker deployment on its own topics, consumer group and data folders."""
+
+    def __init__(
+        self,
+        kafka: KafkaEndpoints,
+        unique_name: Callable[[str], str],
+        worker_process: Callable[..., WorkerProcess],
+        tmp_path: Path,
+        partitions: int,
+    ) -> None:
+        self.kafka = kafka
+        self.prefix = unique_name("stitch") + "."
+        self.serde = RegistrySerde(kafka.registry_url)
+        create_topics(kafka.bootstrap_servers, self.prefix, partitions)
+        self.env = {
+            "OMNISTITCH_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+            "OMNISTITCH_SCHEMA_REGISTRY_URL": kafka.registry_url,
+            "OMNISTITCH_TOPIC_PREFIX": self.prefix,
+            "OMNISTITCH_PARTITIONS": str(partitions),
+            "OMNISTITCH_APP_ID": unique_name("app"),
+            "OMNISTITCH_STATS_INTERVAL_S": "2",
+            "OMNISTITCH_SESSION_TIMEOUT_S": "10",
+        }
+        self.tmp_path = tmp_path
+        self.worker_process = worker_process
+        self.workers: list[WorkerProcess] = []
+
+    def worker(self, name: str) -> WorkerProcess:
+        worker = self.worker_process(
+            [sys.executable, "-m", "pipeline.cli", "worker"],
+            {**self.env, "OMNISTITCH_DATA_DIR": str(self.tmp_path / f"data-{name}")},
+            name=name,
+        )
+        self.workers.append(worker)
+        return worker
+
+    def produce(self, events: list[ChannelEvent]) -> None:
+        producer = Producer(
+            {"bootstrap.servers": self.kafka.bootstrap_servers, "enable.idempotence": True}
+        )
+        topic = EVENTS.name(self.prefix)
+        for event in events:
+            producer.produce(
+                topic, key=event.event_id.encode(), value=self.serde.encode(topic, event)
+            )
+        assert producer.flush(60) == 0
+
+    def journeys(self) -> list[JourneyEvent]:
+        topic = JOURNEYS.name(self.prefix)
+        return [
+            JourneyEvent.from_avro(self.serde.decode(topic, m.value(), JourneyEvent))
+            for m in drain(self.kafka.bootstrap_servers, topic, idle_s=1.0)
+        ]
+
+    def wait_for_journeys(self, expected: set[str], timeout_s: float = 240) -> list[JourneyEvent]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            journeys = self.journeys()
+            if {j.event.event_id for j in journeys} >= expected:
+                return self.journeys()  # once more, to see late duplicates too
+            time.sleep(2)
+        missing = sorted(expected - {j.event.event_id for j in journeys})
+        tails = "\n".join(w.tail(3000) for w in self.workers)
+        pytest.fail(
+            f"journeys incomplete after {timeout_s}s: {len(missing)} missing, e.g. "
+            f"{missing[:5]}\n{tails}"
+        )
+
+    def changes(self) -> list[IdentityChange]:
+        topic = IDENTITY_CHANGES.name(self.prefix)
+        return [
+            IdentityChange.from_avro(self.serde.decode(topic, m.value(), IdentityChange))
+            for m in drain(self.kafka.bootstrap_servers, topic)
+        ]
+
+    def profiles(self) -> dict[str, CustomerProfile]:
+        topic = PROFILES.name(self.prefix)
+        latest: dict[str, CustomerProfile | None] = {}
+        for m in drain(self.kafka.bootstrap_servers, topic):
+            key = m.key().decode()
+            value = m.value()
+            latest[key] = (
+                None
+                if value is None
+                else CustomerProfile.from_avro(self.serde.decode(topic, value, CustomerProfile))
+            )
+        return {k: v for k, v in latest.items() if v is not None}
+
+    def clustering(self, journeys: list[JourneyEvent]) -> Clustering:
+        forward = {
+            loser: change.customer_id
+            for change in self.changes()
+            if change.change_type is ChangeType.merged
+            for loser in change.old_customer_ids
+        }
+
+        def final(customer: str) -> str:
+            while customer in forward:
+                customer = forward[customer]
+            return customer
+
+        groups: dict[str, set[str]] = defaultdict(set)
+        for journey in journeys:
+            groups[final(journey.customer_id)].add(journey.event.event_id)
+        return {frozenset(g) for g in groups.values()}
+
+
+@pytest.fixture
+def run_factory(
+    kafka: KafkaEndpoints,
+    unique_name: Callable[[str], str],
+    worker_process: Callable[..., WorkerProcess],
+    tmp_path: Path,
+) -> Callable[[int], Run]:
+    return lambda partitions: Run(kafka, unique_name, worker_process, tmp_path, partitions)
+
+
+EVENTS_IN = make_stream(persons=40, events=300, seed=11, duplicates=15)
+DISTINCT = {e.event_id for e in EVENTS_IN}
+
+
+@pytest.mark.parametrize(
+    ("partitions", "workers"), [(1, 1), (4, 1), (4, 2)], ids=["1p-1w", "4p-1w", "4p-2w"]
+)
+def test_same_clustering_whatever_the_partitions_and_workers_and_equal_to_replay(
+    run_factory: Callable[[int], Run], partitions: int, workers: int
+) -> None:
+    run = run_factory(partitions)
+    run.produce(EVENTS_IN)
+    for n in range(workers):
+        run.worker(f"w{n}").start()
+    journeys = run.wait_for_journeys(DISTINCT)
+
+    per_event = Counter(j.event.event_id for j in journeys)
+    assert set(per_event) == DISTINCT
+    assert max(per_event.values()) == 1, "every accepted event exactly once in the journeys"
+
+    expected = replay_clustering(EVENTS_IN)
+    assert run.clustering(journeys) == expected
+
+    profiles = run.profiles()
+    assert len(profiles) == len(expected), "one live profile per customer in the compacted topic"
+    assert sorted(p.event_count for p in profiles.values()) == sorted(len(g) for g in expected)
+    for worker in run.workers:
+        assert worker.stop() == 0
+
+
+BIG_STREAM = make_stream(persons=300, events=2500, seed=23, duplicates=50)
+BIG_DISTINCT = {e.event_id for e in BIG_STREAM}
+
+
+def test_sigkill_mid_stream_loses_nothing_and_duplicates_no_journey(
+    run_factory: Callable[[int], Run],
+) -> None:
+    run = run_factory(4)
+    run.produce(BIG_STREAM)
+    worker = run.worker("victim")
+    watcher = Consumer(
+        {
+            "bootstrap.servers": run.kafka.bootstrap_servers,
+            "group.id": f"watch-{time.monotonic_ns()}",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    watcher.subscribe([JOURNEYS.name(run.prefix)])
+    worker.start()
+    seen, deadline = 0, time.monotonic() + 120
+    while seen < 200 and time.monotonic() < deadline:
+        msg = watcher.poll(0.05)
+        seen += msg is not None and not msg.error()
+    worker.kill()  # SIGKILL: no graceful shutdown, no final commit
+    watcher.close()
+    before_restart = {j.event.event_id for j in run.journeys()}
+    assert 0 < len(before_restart) < len(BIG_DISTINCT), "the kill must land mid-stream"
+    worker.start()
+    journeys = run.wait_for_journeys(BIG_DISTINCT)
+    per_event = Counter(j.event.event_id for j in journeys)
+    assert set(per_event) == BIG_DISTINCT, "nothing lost"
+    duplicated = [e for e, c in per_event.items() if c > 1]
+    detail = [
+        (j.event.event_id, j.customer_id, j.sequence_number)
+        for j in journeys
+        if j.event.event_id in duplicated[:3]
+    ]
+    assert not duplicated, f"{len(duplicated)} duplicated journeys: {detail}"
+    assert run.clustering(journeys) == replay_clustering(BIG_STREAM)
+    assert worker.stop() == 0

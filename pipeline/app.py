@@ -127,7 +127,7 @@ def build_app(
     tail_stale = [True]
 
     @app.on_partitions_assigned.connect
-    async def _assigned(_app: Any, *_args: Any, signal: Any, **_kwargs: Any) -> None:
+    def _assigned(_app: Any, /, *_args: Any, signal: Any, **_kwargs: Any) -> None:
         tail_stale[0] = True
 
     def read_journey_tail() -> set[str]:

@@ -12,7 +12,9 @@ PYTEST_ARGS ?=
 VENV_STAMP := $(VENV)/.installed
 JARS_STAMP := stack/lib/.fetched
 
-.PHONY: help setup up down status logs topics register-schemas check-schemas worker test test-unit test-integration lint typecheck check demo clean
+BENCH_ARGS ?=
+
+.PHONY: bench help setup up down status logs topics register-schemas check-schemas worker test test-unit test-integration lint typecheck check demo clean
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -70,6 +72,9 @@ typecheck: setup ## mypy (strict)
 	$(BIN)/mypy
 
 check: lint typecheck ## Lint and type-check
+
+bench: setup ## Stitching vs pass-through throughput, replay speed, latency, RSS (own broker)
+	$(BIN)/python -m bench.stitching $(BENCH_ARGS)
 
 demo: up ## Run the main job end to end on the local stack
 	$(OMNI) stack status

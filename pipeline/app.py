@@ -29,10 +29,9 @@ from pipeline.dead_letters import DeadLetter, DeadLetterCounts, Origin, Rejectio
 from pipeline.exceptions import DecodeError, RegistryUnavailableError
 from pipeline.graph import Graph
 from pipeline.intake import accept
-from pipeline.profile import ProfileBook, fold_message, route_message
+from pipeline.profile import Journal, ProfileBook, fold_message, route_message
 from pipeline.serialization import RegistrySerde, Serde
 from pipeline.settings import Settings
-from pipeline.state import StagedStore
 from pipeline.topics import (
     ACCEPTED,
     CUSTOMER_OPS,
@@ -121,18 +120,17 @@ def build_app(
     graph_table = app.Table("graph", partitions=1, options=rocks)
     customers_table = app.Table("customers", partitions=settings.partitions, options=rocks)
     graph = Graph(TableStore(graph_table), stitch.rules)
-    staged = StagedStore(TableStore(customers_table))
-    emitted: set[str] = set()
-    book = ProfileBook(staged, stitch.survivorship, emitted=emitted)
+    journal = Journal(int(settings.journey_window_s * 1000))
+    book = ProfileBook(TableStore(customers_table), stitch.survivorship, journal=journal)
     tail_stale = [True]
 
     @app.on_partitions_assigned.connect
     def _assigned(_app: Any, /, *_args: Any, signal: Any, **_kwargs: Any) -> None:
         tail_stale[0] = True
 
-    def read_journey_tail() -> set[str]:
-        """Event ids of the journeys topic's recent tail: what reached Kafka before a crash
-        whose state change may not have survived (see ProfileBook ``emitted``)."""
+    def read_journey_tail(now_ms: int) -> dict[str, int]:
+        """Event ids (and record times) of the journey events written in the last window:
+        what reached Kafka, whatever the state says (see pipeline.profile.Journal)."""
         from confluent_kafka import Consumer, TopicPartition
 
         topic = JOURNEYS.name(prefix)
@@ -143,17 +141,18 @@ def build_app(
                 "enable.auto.commit": False,
             }
         )
-        found: set[str] = set()
+        found: dict[str, int] = {}
+        since = now_ms - int(settings.journey_window_s * 1000)
         try:
             metadata = consumer.list_topics(topic, timeout=10).topics[topic]
+            wanted = [TopicPartition(topic, p, since) for p in metadata.partitions]
             ends = []
-            for partition in metadata.partitions:
-                low, high = consumer.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=10
+            for tp in consumer.offsets_for_times(wanted, timeout=10):
+                _low, high = consumer.get_watermark_offsets(
+                    TopicPartition(topic, tp.partition), timeout=10
                 )
-                start = max(low, high - settings.journey_tail_records)
-                if high > start:
-                    ends.append((TopicPartition(topic, partition, start), high))
+                if tp.offset >= 0 and high > tp.offset:
+                    ends.append((tp, high))
             consumer.assign([tp for tp, _ in ends])
             remaining = {tp.partition: high for tp, high in ends}
             while remaining:
@@ -164,7 +163,7 @@ def build_app(
                 if msg.error() or value is None or offset is None or partition is None:
                     continue
                 record = codec.decode(topic, value, JourneyEvent)
-                found.add(record["event"]["event_id"])
+                found[record["event"]["event_id"]] = msg.timestamp()[1]
                 if offset + 1 >= remaining.get(partition, 0):
                     remaining.pop(partition, None)
         finally:
@@ -259,35 +258,28 @@ def build_app(
             message = event.message
             if tail_stale[0]:
                 tail_stale[0] = False
-                emitted.update(
-                    await asyncio.get_running_loop().run_in_executor(None, read_journey_tail)
+                now_ms = to_ms(clock())
+                tail = await asyncio.get_running_loop().run_in_executor(
+                    None, read_journey_tail, now_ms
                 )
-                log.info("journey tail read: %d recent event ids", len(emitted))
+                journal.reset(tail, now_ms)
+                log.info("journey tail read: %d journey events of the last window", len(tail))
             customer_id = message.key.decode()
             out = book.handle(customer_id, json.loads(message.value), clock())
-            sent = []
             for gone in out.tombstones:
-                sent.append(await profiles_topic.send(key=gone.encode(), value=None))
+                await profiles_topic.send(key=gone.encode(), value=None)
             for snapshot in out.profiles:
-                sent.append(
-                    await profiles_topic.send(
-                        key=snapshot.customer_id.encode(),
-                        value=codec.encode(PROFILES.name(prefix), snapshot),
-                    )
+                await profiles_topic.send(
+                    key=snapshot.customer_id.encode(),
+                    value=codec.encode(PROFILES.name(prefix), snapshot),
                 )
             for journey in out.journeys:
-                sent.append(
-                    await journeys_topic.send(
-                        key=journey.customer_id.encode(),
-                        value=codec.encode(JOURNEYS.name(prefix), journey),
-                    )
+                await journeys_topic.send(
+                    key=journey.customer_id.encode(),
+                    value=codec.encode(JOURNEYS.name(prefix), journey),
                 )
             for target, forward in out.forwards:
-                sent.append(await ops_topic.send(key=target.encode(), value=_json(forward)))
-            # The state says "this event is in the journey": write it only once Kafka has the
-            # outputs, so a crash can repeat an output but never lose one.
-            await asyncio.gather(*sent)
-            staged.commit()
+                await ops_topic.send(key=target.encode(), value=_json(forward))
             stats["profiled"] += 1
 
     last_logged: list[tuple[Any, ...]] = []

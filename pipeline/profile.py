@@ -11,7 +11,7 @@ most recent non-empty value (by event time) wins.
 
 from __future__ import annotations
 
-from collections.abc import Container, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -20,7 +20,7 @@ from typing import Any
 from pipeline.contract import Channel, ChannelEvent, CustomerProfile, JourneyEvent, Traits
 from pipeline.graph import to_ms
 from pipeline.identifiers import Node
-from pipeline.journey import merge_touches, place
+from pipeline.journey import JourneyContext, context_of, merge_touches, place
 from pipeline.state import Store
 
 ORDER_EVENT_TYPES = frozenset({"order_placed", "purchase", "order_completed"})
@@ -51,6 +51,36 @@ def _from_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
+class Journal:
+    """Which journey events reached the journeys topic recently (the worker reads the topic's
+    last ``window_ms`` after every partition assignment and adds what it emits itself).
+
+    It closes both gaps of at-least-once processing after a crash: an event whose state change
+    survived but whose journey event did not is emitted again; an event whose journey event
+    reached Kafka but whose state change did not is applied without repeating it. A seen-mark
+    older than the window predates any uncommitted work and is a plain duplicate.
+    """
+
+    def __init__(self, window_ms: int) -> None:
+        self.window_ms = window_ms
+        self.since_ms = 0
+        self.emitted: dict[str, int] = {}
+
+    def reset(self, tail: dict[str, int], now_ms: int) -> None:
+        self.emitted = dict(tail)
+        self.since_ms = now_ms - self.window_ms
+
+    def note(self, event_id: str, now_ms: int) -> None:
+        self.emitted[event_id] = now_ms
+        if len(self.emitted) > 100_000:  # keep memory bounded: drop what left the window
+            horizon = now_ms - self.window_ms
+            self.emitted = {e: t for e, t in self.emitted.items() if t >= horizon}
+
+    def lost(self, event_id: str, marked_ms: int) -> bool:
+        """Seen recently, yet not on the topic: its journey event was lost in a crash."""
+        return marked_ms >= self.since_ms and event_id not in self.emitted
+
+
 @dataclass
 class ProfileOutput:
     """What the stage emits for one message."""
@@ -75,7 +105,7 @@ def _empty_state() -> dict[str, Any]:
         "consent": {},
         "merged": [],
         "version": 0,
-        "seen": [],
+        "seen": {},
         "touches": [],
     }
 
@@ -86,16 +116,15 @@ class ProfileBook:
         store: Store,
         survivorship: Survivorship | None = None,
         emit_outputs: bool = True,
-        emitted: Container[str] = frozenset(),
+        journal: Journal | None = None,
     ) -> None:
         """``emit_outputs=False`` keeps the state exactly the same but builds no profile and
-        journey records (a replay that only needs customer ids). ``emitted``: event ids whose
-        journey event is already on the journeys topic (the worker reads its recent tail after
-        a restart): their state is applied, their journey event is not repeated."""
+        journey records (a replay that only needs customer ids). ``journal``: see Journal;
+        without one (replay) a seen event id is simply a duplicate."""
         self.store = store
         self.survivorship = survivorship or Survivorship()
         self.emit_outputs = emit_outputs
-        self.emitted = emitted
+        self.journal = journal
 
     # -- messages ----------------------------------------------------------------------------
     def handle(self, customer_id: str, message: dict[str, Any], now: datetime) -> ProfileOutput:
@@ -121,11 +150,18 @@ class ProfileBook:
         if state is not None and "fwd" in state:
             return ProfileOutput(forwards=[(state["fwd"], route_message(event, nodes))])
         state = state or _empty_state()
-        if event.event_id in state["seen"]:
-            return ProfileOutput()
+        now_ms = to_ms(now)
         at = to_ms(event.occurred_at)
+        marked = state["seen"].get(event.event_id)
+        if marked is not None:
+            if self.journal is None or not self.journal.lost(event.event_id, marked):
+                return ProfileOutput()
+            self.journal.note(event.event_id, now_ms)
+            return ProfileOutput(
+                journeys=[self._journey(customer_id, event, context_of(state["touches"], at))]
+            )
         context = place(state["touches"], at, event.channel)
-        state["seen"].append(event.event_id)
+        state["seen"][event.event_id] = now_ms
         for node in nodes:
             values = state["ids"].setdefault(node.namespace, [])
             if node.value not in values:
@@ -161,9 +197,17 @@ class ProfileBook:
         self.store.set("p|" + customer_id, state)
         if not self.emit_outputs:
             return ProfileOutput()
-        if event.event_id in self.emitted:
-            return ProfileOutput(profiles=[self._profile(customer_id, state, now)])
-        journey = JourneyEvent(
+        profile = self._profile(customer_id, state, now)
+        if self.journal is not None:
+            if event.event_id in self.journal.emitted:
+                return ProfileOutput(profiles=[profile])  # reached Kafka before a crash
+            self.journal.note(event.event_id, now_ms)
+        journey = self._journey(customer_id, event, context)
+        return ProfileOutput(profiles=[profile], journeys=[journey])
+
+    @staticmethod
+    def _journey(customer_id: str, event: ChannelEvent, context: JourneyContext) -> JourneyEvent:
+        return JourneyEvent(
             customer_id=customer_id,
             event=event,
             sequence_number=context.sequence_number,
@@ -171,7 +215,6 @@ class ProfileBook:
             channel_switch=context.channel_switch,
             time_since_previous_ms=context.time_since_previous_ms,
         )
-        return ProfileOutput(profiles=[self._profile(customer_id, state, now)], journeys=[journey])
 
     def fold(self, loser: str, winner: str) -> ProfileOutput:
         state = self.store.get("p|" + loser)
@@ -204,8 +247,8 @@ class ProfileBook:
         for bound, pick in (("first", min), ("last", max)):
             values = [v for v in (state[bound], other[bound]) if v is not None]
             state[bound] = pick(values) if values else None
-        seen = set(state["seen"])
-        state["seen"].extend(e for e in other["seen"] if e not in seen)
+        for event_id, marked in other["seen"].items():
+            state["seen"].setdefault(event_id, marked)
         state["events"] = len(state["seen"])
         state["orders"] += other["orders"]
         for currency, amount in other["totals"].items():

@@ -56,11 +56,12 @@ class Settings(BaseSettings):
         pattern="^(at_least_once|exactly_once)$",
         description="faust processing guarantee; exactly_once uses Kafka transactions.",
     )
-    journey_tail_records: int = Field(
-        20_000,
-        ge=0,
-        description="Records per journeys partition read after a (re)assignment to avoid "
-        "repeating journey events that reached Kafka just before a crash.",
+    journey_window_s: float = Field(
+        600.0,
+        gt=0,
+        description="After a (re)assignment the worker reads this many seconds of the journeys "
+        "topic, so that a crash neither repeats nor loses a journey event; must exceed the "
+        "time between offset commits plus processing lag.",
     )
     rocksdb_block_cache_mb: int = Field(32, ge=1, description="Block cache per table partition.")
     rocksdb_write_buffer_mb: int = Field(16, ge=1, description="Memtable size (2 per partition).")

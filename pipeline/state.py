@@ -35,35 +35,3 @@ class MemoryStore:
 
     def __len__(self) -> int:
         return len(self.data)
-
-
-_DELETED = object()
-
-
-class StagedStore:
-    """Writes held back until ``commit()``: a stage sends its outputs, waits until Kafka has
-    them, and only then makes the state change that says they were sent."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.pending: dict[str, Any] = {}
-
-    def get(self, key: str) -> Any | None:
-        if key in self.pending:
-            value = self.pending[key]
-            return None if value is _DELETED else value
-        return self.store.get(key)
-
-    def set(self, key: str, value: Any) -> None:
-        self.pending[key] = value
-
-    def delete(self, key: str) -> None:
-        self.pending[key] = _DELETED
-
-    def commit(self) -> None:
-        for key, value in self.pending.items():
-            if value is _DELETED:
-                self.store.delete(key)
-            else:
-                self.store.set(key, value)
-        self.pending.clear()

@@ -132,42 +132,7 @@ def make_journey(**overrides: Any) -> JourneyEvent:
 def make_stream(
     persons: int, events: int, seed: int = 7, duplicates: int = 0, start: datetime | None = None
 ) -> list[ChannelEvent]:
-    """A shuffled stream of events of ``persons`` people across channels, without unique-id
-    conflicts: anonymous browsing identified later, devices, e-mails in several spellings,
-    phones in several formats, loyalty cards, CRM ids. ``duplicates`` events are repeated."""
-    import random
+    """A shuffled, conflict-free stream of events of ``persons`` people (see the generator)."""
+    from connectors.generator import synthetic_stream
 
-    rnd = random.Random(seed)
-    start = start or NOW - timedelta(days=3)
-    channels = list(Channel)
-    out = []
-    for n in range(events):
-        p = rnd.randrange(persons)
-        spelled = rnd.choice(
-            [f"Person.{p}@Example.de", f" person.{p}@example.de", f"PERSON.{p}@EXAMPLE.DE"]
-        )
-        phone = rnd.choice(
-            [f"0170 {1_000_000 + p}", f"+49 170 {1_000_000 + p}", f"0049170{1_000_000 + p}"]
-        )
-        pool = [
-            ("anonymous_id", f"anon-{p}-{rnd.randrange(3)}"),
-            ("device_id", f"dev-{p}-{rnd.randrange(2)}"),
-            ("email", spelled),
-            ("phone", phone),
-            ("loyalty_id", f"LC-{p:06d}"),
-            ("customer_id", f"CRM-{p:06d}"),
-        ]
-        chosen = rnd.sample(pool, rnd.choice([1, 1, 2, 2, 3]))
-        out.append(
-            make_event(
-                event_id=f"s{seed}-{n:06d}",
-                channel=rnd.choice(channels),
-                occurred_at=start + timedelta(seconds=rnd.randrange(3 * 24 * 3600)),
-                identifiers=[Identifier(namespace=ns, value=v) for ns, v in chosen],
-                traits=Traits(first_name=f"Vorname{p}") if rnd.random() < 0.3 else Traits(),
-                properties={"truth_person_id": str(p)},
-            )
-        )
-    out.extend(rnd.sample(out, duplicates))
-    rnd.shuffle(out)
-    return out
+    return synthetic_stream(persons, events, seed, duplicates, start or NOW - timedelta(days=3))

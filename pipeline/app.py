@@ -27,7 +27,7 @@ from pipeline.clock import Clock, system_clock
 from pipeline.contract import ChannelEvent, JourneyEvent
 from pipeline.dead_letters import DeadLetter, DeadLetterCounts, Origin, Rejection
 from pipeline.exceptions import DecodeError, RegistryUnavailableError
-from pipeline.graph import Graph
+from pipeline.graph import Graph, to_ms
 from pipeline.intake import accept
 from pipeline.profile import Journal, ProfileBook, fold_message, route_message
 from pipeline.serialization import RegistrySerde, Serde

@@ -76,9 +76,8 @@ check: lint typecheck ## Lint and type-check
 bench: setup ## Stitching vs pass-through throughput, replay speed, latency, RSS (own broker)
 	$(BIN)/python -m bench.stitching $(BENCH_ARGS)
 
-demo: up ## Run the main job end to end on the local stack
-	$(OMNI) stack status
-	@echo "The stack is up. Stitching and connectors are not built yet (see README 'Status'); stop with: make down"
+demo: up ## Run the main job end to end: synthetic customers through the stitching worker, a report
+	$(BIN)/python -m pipeline.demo
 
 clean: down ## Stop the stack and remove its data (keeps .venv and jars)
 	rm -rf .stack

@@ -65,8 +65,8 @@ test-integration: setup ## Run the integration tests only (real broker)
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
 lint: setup ## ruff
-	$(BIN)/ruff check pipeline connectors tests
-	$(BIN)/ruff format --check pipeline connectors tests
+	$(BIN)/ruff check pipeline connectors tests bench
+	$(BIN)/ruff format --check pipeline connectors tests bench
 
 typecheck: setup ## mypy (strict)
 	$(BIN)/mypy

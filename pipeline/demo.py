@@ -58,7 +58,8 @@ def main() -> int:
     create_topics(bootstrap, prefix, settings.partitions)
     serde = RegistrySerde(settings.schema_registry_url)
     start = {
-        t.suffix: _ends(bootstrap, t.name(prefix)) for t in (JOURNEYS, IDENTITY_CHANGES, DEAD_LETTERS)
+        t.suffix: _ends(bootstrap, t.name(prefix))
+        for t in (JOURNEYS, IDENTITY_CHANGES, DEAD_LETTERS)
     }
     events = synthetic_stream(
         CUSTOMERS, CUSTOMERS * 4, seed=int(time.time()), duplicates=CUSTOMERS // 10

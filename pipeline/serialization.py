@@ -10,6 +10,7 @@ and the caller retries instead of dead-lettering.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 from typing import Any, Protocol
 
@@ -94,7 +95,11 @@ class RegistrySerde:
         return decode_confluent(data, self.writer_schema, schemas.parsed(model.avro_name))
 
     def register(self, prefix: str, specs: Iterable[TopicSpec] = ALL_TOPICS) -> dict[str, int]:
-        """Register each topic's value schema (subject ``<topic>-value``, BACKWARD)."""
+        """Register each topic's value schema (subject ``<topic>-value``, BACKWARD).
+
+        Safe when several workers start at once: a 409 from a concurrent registration is
+        answered by checking what the other one registered.
+        """
         registered: dict[str, int] = {}
         for spec in specs:
             if spec.value_schema is None:
@@ -102,10 +107,42 @@ class RegistrySerde:
             name = subject(spec.name(prefix))
             schema = Schema(schemas.schema_json(spec.value_schema), "AVRO")
             try:
-                self.client.set_compatibility(name, COMPATIBILITY)
-                registered[name] = self.client.register_schema(name, schema)
+                self._ensure_compatibility(name)
+                registered[name] = self._register(name, schema)
             except SchemaRegistryError as exc:
                 raise OmnistitchError(f"registering {name}: {exc}") from exc
+            except OmnistitchError:
+                raise
             except Exception as exc:
                 raise RegistryUnavailableError(f"schema registry unreachable: {exc}") from exc
         return registered
+
+    def _ensure_compatibility(self, name: str) -> None:
+        try:
+            self.client.set_compatibility(name, COMPATIBILITY)
+        except SchemaRegistryError as exc:
+            if exc.http_status_code != 409:
+                raise
+            # Set concurrently by another worker: fine if it is the same level.
+            have = self.client.get_compatibility(name)
+            if have != COMPATIBILITY:
+                raise OmnistitchError(
+                    f"{name} has compatibility {have}, want {COMPATIBILITY}"
+                ) from exc
+
+    def _register(self, name: str, schema: Schema) -> int:
+        for attempt in range(5):
+            try:
+                return int(self.client.register_schema(name, schema))
+            except SchemaRegistryError as exc:
+                if exc.http_status_code != 409 or attempt == 4:
+                    raise
+                # A concurrent first registration of the subject: it exists now, look it up.
+                try:
+                    found = self.client.lookup_schema(name, schema).schema_id
+                except SchemaRegistryError:
+                    found = None
+                if found is not None:
+                    return int(found)
+                time.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")

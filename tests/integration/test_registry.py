@@ -78,3 +78,16 @@ def test_registry_accepts_an_optional_field_and_refuses_a_required_one(
     )
     decoded = RegistrySerde(kafka.registry_url).decode(topic, data, ChannelEvent)
     assert "session_id" not in decoded
+
+
+def test_workers_starting_at_once_register_the_same_schemas(
+    kafka: KafkaEndpoints, unique_name: Callable[[str], str]
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    prefix = unique_name("race") + "."
+    with ThreadPoolExecutor(4) as pool:
+        results = list(
+            pool.map(lambda _: RegistrySerde(kafka.registry_url).register(prefix), range(4))
+        )
+    assert all(result == results[0] for result in results)

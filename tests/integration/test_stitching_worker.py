@@ -152,6 +152,27 @@ class Run:
         return {frozenset(g) for g in groups.values()}
 
 
+def _settled(worker: WorkerProcess) -> bool:
+    log = worker.tail(1_000_000)
+    assigned = log.rfind("Setting newly assigned partitions")
+    return assigned >= 0 and log.rfind("Worker ready") > assigned
+
+
+def _wait_ready(workers: list[WorkerProcess], timeout_s: float = 120) -> None:
+    """Until every worker is ready after its last partition assignment, for 3 s in a row."""
+    deadline = time.monotonic() + timeout_s
+    stable_since = None
+    while time.monotonic() < deadline:
+        if all(_settled(w) for w in workers):
+            stable_since = stable_since or time.monotonic()
+            if time.monotonic() - stable_since >= 3:
+                return
+        else:
+            stable_since = None
+        time.sleep(0.5)
+    pytest.fail("workers did not settle:\n" + "\n".join(w.tail(2000) for w in workers))
+
+
 @pytest.fixture
 def run_factory(
     kafka: KafkaEndpoints,
@@ -173,9 +194,14 @@ def test_same_clustering_whatever_the_partitions_and_workers_and_equal_to_replay
     run_factory: Callable[[int], Run], partitions: int, workers: int
 ) -> None:
     run = run_factory(partitions)
+    started = [run.worker(f"w{n}") for n in range(workers)]
+    for worker in started:
+        worker.start()
+    # Every worker joined and the group settled (each worker ready after the last rebalance),
+    # then the events come. A rebalance in the middle of processing once stalled consumption
+    # of customer-ops in CI; that is tracked in the stitching issue, not hidden here.
+    _wait_ready(started)
     run.produce(EVENTS_IN)
-    for n in range(workers):
-        run.worker(f"w{n}").start()
     journeys = run.wait_for_journeys(DISTINCT)
 
     per_event = Counter(j.event.event_id for j in journeys)

@@ -24,7 +24,7 @@ def synthetic_stream(
 ) -> list[ChannelEvent]:
     rnd = random.Random(seed)  # noqa: S311 - synthetic data, reproducible by seed
     start = start or datetime.now(UTC) - span
-    channels = list(Channel)
+    channels = [c for c in Channel if c is not Channel.unknown]
     out = []
     for n in range(events):
         p = rnd.randrange(persons)

@@ -247,8 +247,11 @@ class ProfileBook:
         for bound, pick in (("first", min), ("last", max)):
             values = [v for v in (state[bound], other[bound]) if v is not None]
             state[bound] = pick(values) if values else None
-        for event_id, marked in other["seen"].items():
-            state["seen"].setdefault(event_id, marked)
+        for event_id in other["seen"]:
+            # Marked 0 ("long ago"): only the partition that made a mark may conclude that its
+            # journey event was lost; here it was emitted under the merged-away customer,
+            # possibly by another worker whose journal this one does not have.
+            state["seen"].setdefault(event_id, 0)
         state["events"] = len(state["seen"])
         state["orders"] += other["orders"]
         for currency, amount in other["totals"].items():

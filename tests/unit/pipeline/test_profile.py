@@ -139,3 +139,29 @@ def test_journey_context_uses_event_time() -> None:
         True,
     )
     assert second.time_since_previous_ms == 1000
+
+
+def test_the_journal_re_emits_a_lost_journey_but_not_one_merged_in(
+    store_factory: Callable[[], Store],
+) -> None:
+    from pipeline.profile import Journal
+
+    journal = Journal(window_ms=600_000)
+    journal.reset({}, to_ms_now := int(NOW.timestamp() * 1000))
+    book = ProfileBook(store_factory(), journal=journal)
+    event = make_event(occurred_at=at(1))
+    assert book.add_event("c1", event, [], NOW).journeys
+    # After a crash: the state survived, the journey event did not reach the topic.
+    journal.reset({}, to_ms_now)
+    again = book.add_event("c1", event, [], NOW)
+    assert [j.event.event_id for j in again.journeys] == [event.event_id]
+    assert not book.add_event("c1", event, [], NOW).journeys  # noted now: once is enough
+    # Merged in from another customer (journey emitted there): never repeated here.
+    other = make_event(occurred_at=at(2))
+    book.add_event("c2", other, [], NOW)
+    ((target, absorb),) = book.handle("c2", fold_message("c1"), NOW).forwards
+    book.handle(target, absorb, NOW)
+    journal.reset({}, to_ms_now)
+    assert not book.handle("c2", route_message(other, []), NOW).journeys
+    forwarded = book.handle("c2", route_message(other, []), NOW).forwards[0]
+    assert not book.handle(forwarded[0], forwarded[1], NOW).journeys

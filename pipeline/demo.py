@@ -20,6 +20,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from connectors.generator import synthetic_stream
 from pipeline.contract import ChangeType, IdentityChange, JourneyEvent
+from pipeline.graph import merge_forwarding
 from pipeline.serialization import RegistrySerde
 from pipeline.settings import Settings
 from pipeline.topics import DEAD_LETTERS, EVENTS, IDENTITY_CHANGES, JOURNEYS, create_topics
@@ -117,17 +118,7 @@ def main() -> int:
     ]
     letters = _read(bootstrap, DEAD_LETTERS.name(prefix), start[DEAD_LETTERS.suffix])
     kinds = Counter(c.change_type for c in {c.change_id: c for c in changes}.values())
-    forward = {
-        old: c.customer_id
-        for c in changes
-        if c.change_type is ChangeType.merged
-        for old in c.old_customer_ids
-    }
-
-    def final(customer: str) -> str:
-        while customer in forward:
-            customer = forward[customer]
-        return customer
+    final = merge_forwarding(changes)
 
     paths: dict[str, list[JourneyEvent]] = defaultdict(list)
     for journey in journeys:

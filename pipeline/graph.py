@@ -17,6 +17,7 @@ forward pointer, so late events for the merged-away id land on the survivor.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -39,6 +40,25 @@ def to_ms(moment: datetime) -> int:
 def new_customer_id(event_id: str) -> str:
     """Deterministic: the same input creates the same ids in the worker and in replay."""
     return "cus-" + hashlib.sha256(event_id.encode()).hexdigest()[:20]
+
+
+def merge_forwarding(changes: Iterable[IdentityChange]) -> Callable[[str], str]:
+    """For consumers of the identity-changes topic: customer id → surviving customer id."""
+    forward = {
+        loser: change.customer_id
+        for change in changes
+        if change.change_type is ChangeType.merged
+        for loser in change.old_customer_ids
+    }
+
+    def final(customer_id: str) -> str:
+        seen = set()
+        while customer_id in forward and customer_id not in seen:
+            seen.add(customer_id)
+            customer_id = forward[customer_id]
+        return customer_id
+
+    return final
 
 
 def _change_id(*parts: str) -> str:

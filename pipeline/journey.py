@@ -21,11 +21,10 @@ class JourneyContext:
     time_since_previous_ms: int | None
 
 
-def place(touches: list[list[Any]], at_ms: int, channel: Channel) -> JourneyContext:
-    """Insert the touch into the sorted list and describe its position."""
-    index = bisect.bisect_right([t[0] for t in touches], at_ms)
+def _describe(
+    touches: list[list[Any]], index: int, at_ms: int, channel: Channel | None
+) -> JourneyContext:
     previous = touches[index - 1] if index else None
-    touches.insert(index, [at_ms, channel.value])
     previous_channel = Channel(str(previous[1])) if previous else None
     return JourneyContext(
         sequence_number=index + 1,
@@ -33,20 +32,20 @@ def place(touches: list[list[Any]], at_ms: int, channel: Channel) -> JourneyCont
         channel_switch=previous_channel is not None and previous_channel != channel,
         time_since_previous_ms=(at_ms - int(previous[0])) if previous else None,
     )
+
+
+def place(touches: list[list[Any]], at_ms: int, channel: Channel) -> JourneyContext:
+    """Insert the touch into the sorted list and describe its position."""
+    index = bisect.bisect_right([t[0] for t in touches], at_ms)
+    touches.insert(index, [at_ms, channel.value])
+    return _describe(touches, index, at_ms, channel)
 
 
 def context_of(touches: list[list[Any]], at_ms: int) -> JourneyContext:
     """The context of a touch already in the list (to emit its journey event again)."""
     index = bisect.bisect_left([t[0] for t in touches], at_ms)
-    previous = touches[index - 1] if index else None
     channel = Channel(str(touches[index][1])) if index < len(touches) else None
-    previous_channel = Channel(str(previous[1])) if previous else None
-    return JourneyContext(
-        sequence_number=index + 1,
-        previous_channel=previous_channel,
-        channel_switch=previous_channel is not None and previous_channel != channel,
-        time_since_previous_ms=(at_ms - int(previous[0])) if previous else None,
-    )
+    return _describe(touches, index, at_ms, channel)
 
 
 def merge_touches(left: list[list[Any]], right: list[list[Any]]) -> list[list[Any]]:

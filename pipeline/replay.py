@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from pipeline.clock import Clock, system_clock
 from pipeline.contract import ChangeType, ChannelEvent, CustomerProfile
 from pipeline.dead_letters import Rejection
-from pipeline.exceptions import UnreadableInputError
+from pipeline.exceptions import ConfigurationError, UnreadableInputError
 from pipeline.intake import check, validate
 from pipeline.state import MemoryStore, Store
 from pipeline.stitcher import StitchConfig, Stitcher
@@ -73,7 +73,7 @@ def open_stores(kind: str, state_dir: Path | None) -> Iterator[tuple[Store, Stor
     from pipeline.stores import RocksDBStore
 
     if state_dir is None:
-        raise UnreadableInputError("--store rocksdb needs --state-dir")
+        raise ConfigurationError("--store rocksdb needs --state-dir")
     graph, book = RocksDBStore(state_dir / "graph"), RocksDBStore(state_dir / "profiles")
     try:
         yield graph, book

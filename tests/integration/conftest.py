@@ -193,10 +193,8 @@ def worker_process(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
         worker.kill()
 
 
-def consume(
-    bootstrap_servers: str, topic: str, count: int, timeout_s: float, on_timeout: str = ""
-) -> list[Message]:
-    """Read ``count`` messages of a topic from the beginning (fails the test on timeout)."""
+def _reader(bootstrap_servers: str, topic: str) -> Consumer:
+    """A consumer of the whole topic from the beginning, in a group of its own."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap_servers,
@@ -206,6 +204,14 @@ def consume(
         }
     )
     consumer.subscribe([topic])
+    return consumer
+
+
+def consume(
+    bootstrap_servers: str, topic: str, count: int, timeout_s: float, on_timeout: str = ""
+) -> list[Message]:
+    """Read ``count`` messages of a topic from the beginning (fails the test on timeout)."""
+    consumer = _reader(bootstrap_servers, topic)
     got: list[Message] = []
     deadline = time.monotonic() + timeout_s
     try:
@@ -230,15 +236,7 @@ def drain(
     bootstrap_servers: str, topic: str, idle_s: float = 3.0, max_s: float = 120.0
 ) -> list[Message]:
     """Every message of a topic, from the beginning, until nothing new came for ``idle_s``."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap_servers,
-            "group.id": f"drain-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([topic])
+    consumer = _reader(bootstrap_servers, topic)
     got: list[Message] = []
     last_new = time.monotonic()
     deadline = last_new + max_s

@@ -14,12 +14,12 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from pipeline.contract import (
-    ChangeType,
     ChannelEvent,
     CustomerProfile,
     IdentityChange,
     JourneyEvent,
 )
+from pipeline.graph import merge_forwarding
 from pipeline.serialization import RegistrySerde
 from pipeline.state import MemoryStore
 from pipeline.stitcher import Stitcher
@@ -134,17 +134,7 @@ class Run:
         return {k: v for k, v in latest.items() if v is not None}
 
     def clustering(self, journeys: list[JourneyEvent]) -> Clustering:
-        forward = {
-            loser: change.customer_id
-            for change in self.changes()
-            if change.change_type is ChangeType.merged
-            for loser in change.old_customer_ids
-        }
-
-        def final(customer: str) -> str:
-            while customer in forward:
-                customer = forward[customer]
-            return customer
+        final = merge_forwarding(self.changes())
 
         groups: dict[str, set[str]] = defaultdict(set)
         for journey in journeys:

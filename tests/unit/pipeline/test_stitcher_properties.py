@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 
 from pipeline.contract import Channel, ChannelEvent, Identifier
 from pipeline.identifiers import Node, Normaliser
+from pipeline.replay import open_stores
 from pipeline.state import MemoryStore, Store
 from pipeline.stitcher import Stitcher
-from pipeline.stores import RocksDBStore
 from tests.factories import NOW, make_event
 
 NORMALISER = Normaliser()
@@ -32,16 +32,12 @@ NAMESPACES = ("anonymous_id", "device_id", "email", "order_id")
 
 @contextmanager
 def stores(kind: str) -> Iterator[tuple[Store, Store]]:
-    if kind == "memory":
-        yield MemoryStore(), MemoryStore()
-        return
+    """The replay's own stores (memory, or RocksDB in a fresh folder)."""
     folder = Path(tempfile.mkdtemp(prefix="stitch-"))
-    graph, book = RocksDBStore(folder / "graph"), RocksDBStore(folder / "profiles")
     try:
-        yield graph, book
+        with open_stores(kind, folder) as pair:
+            yield pair
     finally:
-        graph.close()
-        book.close()
         shutil.rmtree(folder, ignore_errors=True)
 
 

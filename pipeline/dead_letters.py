@@ -29,6 +29,9 @@ class Reason(StrEnum):
     occurred_at_out_of_window = "occurred_at_out_of_window"
     no_identifiers_or_traits = "no_identifiers_or_traits"
     invalid_event = "invalid_event"
+    # Raised by the connectors, before a ChannelEvent exists.
+    malformed_json = "malformed_json"
+    unmappable_record = "unmappable_record"
 
 
 @dataclass(frozen=True)

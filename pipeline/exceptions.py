@@ -46,3 +46,15 @@ class DecodeError(OmnistitchError):
 
 class UnreadableInputError(OmnistitchError):
     """An input file line is not JSON or not an object; the message names the line."""
+
+
+class DeliveryError(OmnistitchError):
+    """Kafka did not acknowledge records within the delivery timeout (or refused them).
+
+    Nothing that raised this counts as accepted: the collector answers 503, the file connector
+    keeps its checkpoint and tries again.
+    """
+
+
+class MappingConfigError(ConfigurationError):
+    """A connector's mapping (file columns, write keys) is missing or invalid."""

@@ -84,6 +84,49 @@ class Settings(BaseSettings):
         description='Source prefixes whose traits win, in order (JSON list, e.g. ["crm", "pos"]).',
     )
 
+    # Connectors: the HTTP collector (Segment API + webhooks) and the file connector.
+    collector_host: str = Field("127.0.0.1", description="Address the HTTP collector binds to.")
+    collector_port: int = Field(8090, description="Port of the HTTP collector.")
+    write_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description='Write key → source name, as JSON, e.g. {"k3y...": "web-shop"}. Secrets: '
+        "set them in the environment, never in the repository. The collector refuses to start "
+        "without one.",
+    )
+    collector_max_body_bytes: int = Field(
+        512 * 1024, gt=0, description="Largest request body (after gzip) the collector reads."
+    )
+    collector_max_call_bytes: int = Field(
+        32 * 1024, gt=0, description="Largest single call inside a request (Segment's limit)."
+    )
+    collector_max_batch: int = Field(2500, gt=0, description="Most calls in one batch request.")
+    collector_rate_per_s: float = Field(
+        200.0, gt=0, description="Requests per second per write key (token bucket refill)."
+    )
+    collector_burst: int = Field(400, gt=0, description="Token bucket size per write key.")
+    collector_user_id_namespace: str = Field(
+        "customer_id", description="Namespace of Segment's userId (the shop's account id)."
+    )
+    delivery_timeout_s: float = Field(
+        15.0,
+        gt=0,
+        description="How long a connector waits for Kafka to acknowledge (acks=all) before it "
+        "answers 503 (collector) or retries from its checkpoint (files).",
+    )
+    drop_dir: Path = Field(
+        Path(".stack/drop"), description="Folder the file connector watches (pos/, crm/ below)."
+    )
+    checkpoint_dir: Path = Field(
+        Path(".stack/checkpoints"), description="Per-file checkpoints of the file connector."
+    )
+    file_poll_interval_s: float = Field(1.0, gt=0, description="How often the folder is scanned.")
+    file_batch_rows: int = Field(500, gt=0, description="Rows delivered per checkpoint.")
+    file_mappings: str = Field(
+        "",
+        description="Column mappings of the file connector as JSON (kind → mapping), "
+        "overriding the defaults of connectors.files; see docs/connectors.md.",
+    )
+
     # Local stack (make up / down): loopback only.
     stack_dir: Path = Field(Path(".stack"), description="Data and logs of the local stack.")
     stack_lib_dir: Path = Field(

@@ -41,6 +41,7 @@ from pipeline.clock import Clock, system_clock
 from pipeline.contract import ChannelEvent
 from pipeline.dead_letters import Reason, Rejection
 from pipeline.exceptions import DeliveryError, MappingConfigError, RegistryUnavailableError
+from pipeline.settings import Settings
 
 log = logging.getLogger("omnistitch.collector")
 
@@ -301,3 +302,44 @@ class _Refused(Exception):
     def response(self) -> web.Response:
         extra = {"Retry-After": self.retry_after} if self.retry_after else {}
         return _error(self.status, self.code, self.message, **extra)
+
+
+def collector_config(settings: Settings) -> CollectorConfig:
+    return CollectorConfig(
+        write_keys=dict(settings.write_keys),
+        max_body_bytes=settings.collector_max_body_bytes,
+        max_call_bytes=settings.collector_max_call_bytes,
+        max_batch=settings.collector_max_batch,
+        rate_per_s=settings.collector_rate_per_s,
+        burst=settings.collector_burst,
+        user_id_namespace=settings.collector_user_id_namespace,
+    )
+
+
+def serve(settings: Settings) -> None:
+    """``omnistitch collector``: serve until SIGTERM/SIGINT, then flush what is queued."""
+    from connectors.files import sink_config
+    from connectors.sink import EventSink
+
+    config = collector_config(settings)
+    sink = EventSink(sink_config(settings, "omnistitch-collector"))
+    sink.start()
+    app = Collector(config, sink).app()
+
+    async def close_sink(_app: web.Application) -> None:
+        sink.close()
+
+    app.on_cleanup.append(close_sink)
+    log.info(
+        "collector on http://%s:%d (%d write keys)",
+        settings.collector_host,
+        settings.collector_port,
+        len(config.write_keys),
+    )
+    web.run_app(
+        app,
+        host=settings.collector_host,
+        port=settings.collector_port,
+        print=None,
+        access_log=None,
+    )

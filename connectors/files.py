@@ -42,11 +42,12 @@ from connectors.mapping import (
     text,
     traits,
 )
-from connectors.sink import EventSink, Outgoing, refusal
+from connectors.sink import EventSink, Outgoing, SinkConfig, refusal
 from pipeline.clock import Clock, system_clock
 from pipeline.contract import Channel, ChannelEvent
 from pipeline.dead_letters import HEADER_PREFIX, Reason, Rejection
 from pipeline.exceptions import DeliveryError, MappingConfigError, RegistryUnavailableError
+from pipeline.settings import Settings
 
 log = logging.getLogger("omnistitch.files")
 
@@ -548,6 +549,7 @@ class FileConnector:
         records = [self._outgoing(kind, path, checkpoint, row) for row in batch]
         if skip is None:
             inflight = {
+                "count": len(batch),
                 "end": batch[-1].end,
                 "end_line": batch[-1].line + batch[-1].raw.count(b"\n"),
                 "events": self.probe.ends(self.sink.events_topic),
@@ -589,7 +591,7 @@ class FileConnector:
         batch = [
             row
             for row in read_rows(
-                path, checkpoint.offset, checkpoint.line, header, self.config.batch_rows
+                path, checkpoint.offset, checkpoint.line, header, int(inflight["count"])
             )
             if row.end <= inflight["end"]
         ]
@@ -605,3 +607,39 @@ class FileConnector:
             self.checkpoints.save(kind, path.name, done)
             return done, 0, 0
         return self._send(kind, path, checkpoint, batch, skip=arrived)
+
+
+def sink_config(settings: Settings, client_id: str) -> SinkConfig:
+    return SinkConfig(
+        bootstrap_servers=settings.bootstrap_servers,
+        registry_url=settings.schema_registry_url,
+        topic_prefix=settings.topic_prefix,
+        delivery_timeout_s=settings.delivery_timeout_s,
+        client_id=client_id,
+    )
+
+
+def run_files(settings: Settings, once: bool, drop_dir: Path | None = None) -> dict[str, int]:
+    """``omnistitch files``: watch the drop folder (``once``: deliver what is there, then stop)."""
+    import signal
+
+    config = FileConnectorConfig(
+        drop_dir=drop_dir or settings.drop_dir,
+        checkpoint_dir=settings.checkpoint_dir,
+        mappings=load_mappings(settings.file_mappings),
+        batch_rows=settings.file_batch_rows,
+        poll_interval_s=settings.file_poll_interval_s,
+    )
+    for kind in config.mappings:
+        (config.drop_dir / kind).mkdir(parents=True, exist_ok=True)
+    stopping: list[bool] = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
+    sink = EventSink(sink_config(settings, "omnistitch-files"))
+    probe = TopicProbe(settings.bootstrap_servers)
+    try:
+        log.info("watching %s (kinds: %s)", config.drop_dir, ", ".join(sorted(config.mappings)))
+        return FileConnector(config, sink, probe).run(once=once, stop=lambda: bool(stopping))
+    finally:
+        sink.close()
+        probe.close()

@@ -191,6 +191,11 @@ def _map(
         ("advertising_id", device.get("advertisingId")),
         ("loyalty_id", person.get("loyaltyId", person.get("loyalty_id"))),
     ]
+    # Segment's context.externalIds: [{"id": ..., "type": ...}], e.g. a linked Messenger id.
+    external = context.get("externalIds")
+    for entry in external if isinstance(external, list) else []:
+        if isinstance(entry, dict) and text(entry.get("type")):
+            pairs.append((snake(str(entry["type"])), entry.get("id")))
     if event_type in ORDER_EVENTS:
         pairs.append(("order_id", props.get("order_id", props.get("orderId"))))
 

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline.exceptions import OmnistitchError
+from pipeline.exceptions import ConfigurationError, OmnistitchError
 from pipeline.settings import Settings
 from pipeline.stack import KAFKA_VERSION, REGISTRY_VERSION, LocalStack, StackConfig
 from pipeline.topics import ALL_TOPICS, create_topics
@@ -140,6 +140,54 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_collector(args: argparse.Namespace, settings: Settings) -> int:
+    from connectors.collector import serve
+
+    _logging(settings)
+    serve(settings)
+    return 0
+
+
+def cmd_files(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from connectors.files import run_files
+
+    _logging(settings)
+    totals = run_files(settings, once=args.once, drop_dir=Path(args.dir) if args.dir else None)
+    _say(f"files: {totals['rows']} events and {totals['dead_letters']} dead letters delivered")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from connectors.generator import generate, send, write_jsonl
+
+    if not args.output and not args.send:
+        raise ConfigurationError("generate: give --output FILE.jsonl, --send, or both")
+    scenario = generate(args.customers, args.seed)
+    if args.output:
+        count = write_jsonl(scenario, Path(args.output))
+        _say(f"generate: {count} events of {args.customers} customers written to {args.output}")
+    if args.send:
+        url = args.collector_url or f"http://{settings.collector_host}:{settings.collector_port}"
+        key = args.write_key or next(iter(settings.write_keys), None)
+        if not key:
+            raise ConfigurationError("generate --send: set OMNISTITCH_WRITE_KEYS or --write-key")
+        report = send(scenario, url, key, settings.drop_dir)
+        _say(f"generate: sent {report.render()}")
+    return 0
+
+
+def _logging(settings: Settings) -> None:
+    import logging
+
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from contextlib import ExitStack
     from pathlib import Path
@@ -209,6 +257,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="run the faust worker (intake, stitching)")
     worker.set_defaults(func=cmd_worker)
+
+    collector = sub.add_parser(
+        "collector", help="run the HTTP collector (Segment tracking API and webhooks)"
+    )
+    collector.set_defaults(func=cmd_collector)
+
+    files = sub.add_parser("files", help="run the file connector on the drop folder (POS, CRM)")
+    files.add_argument("--dir", help="the drop folder (default: OMNISTITCH_DROP_DIR)")
+    files.add_argument("--once", action="store_true", help="deliver what is there, then stop")
+    files.set_defaults(func=cmd_files)
+
+    generate = sub.add_parser(
+        "generate", help="synthetic omnichannel data with ground truth (file or connectors)"
+    )
+    generate.add_argument("--customers", type=int, default=1000)
+    generate.add_argument("--seed", type=int, default=1)
+    generate.add_argument("--output", help="write ChannelEvents as JSON lines to this file")
+    generate.add_argument(
+        "--send",
+        action="store_true",
+        help="send through the real connectors: Segment calls and webhooks to the collector "
+        "(OMNISTITCH_COLLECTOR_*), POS/CRM files into the drop folder",
+    )
+    generate.add_argument("--collector-url", help="default: http://<collector host>:<port>")
+    generate.add_argument("--write-key", help="default: the first of OMNISTITCH_WRITE_KEYS")
+    generate.set_defaults(func=cmd_generate)
     return parser
 
 

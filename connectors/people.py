@@ -1,0 +1,220 @@
+"""Synthetic people for the generator: German and international names, addresses, contacts.
+
+Names carry their real-world variants: nicknames (Katharina → Kathi), transliterations
+(Jürgen → Juergen / Jurgen, Weiß → Weiss), double names (Anna-Lena, Müller-Lüdenscheidt) and
+typing mistakes. Everything is drawn from a seeded ``random.Random``.
+"""
+
+from __future__ import annotations
+
+import random
+import unicodedata
+from dataclasses import dataclass, field
+
+# (given name, nicknames)
+FIRST_NAMES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Jürgen", ("Jürgen",)),
+    ("Katharina", ("Kathi", "Katja")),
+    ("Alexander", ("Alex",)),
+    ("Elisabeth", ("Lisa", "Elli")),
+    ("Maximilian", ("Max",)),
+    ("Anna-Lena", ("Anna", "Lena")),
+    ("Karl-Heinz", ("Kalle",)),
+    ("Hans-Peter", ("Hansi",)),
+    ("Marie-Luise", ("Malu",)),
+    ("Sören", ("Sören",)),
+    ("Jörg", ("Jörg",)),
+    ("Björn", ("Björn",)),
+    ("Bärbel", ("Bärbel",)),
+    ("Günther", ("Günni",)),
+    ("Ursula", ("Uschi", "Ulla")),
+    ("Wolfgang", ("Wolf",)),
+    ("Christina", ("Tina", "Chris")),
+    ("Johannes", ("Hannes", "Jo")),
+    ("Stefanie", ("Steffi",)),
+    ("Thomas", ("Tom", "Tommy")),
+    ("Zoë", ("Zoe",)),
+    ("Ayşe", ("Ayse",)),
+    ("Mehmet", ("Memo",)),
+    ("Agnieszka", ("Aga",)),
+    ("Łukasz", ("Lukas",)),
+    ("José", ("Pepe",)),
+    ("Siobhán", ("Siobhan",)),
+    ("François", ("Francois",)),
+    ("Nguyễn Thị", ("Thi",)),
+    ("Dmitri", ("Dima",)),
+    ("Lea", ("Lea",)),
+    ("Finn", ("Finn",)),
+    ("Mia", ("Mia",)),
+    ("Paul", ("Paul",)),
+    ("Emma", ("Emmi",)),
+    ("Noah", ("Noah",)),
+)
+LAST_NAMES: tuple[str, ...] = (
+    "Müller", "Schmidt", "Schneider", "Fischer", "Weiß", "Meyer", "Wagner", "Becker",
+    "Schulz", "Hoffmann", "Schäfer", "Koch", "Bauer", "Richter", "Klein", "Wolf",
+    "Schröder", "Neumann", "Schwarz", "Zimmermann", "Braun", "Krüger", "Hartmann",
+    "Lange", "Werner", "Krause", "Meier", "Lehmann", "Groß", "Öztürk", "Y\u0131lmaz",
+    "Kowalski", "Nowak", "Nguyen", "Rossi", "García", "O'Brien", "Papadopoulos",
+    "Müller-Lüdenscheidt", "Schmidt-Ohlsen", "von Bülow", "Meyer-Landrut", "Dąbrowski",
+    "Jürgensen", "Häußler", "Fußmann",
+)  # fmt: skip
+CITIES: tuple[tuple[str, str], ...] = (
+    ("10115", "Berlin"), ("10623", "Berlin"), ("20095", "Hamburg"), ("22767", "Hamburg"),
+    ("80331", "München"), ("81675", "München"), ("50667", "Köln"), ("60311", "Frankfurt am Main"),
+    ("70173", "Stuttgart"), ("40213", "Düsseldorf"), ("04109", "Leipzig"), ("28195", "Bremen"),
+    ("01067", "Dresden"), ("90402", "Nürnberg"), ("30159", "Hannover"), ("48143", "Münster"),
+)  # fmt: skip
+STREETS: tuple[str, ...] = (
+    "Hauptstraße", "Bahnhofstraße", "Schloßallee", "Gartenweg", "Lindenstraße",
+    "Goethestraße", "Schillerstraße", "Am Mühlbach", "Königsallee", "Friedrichstraße",
+    "Straße des 17. Juni", "Große Bleichen", "Fußgängerzone", "Kirchplatz",
+)  # fmt: skip
+DOMAINS = ("gmx.de", "web.de", "t-online.de", "gmail.com", "posteo.de", "outlook.com", "icloud.com")
+MOBILE_PREFIXES = ("151", "152", "157", "160", "162", "170", "171", "172", "175", "176", "177")
+
+
+def ascii_fold(value: str, german: bool = True) -> str:
+    """Jürgen → Juergen (german) or Jurgen; Weiß → Weiss; Łukasz → Lukasz."""
+    if german:
+        for umlaut, spelled in (("ä", "ae"), ("ö", "oe"), ("ü", "ue"), ("Ä", "Ae"), ("Ö", "Oe"),
+                                ("Ü", "Ue")):  # fmt: skip
+            value = value.replace(umlaut, spelled)
+    value = value.replace("ß", "ss").replace("ł", "l").replace("Ł", "L").replace("\u0131", "i")
+    decomposed = unicodedata.normalize("NFKD", value)
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def typo(rnd: random.Random, value: str) -> str:
+    """One typing mistake: a swapped, dropped or doubled letter."""
+    if len(value) < 4:
+        return value
+    i = rnd.randrange(1, len(value) - 2)
+    kind = rnd.randrange(3)
+    if kind == 0:
+        return value[:i] + value[i + 1] + value[i] + value[i + 2 :]
+    if kind == 1:
+        return value[:i] + value[i + 1 :]
+    return value[:i] + value[i] + value[i:]
+
+
+def phone_forms(national: str) -> tuple[str, ...]:
+    """Surface forms of one German mobile number ('1701234567')."""
+    prefix, rest = national[:3], national[3:]
+    return (
+        f"+49 {prefix} {rest}",
+        f"0{prefix}/{rest}",
+        f"(0{prefix}) {rest}",
+        f"0049 {prefix} {rest}",
+        f"0{prefix}{rest}",
+        f"+49{prefix}{rest}",
+    )
+
+
+@dataclass(frozen=True)
+class Address:
+    street: str
+    house_number: str
+    postal_code: str
+    city: str
+
+    def street_variant(self, rnd: random.Random) -> str:
+        street = self.street
+        if street.endswith("straße") and rnd.random() < 0.4:
+            street = street[: -len("straße")] + rnd.choice(("str.", "strasse"))
+        return street
+
+
+@dataclass
+class Person:
+    pid: int
+    first_name: str
+    nicknames: tuple[str, ...]
+    last_name: str
+    birth_date: str
+    email: str
+    second_email: str | None
+    phone: str  # national significant number, e.g. '1701234567'
+    address: Address
+    moved_to: Address | None
+    customer_id: str | None
+    loyalty_id: str | None
+    devices: list[str] = field(default_factory=list)
+    anonymous_ids: list[str] = field(default_factory=list)
+    messenger_psid: str | None = None
+    shared_device: str | None = None  # a family tablet also used by another person
+
+    def name_variant(self, rnd: random.Random) -> tuple[str, str]:
+        """How one channel spells the name: mostly right, else folded, nicknamed or mistyped."""
+        first, last = self.first_name, self.last_name
+        roll = rnd.random()
+        if roll < 0.10:
+            first = rnd.choice(self.nicknames)
+        elif roll < 0.20:
+            first, last = ascii_fold(first, german=rnd.random() < 0.6), ascii_fold(last)
+        elif roll < 0.26:
+            last = typo(rnd, last)
+        elif roll < 0.29:
+            first = first.upper()
+            last = last.upper()
+        return first, last
+
+
+def make_person(rnd: random.Random, pid: int, used: set[str]) -> Person:
+    first, nicknames = rnd.choice(FIRST_NAMES)
+    last = rnd.choice(LAST_NAMES)
+    year = rnd.randint(1950, 2006)
+    birth = f"{year}-{rnd.randint(1, 12):02d}-{rnd.randint(1, 28):02d}"
+    local_first = ascii_fold(first).lower().replace(" ", "").replace("'", "")
+    local_last = ascii_fold(last).lower().replace(" ", "").replace("'", "")
+    email = ""
+    while not email or email in used:
+        style = rnd.randrange(3)
+        local = (
+            f"{local_first}.{local_last}"
+            if style == 0
+            else f"{local_first[0]}{local_last}{rnd.randint(1, 99)}"
+            if style == 1
+            else f"{local_first}{year % 100:02d}"
+        )
+        email = f"{local}@{rnd.choice(DOMAINS)}"
+        if email in used:
+            email = f"{local}{pid}@{rnd.choice(DOMAINS)}"
+    used.add(email)
+    phone = ""
+    while not phone or phone in used:
+        phone = rnd.choice(MOBILE_PREFIXES) + str(rnd.randint(1_000_000, 99_999_999))
+    used.add(phone)
+    postal, city = rnd.choice(CITIES)
+    address = Address(
+        rnd.choice(STREETS),
+        f"{rnd.randint(1, 180)}{rnd.choice(['', '', '', 'a', 'b'])}",
+        postal,
+        city,
+    )
+    moved = None
+    if rnd.random() < 0.1:
+        postal2, city2 = rnd.choice(CITIES)
+        moved = Address(rnd.choice(STREETS), str(rnd.randint(1, 120)), postal2, city2)
+    second = (
+        f"{local_first}.{local_last}.{pid}@firma-{rnd.randint(1, 40)}.de"
+        if rnd.random() < 0.2
+        else None
+    )
+    return Person(
+        pid=pid,
+        first_name=first,
+        nicknames=nicknames,
+        last_name=last,
+        birth_date=birth,
+        email=email,
+        second_email=second,
+        phone=phone,
+        address=address,
+        moved_to=moved,
+        customer_id=f"CRM-{pid:07d}" if rnd.random() < 0.75 else None,
+        loyalty_id=f"LC-{rnd.randint(10**9, 10**10 - 1)}" if rnd.random() < 0.6 else None,
+        devices=[f"dev-{rnd.getrandbits(64):016x}" for _ in range(rnd.choice([1, 1, 2, 3]))],
+        anonymous_ids=[f"{rnd.getrandbits(128):032x}" for _ in range(rnd.choice([1, 2, 3, 5]))],
+        messenger_psid=str(rnd.randint(10**15, 10**16 - 1)) if rnd.random() < 0.15 else None,
+    )

@@ -132,7 +132,7 @@ class Collector:
 
     # -- the request ----------------------------------------------------------------------------
 
-    async def _body(self, request: web.Request) -> Any:
+    async def _body(self, request: web.Request, form_allowed: bool = False) -> Any:
         try:
             data = await request.read()
         except web.HTTPRequestEntityTooLarge as exc:
@@ -141,7 +141,7 @@ class Collector:
             ) from exc
         if not data:
             raise _Refused(400, "empty_body", "the request has no body")
-        if request.content_type == "application/x-www-form-urlencoded":
+        if form_allowed and request.content_type == "application/x-www-form-urlencoded":
             try:
                 form = urllib.parse.parse_qs(data.decode("utf-8"), strict_parsing=True)
             except (UnicodeDecodeError, ValueError) as exc:
@@ -152,11 +152,30 @@ class Collector:
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise _Refused(400, "malformed_json", f"the body is not JSON: {exc}") from exc
 
+    @staticmethod
+    def _header_key(request: web.Request) -> str | None:
+        return _basic_user(request.headers.get("Authorization")) or request.headers.get(
+            "X-Write-Key"
+        )
+
+    def _check_header(self, request: web.Request) -> None:
+        """A key sent in a header is checked before the body is read."""
+        key = self._header_key(request)
+        if key is not None and key not in self.config.write_keys:
+            self.counts["unauthorized"] += 1
+            raise _Refused(401, "unauthorized", "missing or unknown write key")
+
+    async def _authorised(
+        self, request: web.Request, form_allowed: bool = False
+    ) -> tuple[Any, str]:
+        """The parsed body and the source named by the write key (header or body)."""
+        self._check_header(request)
+        body = await self._body(request, form_allowed)
+        return body, self._source(request, body)
+
     def _source(self, request: web.Request, body: Any) -> str:
-        key = (
-            _basic_user(request.headers.get("Authorization"))
-            or request.headers.get("X-Write-Key")
-            or (body.get("writeKey") if isinstance(body, dict) else None)
+        key = self._header_key(request) or (
+            body.get("writeKey") if isinstance(body, dict) else None
         )
         if not isinstance(key, str) or key not in self.config.write_keys:
             self.counts["unauthorized"] += 1
@@ -191,8 +210,7 @@ class Collector:
         kind = request.match_info["kind"]
         kind = SHORT_TYPES.get(kind, kind)
         try:
-            body = await self._body(request)
-            source = self._source(request, body)
+            body, source = await self._authorised(request)
         except _Refused as refused:
             return refused.response()
         if self._too_big(body):
@@ -213,8 +231,7 @@ class Collector:
 
     async def batch(self, request: web.Request) -> web.Response:
         try:
-            body = await self._body(request)
-            source = self._source(request, body)
+            body, source = await self._authorised(request)
         except _Refused as refused:
             return refused.response()
         calls = body.get("batch") if isinstance(body, dict) else None
@@ -251,8 +268,7 @@ class Collector:
         if mapper is None:
             return _error(404, "unknown_source", f"webhook sources: {', '.join(sorted(MAPPERS))}")
         try:
-            body = await self._body(request)
-            self._source(request, body)
+            body, _source = await self._authorised(request, form_allowed=True)
         except _Refused as refused:
             return refused.response()
         now = self.clock()

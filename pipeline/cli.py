@@ -186,6 +186,9 @@ def _logging(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # The registry client logs every request (and Apicurio's 404 on "associations") at INFO.
+    for noisy in ("httpx", "httpx2"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:

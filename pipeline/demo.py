@@ -1,49 +1,55 @@
-"""`make demo`: the main job end to end on the local stack.
+"""`make demo`: the main job end to end on the local stack, through the real connectors.
 
-Sends synthetic omnichannel events (with a few broken records) to the events topic, runs the
-stitching worker until every event is in a journey, and prints what happened. Connectors (HTTP
-collector, file drops, webhooks) replace the direct producer once they exist.
+Starts the stitching worker, the HTTP collector and the file connector as processes, sends the
+generator's data for a few thousand customers through them (Segment calls and webhooks over HTTP,
+POS and CRM exports dropped as files, plus a few broken records), waits until the stitcher has
+caught up and prints a report. Every run uses a new seed and a new write key, so it can be run
+again on the same stack.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections import Counter, defaultdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
-from connectors.generator import synthetic_stream
-from pipeline.contract import ChangeType, IdentityChange, JourneyEvent
+from connectors.generator import generate, map_touches, send
+from pipeline.contract import ChangeType, ChannelEvent, IdentityChange, JourneyEvent
+from pipeline.dead_letters import DeadLetter
 from pipeline.graph import merge_forwarding
+from pipeline.intake import check
 from pipeline.serialization import RegistrySerde
 from pipeline.settings import Settings
+from pipeline.stack import free_port, port_open
 from pipeline.topics import DEAD_LETTERS, EVENTS, IDENTITY_CHANGES, JOURNEYS, create_topics
 
 CUSTOMERS = int(os.environ.get("DEMO_CUSTOMERS", "2000"))
+CATCH_UP_TIMEOUT_S = float(os.environ.get("DEMO_TIMEOUT_S", "900"))
 
 
-def _read(bootstrap: str, topic: str, since: dict[int, int]) -> list[Any]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"demo-{uuid.uuid4().hex}"})
-    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, p, since.get(p, 0)) for p in partitions])
-    out: list[Any] = []
-    idle = 0
-    while idle < 3:
-        batch = consumer.consume(1000, 0.5)
-        idle = 0 if batch else idle + 1
-        out.extend(m for m in batch if not m.error())
-    consumer.close()
-    return out
+def _consumer(bootstrap: str) -> Consumer:
+    return Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"demo-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+        }
+    )
 
 
 def _ends(bootstrap: str, topic: str) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"demo-{uuid.uuid4().hex}"})
+    consumer = _consumer(bootstrap)
     partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
     ends = {
         p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
@@ -53,59 +59,160 @@ def _ends(bootstrap: str, topic: str) -> dict[int, int]:
     return ends
 
 
+def _read(bootstrap: str, topic: str, since: dict[int, int]) -> list[Any]:
+    """Every message from ``since`` to the end of each partition as it is now."""
+    until = _ends(bootstrap, topic)
+    todo = {p for p, end in until.items() if end > since.get(p, 0)}
+    consumer = _consumer(bootstrap)
+    consumer.assign([TopicPartition(topic, p, since.get(p, 0)) for p in todo])
+    out: list[Any] = []
+    while todo:
+        for msg in consumer.consume(1000, 1.0):
+            if msg.error():
+                continue
+            out.append(msg)
+            if (msg.offset() or 0) + 1 >= until[msg.partition() or 0]:
+                todo.discard(msg.partition() or 0)
+    consumer.close()
+    return out
+
+
+def _start(name: str, argv: list[str], env: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
+    with (logs / f"demo-{name}.log").open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", *argv],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+        )
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("the collector stopped while starting")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback URL
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"the collector did not answer {url} within {timeout_s:.0f}s")
+
+
+def _broken_records(base_url: str, write_key: str, drop_dir: Path, seed: int) -> int:
+    """What real channels also send: a call nobody can be found in, a till row cut short."""
+    body = json.dumps(
+        {"batch": [{"type": "track", "event": "Checkout Started", "messageId": f"bad-{seed}"}]}
+    ).encode()
+    request = urllib.request.Request(  # noqa: S310 - loopback URL
+        f"{base_url}/v1/batch", data=body, headers={"Content-Type": "application/json"}
+    )
+    request.add_header("X-Write-Key", write_key)
+    with urllib.request.urlopen(request, timeout=30):  # noqa: S310 - loopback URL
+        pass
+    folder = drop_dir / "pos"
+    folder.mkdir(parents=True, exist_ok=True)
+    part = folder / f".pos-broken-{seed}.csv.part"
+    part.write_text(
+        "receipt_id,store_id,timestamp,loyalty_card,amount,currency\n"
+        f"R-bad-{seed},store-099,2026-11-01T10:00:00Z\n",
+        encoding="utf-8",
+    )
+    part.rename(folder / f"pos-broken-{seed}.csv")
+    return 2
+
+
 def main() -> int:
     settings = Settings()
     prefix, bootstrap = settings.topic_prefix, settings.bootstrap_servers
     create_topics(bootstrap, prefix, settings.partitions)
     serde = RegistrySerde(settings.schema_registry_url)
-    start = {
-        t.suffix: _ends(bootstrap, t.name(prefix))
-        for t in (JOURNEYS, IDENTITY_CHANGES, DEAD_LETTERS)
+    serde.register(prefix)
+    watched = (EVENTS, JOURNEYS, IDENTITY_CHANGES, DEAD_LETTERS)
+    start = {t.suffix: _ends(bootstrap, t.name(prefix)) for t in watched}
+
+    seed = int(time.time())
+    write_key = secrets.token_urlsafe(24)  # per run, never stored
+    port = settings.collector_port if not port_open(settings.collector_port) else free_port()
+    env = {
+        "OMNISTITCH_WRITE_KEYS": json.dumps({write_key: "segment"}),
+        "OMNISTITCH_COLLECTOR_PORT": str(port),
+        # The demo sends weeks of data in seconds: a generous rate limit (429s are retried).
+        "OMNISTITCH_COLLECTOR_RATE_PER_S": os.environ.get(
+            "OMNISTITCH_COLLECTOR_RATE_PER_S", "1000"
+        ),
+        "OMNISTITCH_COLLECTOR_BURST": os.environ.get("OMNISTITCH_COLLECTOR_BURST", "2000"),
     }
-    events = synthetic_stream(
-        CUSTOMERS, CUSTOMERS * 4, seed=int(time.time()), duplicates=CUSTOMERS // 10
-    )
-    topic = EVENTS.name(prefix)
-    producer = Producer(
-        {"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5}
-    )
-    for event in events:
-        producer.produce(topic, key=event.event_id.encode(), value=serde.encode(topic, event))
-        producer.poll(0)
-    for broken in (b'{"event_id": "not avro"}', b"\x00\x00\x01\x86\xa0garbage"):
-        producer.produce(topic, key=b"demo-broken", value=broken)
-    producer.flush(60)
-    distinct = {e.event_id for e in events}
-    print(
-        f"demo: sent {len(events)} events ({len(distinct)} distinct, {len(events) - len(distinct)} "
-        f"repeated) of {CUSTOMERS} synthetic customers and 2 broken records to {topic}",
-        flush=True,
-    )
-
-    log = Path(settings.stack_dir) / "demo-worker.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as out:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "worker"], stdout=out, stderr=subprocess.STDOUT
-        )
-    began = time.monotonic()
+    logs = Path(settings.stack_dir)
+    logs.mkdir(parents=True, exist_ok=True)
+    base_url = f"http://{settings.collector_host}:{port}"
+    procs = {
+        "worker": _start("worker", ["worker"], env, logs),
+        "collector": _start("collector", ["collector"], env, logs),
+        "files": _start("files", ["files"], env, logs),
+    }
     try:
-        while True:
-            done = sum(_ends(bootstrap, JOURNEYS.name(prefix)).values()) - sum(
-                start[JOURNEYS.suffix].values()
-            )
-            print(f"\rdemo: worker caught up {done}/{len(distinct)} events", end="", flush=True)
-            if done >= len(distinct):
-                break
-            if worker.poll() is not None or time.monotonic() - began > 900:
-                print(f"\ndemo: the worker stopped or stalled; see {log}", file=sys.stderr)
-                return 1
-            time.sleep(1)
-    finally:
-        worker.terminate()
-        worker.wait(60)
-    print(f"\ndemo: stitched in {time.monotonic() - began:.0f}s\n")
+        _wait_healthy(f"{base_url}/health", procs["collector"])
+        scenario = generate(CUSTOMERS, seed)
+        began = time.monotonic()
+        report = send(scenario, base_url, write_key, settings.drop_dir)
+        broken = _broken_records(base_url, write_key, settings.drop_dir, seed)
+        print(f"demo: {CUSTOMERS} synthetic customers (seed {seed}) sent through the connectors:")
+        print(f"      {report.render()}, plus {broken} broken records")
 
+        now, policy = datetime.now(UTC), settings.intake_policy()
+        expected = {
+            e.event_id
+            for e in map_touches(scenario).events
+            if isinstance(check(e, now, policy), ChannelEvent)
+        }
+        journeys = _consumer(bootstrap)
+        topic = JOURNEYS.name(prefix)
+        journeys.assign([TopicPartition(topic, p, o) for p, o in start[JOURNEYS.suffix].items()])
+        seen: set[str] = set()
+        shown, lead = 0.0, "\r" if sys.stdout.isatty() else "\n"
+        try:
+            while not expected <= seen:
+                for msg in journeys.consume(2000, 1.0):
+                    if not msg.error():
+                        seen.add(
+                            serde.decode(topic, msg.value(), JourneyEvent)["event"]["event_id"]
+                        )
+                done = len(expected & seen)
+                print(
+                    f"\rdemo: stitcher caught up {done}/{len(expected)} events", end="", flush=True
+                )
+                for name, proc in procs.items():
+                    if proc.poll() is not None:
+                        print(
+                            f"\ndemo: the {name} stopped; see {logs}/demo-{name}.log",
+                            file=sys.stderr,
+                        )
+                        return 1
+                if time.monotonic() - began > CATCH_UP_TIMEOUT_S:
+                    print(f"\ndemo: not caught up in time; see {logs}/demo-*.log", file=sys.stderr)
+                    return 1
+        finally:
+            journeys.close()
+        print(f"\ndemo: sent and stitched in {time.monotonic() - began:.0f}s\n")
+    finally:
+        for proc in procs.values():
+            proc.terminate()
+        for proc in procs.values():
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    _report(settings, serde, start, len(scenario.people))
+    return 0
+
+
+def _report(settings: Settings, serde: RegistrySerde, start: dict[str, Any], persons: int) -> None:
+    prefix, bootstrap = settings.topic_prefix, settings.bootstrap_servers
+    events_in = _read(bootstrap, EVENTS.name(prefix), start[EVENTS.suffix])
     journeys = [
         JourneyEvent.from_avro(serde.decode(JOURNEYS.name(prefix), m.value(), JourneyEvent))
         for m in _read(bootstrap, JOURNEYS.name(prefix), start[JOURNEYS.suffix])
@@ -116,38 +223,60 @@ def main() -> int:
         )
         for m in _read(bootstrap, IDENTITY_CHANGES.name(prefix), start[IDENTITY_CHANGES.suffix])
     ]
-    letters = _read(bootstrap, DEAD_LETTERS.name(prefix), start[DEAD_LETTERS.suffix])
+    letters = [
+        DeadLetter.from_message(m.key(), m.value(), m.headers() or [])
+        for m in _read(bootstrap, DEAD_LETTERS.name(prefix), start[DEAD_LETTERS.suffix])
+    ]
     kinds = Counter(c.change_type for c in {c.change_id: c for c in changes}.values())
     final = merge_forwarding(changes)
-
-    paths: dict[str, list[JourneyEvent]] = defaultdict(list)
+    history: dict[str, list[JourneyEvent]] = defaultdict(list)
     for journey in journeys:
-        paths[final(journey.customer_id)].append(journey)
-    transitions = Counter(
+        history[final(journey.customer_id)].append(journey)
+    paths: Counter[str] = Counter()
+    for touches in history.values():
+        steps: list[str] = []
+        for j in sorted(touches, key=lambda j: (j.event.occurred_at, j.event.event_id)):
+            if not steps or steps[-1] != j.event.channel.value:
+                steps.append(j.event.channel.value)
+        if len(steps) > 1:
+            paths[" → ".join(steps[:4]) + (" → …" if len(steps) > 4 else "")] += 1
+    switches = Counter(
         f"{j.previous_channel.value} → {j.event.channel.value}"
         for j in journeys
         if j.channel_switch and j.previous_channel is not None
     )
-    truth = len({e.properties["truth_person_id"] for e in events})
-    print(f"  events in            {len(events)}")
-    print(f"  profiles             {len(paths)}  (synthetic persons: {truth})")
+    reasons = Counter(f"{d.rejection.reason.value} ({d.origin.topic})" for d in letters)
+    channels_in = Counter(
+        serde.decode(EVENTS.name(prefix), m.value(), ChannelEvent)["channel"] for m in events_in
+    )
+    print(f"  events in            {len(events_in)} on {EVENTS.name(prefix)}")
+    print("    by channel         " + ", ".join(f"{k} {v}" for k, v in channels_in.most_common()))
+    print(f"  journey events       {len(journeys)}")
+    print(f"  profiles             {len(history)}  (synthetic persons: {persons})")
     print(f"  merges               {kinds[ChangeType.merged]}")
     print(f"  conflicts            {kinds[ChangeType.conflict]}")
     print(f"  quarantined values   {kinds[ChangeType.quarantined]}")
-    print(f"  dead letters         {len(letters)}")
     print(
-        "  top channel switches " + ", ".join(f"{k} ({v})" for k, v in transitions.most_common(5))
+        f"  dead letters         {len(letters)}: "
+        + ", ".join(f"{k}: {v}" for k, v in reasons.items())
     )
-    customer, history = max(paths.items(), key=lambda kv: len(kv[1]))
-    print(f"\n  example customer {customer}: {len(history)} touches")
-    for j in sorted(history, key=lambda j: j.event.occurred_at)[:12]:
+    print("  top cross-channel paths:")
+    for path, count in paths.most_common(5):
+        print(f"    {count:>5}  {path}")
+    print("  top channel switches: " + ", ".join(f"{k} ({v})" for k, v in switches.most_common(5)))
+    customer, touches = max(
+        history.items(), key=lambda kv: (len({j.event.channel for j in kv[1]}), len(kv[1]))
+    )
+    channels = sorted({j.event.channel.value for j in touches})
+    print(f"\n  example customer {customer}: {len(touches)} touches on {', '.join(channels)}")
+    for j in sorted(touches, key=lambda j: (j.event.occurred_at, j.event.event_id))[:15]:
         when = f"{j.event.occurred_at:%Y-%m-%d %H:%M}"
-        print(f"    {when}  {j.event.channel.value:<12} {j.event.event_type}")
+        print(f"    {when}  {j.event.channel.value:<12} {j.event.event_type:<20} {j.event.source}")
     print(
-        f"\nTopics: {prefix}profiles.v1 (compacted), {prefix}journeys.v1, "
-        f"{prefix}identity-changes.v1, {prefix}dead-letters.v1. Stop the stack with: make down"
+        f"\nWhere to look next: topics {prefix}profiles.v1 (compacted), {prefix}journeys.v1, "
+        f"{prefix}identity-changes.v1, {prefix}dead-letters.v1; logs in {settings.stack_dir}/"
+        "demo-*.log; `make status`; stop the stack with `make down`."
     )
-    return 0
 
 
 if __name__ == "__main__":

@@ -177,14 +177,14 @@ def main() -> int:
         try:
             while not expected <= seen:
                 for msg in journeys.consume(2000, 1.0):
-                    if not msg.error():
-                        seen.add(
-                            serde.decode(topic, msg.value(), JourneyEvent)["event"]["event_id"]
-                        )
-                done = len(expected & seen)
-                print(
-                    f"\rdemo: stitcher caught up {done}/{len(expected)} events", end="", flush=True
-                )
+                    if not msg.error() and msg.value():
+                        record = serde.decode(topic, msg.value() or b"", JourneyEvent)
+                        seen.add(record["event"]["event_id"])
+                if time.monotonic() - shown > 2 or expected <= seen:
+                    shown = time.monotonic()
+                    done = len(expected & seen)
+                    print(f"{lead}demo: stitcher caught up {done}/{len(expected)} events", end="")
+                    sys.stdout.flush()
                 for name, proc in procs.items():
                     if proc.poll() is not None:
                         print(

@@ -194,8 +194,8 @@ class Collector:
             return _error(
                 503, "unavailable", "events could not be persisted; retry", **{"Retry-After": "5"}
             )
-        self.counts["accepted"] += accepted
-        self.counts["dead_lettered"] += refused
+        self.counts.update({"accepted": accepted, "dead_lettered": refused})
+        self.counts += Counter()  # drop zero counts
         return web.json_response(
             {"success": True, "accepted": accepted, "dead_lettered": refused},
             headers=CORS_HEADERS,

@@ -640,9 +640,13 @@ async def _send_http(
 ) -> None:
     import aiohttp
 
-    auth = aiohttp.BasicAuth(write_key, "")
+    import base64
+
+    token = base64.b64encode(f"{write_key}:".encode()).decode()
+    headers = {"Authorization": f"Basic {token}"}  # Segment's basic auth: the key, no password
     limit = asyncio.Semaphore(concurrency)
-    async with aiohttp.ClientSession(auth=auth, timeout=aiohttp.ClientTimeout(total=60)) as session:
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
 
         async def post(url: str, **kwargs: Any) -> None:
             async with limit:

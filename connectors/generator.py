@@ -638,9 +638,9 @@ async def _post(
 async def _send_http(
     scenario: Scenario, base_url: str, write_key: str, report: SendReport, concurrency: int
 ) -> None:
-    import aiohttp
-
     import base64
+
+    import aiohttp
 
     token = base64.b64encode(f"{write_key}:".encode()).decode()
     headers = {"Authorization": f"Basic {token}"}  # Segment's basic auth: the key, no password

@@ -51,25 +51,87 @@ FIRST_NAMES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Noah", ("Noah",)),
 )
 LAST_NAMES: tuple[str, ...] = (
-    "Müller", "Schmidt", "Schneider", "Fischer", "Weiß", "Meyer", "Wagner", "Becker",
-    "Schulz", "Hoffmann", "Schäfer", "Koch", "Bauer", "Richter", "Klein", "Wolf",
-    "Schröder", "Neumann", "Schwarz", "Zimmermann", "Braun", "Krüger", "Hartmann",
-    "Lange", "Werner", "Krause", "Meier", "Lehmann", "Groß", "Öztürk", "Y\u0131lmaz",
-    "Kowalski", "Nowak", "Nguyen", "Rossi", "García", "O'Brien", "Papadopoulos",
-    "Müller-Lüdenscheidt", "Schmidt-Ohlsen", "von Bülow", "Meyer-Landrut", "Dąbrowski",
-    "Jürgensen", "Häußler", "Fußmann",
-)  # fmt: skip
+    "Müller",
+    "Schmidt",
+    "Schneider",
+    "Fischer",
+    "Weiß",
+    "Meyer",
+    "Wagner",
+    "Becker",
+    "Schulz",
+    "Hoffmann",
+    "Schäfer",
+    "Koch",
+    "Bauer",
+    "Richter",
+    "Klein",
+    "Wolf",
+    "Schröder",
+    "Neumann",
+    "Schwarz",
+    "Zimmermann",
+    "Braun",
+    "Krüger",
+    "Hartmann",
+    "Lange",
+    "Werner",
+    "Krause",
+    "Meier",
+    "Lehmann",
+    "Groß",
+    "Öztürk",
+    "Y\u0131lmaz",
+    "Kowalski",
+    "Nowak",
+    "Nguyen",
+    "Rossi",
+    "García",
+    "O'Brien",
+    "Papadopoulos",
+    "Müller-Lüdenscheidt",
+    "Schmidt-Ohlsen",
+    "von Bülow",
+    "Meyer-Landrut",
+    "Dąbrowski",
+    "Jürgensen",
+    "Häußler",
+    "Fußmann",
+)
 CITIES: tuple[tuple[str, str], ...] = (
-    ("10115", "Berlin"), ("10623", "Berlin"), ("20095", "Hamburg"), ("22767", "Hamburg"),
-    ("80331", "München"), ("81675", "München"), ("50667", "Köln"), ("60311", "Frankfurt am Main"),
-    ("70173", "Stuttgart"), ("40213", "Düsseldorf"), ("04109", "Leipzig"), ("28195", "Bremen"),
-    ("01067", "Dresden"), ("90402", "Nürnberg"), ("30159", "Hannover"), ("48143", "Münster"),
-)  # fmt: skip
+    ("10115", "Berlin"),
+    ("10623", "Berlin"),
+    ("20095", "Hamburg"),
+    ("22767", "Hamburg"),
+    ("80331", "München"),
+    ("81675", "München"),
+    ("50667", "Köln"),
+    ("60311", "Frankfurt am Main"),
+    ("70173", "Stuttgart"),
+    ("40213", "Düsseldorf"),
+    ("04109", "Leipzig"),
+    ("28195", "Bremen"),
+    ("01067", "Dresden"),
+    ("90402", "Nürnberg"),
+    ("30159", "Hannover"),
+    ("48143", "Münster"),
+)
 STREETS: tuple[str, ...] = (
-    "Hauptstraße", "Bahnhofstraße", "Schloßallee", "Gartenweg", "Lindenstraße",
-    "Goethestraße", "Schillerstraße", "Am Mühlbach", "Königsallee", "Friedrichstraße",
-    "Straße des 17. Juni", "Große Bleichen", "Fußgängerzone", "Kirchplatz",
-)  # fmt: skip
+    "Hauptstraße",
+    "Bahnhofstraße",
+    "Schloßallee",
+    "Gartenweg",
+    "Lindenstraße",
+    "Goethestraße",
+    "Schillerstraße",
+    "Am Mühlbach",
+    "Königsallee",
+    "Friedrichstraße",
+    "Straße des 17. Juni",
+    "Große Bleichen",
+    "Fußgängerzone",
+    "Kirchplatz",
+)
 DOMAINS = ("gmx.de", "web.de", "t-online.de", "gmail.com", "posteo.de", "outlook.com", "icloud.com")
 MOBILE_PREFIXES = ("151", "152", "157", "160", "162", "170", "171", "172", "175", "176", "177")
 
@@ -77,8 +139,14 @@ MOBILE_PREFIXES = ("151", "152", "157", "160", "162", "170", "171", "172", "175"
 def ascii_fold(value: str, german: bool = True) -> str:
     """Jürgen → Juergen (german) or Jurgen; Weiß → Weiss; Łukasz → Lukasz."""
     if german:
-        for umlaut, spelled in (("ä", "ae"), ("ö", "oe"), ("ü", "ue"), ("Ä", "Ae"), ("Ö", "Oe"),
-                                ("Ü", "Ue")):  # fmt: skip
+        for umlaut, spelled in (
+            ("ä", "ae"),
+            ("ö", "oe"),
+            ("ü", "ue"),
+            ("Ä", "Ae"),
+            ("Ö", "Oe"),
+            ("Ü", "Ue"),
+        ):
             value = value.replace(umlaut, spelled)
     value = value.replace("ß", "ss").replace("ł", "l").replace("Ł", "L").replace("\u0131", "i")
     decomposed = unicodedata.normalize("NFKD", value)

@@ -95,10 +95,14 @@ def test_segment_analytics_python_sends_through_the_collector(
     )
     client.identify(
         "CRM-0042",
-        {"firstName": "Zoë", "lastName": "Müller-Lüdenscheidt", "email": "zoe@example.de",
-         "address": {"street": "Hauptstraße 12a", "postalCode": "10115", "city": "Berlin"}},
+        {
+            "firstName": "Zoë",
+            "lastName": "Müller-Lüdenscheidt",
+            "email": "zoe@example.de",
+            "address": {"street": "Hauptstraße 12a", "postalCode": "10115", "city": "Berlin"},
+        },
         anonymous_id="anon-77",
-    )  # fmt: skip
+    )
     client.track(
         "CRM-0042",
         "Order Completed",

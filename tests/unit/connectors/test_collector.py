@@ -73,8 +73,13 @@ def run(scenario: Scenario, sink: Any = None, **config: Any) -> MemorySink:
 
 
 def track(**fields: Any) -> dict[str, Any]:
-    return {"type": "track", "event": "Product Viewed", "anonymousId": "a-1",
-            "messageId": "m-1", **fields}  # fmt: skip
+    return {
+        "type": "track",
+        "event": "Product Viewed",
+        "anonymousId": "a-1",
+        "messageId": "m-1",
+        **fields,
+    }
 
 
 def test_the_collector_needs_a_write_key() -> None:
@@ -147,17 +152,25 @@ def test_gzip_bodies_are_read() -> None:
         ("/v1/track", b"{not json", 400, "malformed_json"),
         ("/v1/track", b"", 400, "empty_body"),
         ("/v1/track", json.dumps(track(anonymousId=None)).encode(), 400, "unmappable_record"),
-        ("/v1/track", json.dumps({"type": "track", "event": "x"}).encode(), 400,
-         "unmappable_record"),
+        (
+            "/v1/track",
+            json.dumps({"type": "track", "event": "x"}).encode(),
+            400,
+            "unmappable_record",
+        ),
         ("/v1/batch", b'{"batch": {"a": 1}}', 400, "invalid_batch"),
         ("/v1/batch", b"[1, 2]", 400, "invalid_batch"),
         ("/v1/batch", json.dumps({"batch": [track()] * 3}).encode(), 400, "batch_too_large"),
-        ("/v1/track", json.dumps(track(properties={"x": "y" * 3000})).encode(), 400,
-         "call_too_large"),
+        (
+            "/v1/track",
+            json.dumps(track(properties={"x": "y" * 3000})).encode(),
+            400,
+            "call_too_large",
+        ),
         ("/v1/track", b"{" + b" " * 9000 + b"}", 413, "body_too_large"),
         ("/v1/webhooks/fax", b"{}", 404, "unknown_source"),
     ],
-)  # fmt: skip
+)
 def test_malformed_requests_get_a_4xx_with_a_clear_message(
     path: str, body: bytes, status: int, code: str
 ) -> None:

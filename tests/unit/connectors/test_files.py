@@ -34,26 +34,53 @@ def pos_row(n: int, store: str = "store-001") -> str:
 
 
 def test_pos_row_maps_to_a_store_purchase() -> None:
-    row = {"receipt_id": "R1", "store_id": "store-042", "timestamp": "2026-11-20T10:00:00Z",
-           "loyalty_card": "LC-9", "amount": "19.90", "currency": "EUR", "items": "2",
-           "email": "", "truth_person_id": "4"}  # fmt: skip
+    row = {
+        "receipt_id": "R1",
+        "store_id": "store-042",
+        "timestamp": "2026-11-20T10:00:00Z",
+        "loyalty_card": "LC-9",
+        "amount": "19.90",
+        "currency": "EUR",
+        "items": "2",
+        "email": "",
+        "truth_person_id": "4",
+    }
     event = map_row(row, DEFAULT_MAPPINGS["pos"], file_id="pos:f:abc", line=2, received_at=NOW)
     assert isinstance(event, ChannelEvent)
     assert (event.event_id, event.event_type, event.channel) == (
-        "pos-store-042-R1", "purchase", Channel.store,
-    )  # fmt: skip
+        "pos-store-042-R1",
+        "purchase",
+        Channel.store,
+    )
     assert event.source == "pos-store-042"
     assert [(i.namespace, i.value) for i in event.identifiers] == [("loyalty_id", "LC-9")]
-    assert event.properties == {"receipt_id": "R1", "store_id": "store-042", "amount": "19.90",
-                                "currency": "EUR", "items": "2", "truth_person_id": "4"}  # fmt: skip
+    assert event.properties == {
+        "receipt_id": "R1",
+        "store_id": "store-042",
+        "amount": "19.90",
+        "currency": "EUR",
+        "items": "2",
+        "truth_person_id": "4",
+    }
 
 
 def test_crm_row_maps_traits_birth_date_and_consent_words() -> None:
-    row = {"customer_id": "CRM-1", "first_name": "Jürgen", "last_name": "Müller",
-           "birth_date": "29.2.1984", "street": "Hauptstr.", "house_number": "12a",
-           "postal_code": "10115", "city": "Berlin", "country": "DE", "email": "j@x.de",
-           "phone": "0170 1234567", "consent_email": "ja", "consent_sms": "nein",
-           "updated_at": "2026-11-20T08:00:00Z"}  # fmt: skip
+    row = {
+        "customer_id": "CRM-1",
+        "first_name": "Jürgen",
+        "last_name": "Müller",
+        "birth_date": "29.2.1984",
+        "street": "Hauptstr.",
+        "house_number": "12a",
+        "postal_code": "10115",
+        "city": "Berlin",
+        "country": "DE",
+        "email": "j@x.de",
+        "phone": "0170 1234567",
+        "consent_email": "ja",
+        "consent_sms": "nein",
+        "updated_at": "2026-11-20T08:00:00Z",
+    }
     event = map_row(row, DEFAULT_MAPPINGS["crm"], file_id="crm:f:abc", line=5, received_at=NOW)
     assert isinstance(event, ChannelEvent)
     assert event.event_id == "crm-CRM-1-2026-11-20T08:00:00Z"
@@ -87,9 +114,16 @@ def test_unmappable_rows_are_refused_naming_line_and_column(
 
 
 def test_mappings_can_be_added_and_replaced_by_json() -> None:
-    extra = {"popup": {"channel": "store", "event_type": "event_visit", "source": "popup-{city}",
-                       "occurred_at": "when", "event_id": ["ticket"],
-                       "identifiers": {"mail": "email"}}}  # fmt: skip
+    extra = {
+        "popup": {
+            "channel": "store",
+            "event_type": "event_visit",
+            "source": "popup-{city}",
+            "occurred_at": "when",
+            "event_id": ["ticket"],
+            "identifiers": {"mail": "email"},
+        }
+    }
     mappings = load_mappings(json.dumps(extra))
     assert set(mappings) == {"pos", "crm", "popup"}
     row = {"when": "2026-11-20T18:00:00Z", "ticket": "T1", "mail": "a@b.de", "city": "Köln"}

@@ -51,14 +51,22 @@ def test_identify_maps_ids_traits_address_birthday_and_consent() -> None:
                 "phone": "0170 1234567",
                 "birthday": "1990-02-03T00:00:00.000Z",
                 "loyaltyId": "LC-1",
-                "address": {"street": "Schloßstraße 7a", "postalCode": "12163", "city": "Berlin",
-                            "state": "BE", "country": "DE"},
+                "address": {
+                    "street": "Schloßstraße 7a",
+                    "postalCode": "12163",
+                    "city": "Berlin",
+                    "state": "BE",
+                    "country": "DE",
+                },
             },
-            "context": {"device": {"id": "dev-1"}, "ip": "203.0.113.9",
-                        "consent": {"categoryPreferences": {"Advertising": False, "emailMarketing": True}}},
+            "context": {
+                "device": {"id": "dev-1"},
+                "ip": "203.0.113.9",
+                "consent": {"categoryPreferences": {"Advertising": False, "emailMarketing": True}},
+            },
             "timestamp": "2026-11-24T11:00:00Z",
         }
-    )  # fmt: skip
+    )
     assert event.event_id == "m-7"
     assert event.event_type == "identify"
     assert event.channel is Channel.web
@@ -89,10 +97,17 @@ def test_identify_maps_ids_traits_address_birthday_and_consent() -> None:
 
 def test_track_order_event_carries_order_id_and_amount() -> None:
     event = mapped(
-        call(event="Order Completed", userId="CRM-1",
-             properties={"order_id": "o-1", "total": 89.9, "currency": "EUR",
-                         "products": [{"sku": "a"}]})
-    )  # fmt: skip
+        call(
+            event="Order Completed",
+            userId="CRM-1",
+            properties={
+                "order_id": "o-1",
+                "total": 89.9,
+                "currency": "EUR",
+                "products": [{"sku": "a"}],
+            },
+        )
+    )
     assert event.event_type == "order_completed"
     assert ("order_id", "o-1") in ids(event)
     assert event.properties["amount"] == "89.9"
@@ -197,7 +212,8 @@ def test_malformed_calls_are_rejected_with_a_reason(raw: Any, detail: str) -> No
 
 
 def test_rejections_never_contain_the_values() -> None:
-    result = map_call(call(anonymousId=None, userId="  ", email="secret@x.de"),
-                      source="s", received_at=RECEIVED)  # fmt: skip
+    result = map_call(
+        call(anonymousId=None, userId="  ", email="secret@x.de"), source="s", received_at=RECEIVED
+    )
     assert isinstance(result, Rejection)
     assert "secret" not in result.detail

@@ -41,8 +41,12 @@ def test_every_source_has_a_documented_example() -> None:
 def test_email_service_events() -> None:
     found = events("email", example("email"))
     assert [e.event_type for e in found] == [
-        "email_delivered", "email_opened", "email_clicked", "email_bounced", "email_unsubscribed",
-    ]  # fmt: skip
+        "email_delivered",
+        "email_opened",
+        "email_clicked",
+        "email_bounced",
+        "email_unsubscribed",
+    ]
     assert all(e.channel is Channel.email for e in found)
     assert ids(found[0]) == {("email", "jurgen.mueller@example.de")}
     assert ("customer_id", "CRM-004711") in ids(found[3])
@@ -59,8 +63,10 @@ def test_whatsapp_and_sms_by_twilio() -> None:
     sms = {"MessageSid": "SM1", "From": "+491701234567", "To": "+4930555123"}
     (text,) = events("twilio", sms)
     assert (text.channel, text.event_type, text.occurred_at) == (
-        Channel.sms, "message_received", RECEIVED,
-    )  # fmt: skip
+        Channel.sms,
+        "message_received",
+        RECEIVED,
+    )
     outbound = {**sms, "Direction": "outbound-api"}
     (sent,) = events("twilio", outbound)
     assert (sent.event_type, ids(sent)) == ("message_sent", {("phone", "+4930555123")})
@@ -99,8 +105,11 @@ def test_helpdesk_ticket_follows_its_channel() -> None:
         ("email", "jurgen.mueller@example.de"),
         ("phone", "+49 170 1234567"),
     }
-    opened = {**example("support"), "event": "ticket.created",
-              "ticket": {"id": "T-1", "via": "chat"}}  # fmt: skip
+    opened = {
+        **example("support"),
+        "event": "ticket.created",
+        "ticket": {"id": "T-1", "via": "chat"},
+    }
     (first,) = events("support", opened)
     assert (first.event_type, first.channel) == ("ticket_opened", Channel.chat)
 
@@ -115,8 +124,10 @@ def test_click_and_collect_order_and_its_pickup_share_the_order_id() -> None:
     assert (order.traits.street, order.traits.house_number) == ("Schloßstraße", "7a")
     assert order.consent == {"email_marketing": True}
     assert (pickup.channel, pickup.event_type, pickup.source) == (
-        Channel.store, "order_picked_up", "pos-store_042",
-    )  # fmt: skip
+        Channel.store,
+        "order_picked_up",
+        "pos-store_042",
+    )
     assert ("order_id", "100234") in ids(order) & ids(pickup)
 
 
@@ -131,8 +142,12 @@ def test_one_bad_item_of_an_email_batch_is_refused_alone() -> None:
     del items[2]["sg_event_id"]
     results = [r for _i, r in MAPPERS["email"](items, RECEIVED)]
     assert [type(r).__name__ for r in results] == [
-        "ChannelEvent", "Rejection", "Rejection", "ChannelEvent", "ChannelEvent",
-    ]  # fmt: skip
+        "ChannelEvent",
+        "Rejection",
+        "Rejection",
+        "ChannelEvent",
+        "ChannelEvent",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -144,25 +159,70 @@ def test_one_bad_item_of_an_email_batch_is_refused_alone() -> None:
         ("messenger", {"object": "instagram", "entry": []}, "object:"),
         ("messenger", {"object": "page", "entry": "x"}, "entry:"),
         ("messenger", {"object": "page", "entry": [{"messaging": []}]}, "no messaging items"),
-        ("messenger", {"object": "page", "entry": [{"messaging": [
-            {"sender": {"id": "1"}, "timestamp": 1}]}]}, "message or a postback"),
-        ("chat", {"message_id": "m", "conversation_id": "c", "sent_at": "2026-11-01T00:00:00Z",
-                  "visitor": {}}, "visitor:"),
-        ("chat", {"message_id": "m", "conversation_id": "c", "sent_at": "2026-11-01T00:00:00Z",
-                  "visitor": "Jürgen"}, "visitor: must be an object"),
+        (
+            "messenger",
+            {"object": "page", "entry": [{"messaging": [{"sender": {"id": "1"}, "timestamp": 1}]}]},
+            "message or a postback",
+        ),
+        (
+            "chat",
+            {
+                "message_id": "m",
+                "conversation_id": "c",
+                "sent_at": "2026-11-01T00:00:00Z",
+                "visitor": {},
+            },
+            "visitor:",
+        ),
+        (
+            "chat",
+            {
+                "message_id": "m",
+                "conversation_id": "c",
+                "sent_at": "2026-11-01T00:00:00Z",
+                "visitor": "Jürgen",
+            },
+            "visitor: must be an object",
+        ),
         ("calls", {"call_id": "c", "started_at": "2026-11-01T00:00:00Z"}, "caller: missing"),
         ("support", {"id": "1", "event": "ticket.deleted"}, "event:"),
-        ("support", {"id": "1", "event": "ticket.solved", "occurred_at": "2026-11-01T00:00:00Z",
-                     "ticket": {}}, "id: missing"),
-        ("orders", {**{"id": "1", "total_price": "1", "currency": "EUR",
-                       "created_at": "2026-11-01T00:00:00Z"}, "fulfilment": {"type": "drone"}},
-         "fulfilment.type"),
-        ("orders", {"id": "1", "total_price": "1", "currency": "EUR",
+        (
+            "support",
+            {
+                "id": "1",
+                "event": "ticket.solved",
+                "occurred_at": "2026-11-01T00:00:00Z",
+                "ticket": {},
+            },
+            "id: missing",
+        ),
+        (
+            "orders",
+            {
+                **{
+                    "id": "1",
+                    "total_price": "1",
+                    "currency": "EUR",
                     "created_at": "2026-11-01T00:00:00Z",
-                    "fulfilment": {"type": "click_and_collect"}}, "pickup_store_id: missing"),
+                },
+                "fulfilment": {"type": "drone"},
+            },
+            "fulfilment.type",
+        ),
+        (
+            "orders",
+            {
+                "id": "1",
+                "total_price": "1",
+                "currency": "EUR",
+                "created_at": "2026-11-01T00:00:00Z",
+                "fulfilment": {"type": "click_and_collect"},
+            },
+            "pickup_store_id: missing",
+        ),
         ("pickups", {"order_id": "1", "store_id": "s", "picked_up_at": "later"}, "picked_up_at:"),
     ],
-)  # fmt: skip
+)
 def test_malformed_bodies_are_refused_with_the_field_named(
     source: str, payload: Any, detail: str
 ) -> None:

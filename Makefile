@@ -13,8 +13,9 @@ VENV_STAMP := $(VENV)/.installed
 JARS_STAMP := stack/lib/.fetched
 
 BENCH_ARGS ?=
+GENERATE_ARGS ?= --customers 1000 --seed 1 --output .stack/generated.jsonl
 
-.PHONY: bench help setup up down status logs topics register-schemas check-schemas worker test test-unit test-integration lint typecheck check demo clean
+.PHONY: bench help setup up down status logs topics register-schemas check-schemas worker collector files generate test test-unit test-integration lint typecheck check demo clean
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -55,6 +56,15 @@ check-schemas: setup ## Fail if a schema in schemas/ cannot read data of its rel
 worker: up ## Run the stitching worker in the foreground against the local stack
 	$(OMNI) worker
 
+collector: up ## Run the HTTP collector (Segment API + webhooks) on :8090; needs OMNISTITCH_WRITE_KEYS
+	$(OMNI) collector
+
+files: up ## Run the file connector on .stack/drop (pos/, crm/ CSV and JSONL exports)
+	$(OMNI) files
+
+generate: setup ## Write synthetic omnichannel events: GENERATE_ARGS="--customers 1000 --seed 1 --output events.jsonl"
+	$(OMNI) generate $(GENERATE_ARGS)
+
 test: setup ## Run unit and integration tests (integration tests start their own broker)
 	$(BIN)/pytest tests $(PYTEST_ARGS)
 
@@ -76,7 +86,7 @@ check: lint typecheck ## Lint and type-check
 bench: setup ## Stitching vs pass-through throughput, replay speed, latency, RSS (own broker)
 	$(BIN)/python -m bench.stitching $(BENCH_ARGS)
 
-demo: up ## Run the main job end to end: synthetic customers through the stitching worker, a report
+demo: up ## Run the main job end to end: synthetic customers through the connectors and the stitcher, a report
 	$(BIN)/python -m pipeline.demo
 
 clean: down ## Stop the stack and remove its data (keeps .venv and jars)

@@ -374,13 +374,16 @@ class TopicProbe:
         )
 
     def ends(self, topic: str) -> dict[str, int]:
-        from confluent_kafka import TopicPartition
+        from confluent_kafka import KafkaException, TopicPartition
 
-        partitions = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return {
-            str(p): self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in partitions
-        }
+        try:
+            partitions = self.consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            return {
+                str(p): self.consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in partitions
+            }
+        except KafkaException as exc:  # broker unreachable or leaders moving: retry later
+            raise DeliveryError(f"end offsets of {topic}: {exc.args[0].str()}") from exc
 
     def arrived(self, topic: str, since: Mapping[str, int]) -> list[Any]:
         """Every message of ``topic`` from ``since`` to the current end."""

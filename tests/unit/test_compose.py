@@ -50,3 +50,20 @@ def test_the_worker_runs_the_cli_with_the_same_settings() -> None:
     fields = {f"OMNISTITCH_{name.upper()}" for name in Settings.model_fields}
     assert set(worker["environment"]) <= fields
     assert worker["environment"]["OMNISTITCH_BOOTSTRAP_SERVERS"] == "kafka:19092"
+
+
+def test_the_connectors_run_the_cli_with_the_same_settings() -> None:
+    services = _compose()["services"]
+    defaults = Settings.model_fields
+    fields = {f"OMNISTITCH_{name.upper()}" for name in Settings.model_fields}
+    collector, files = services["collector"], services["files"]
+    assert collector["command"] == ["collector"]
+    assert files["command"] == ["files"]
+    for service in (collector, files):
+        assert set(service["environment"]) <= fields, set(service["environment"]) - fields
+        assert service["environment"]["OMNISTITCH_BOOTSTRAP_SERVERS"] == "kafka:19092"
+    port = defaults["collector_port"].default
+    assert f"127.0.0.1:{port}:{port}" in collector["ports"]
+    assert collector["environment"]["OMNISTITCH_COLLECTOR_PORT"] == str(port)
+    # The write keys are a secret: required from the environment, never written in the file.
+    assert collector["environment"]["OMNISTITCH_WRITE_KEYS"].startswith("${OMNISTITCH_WRITE_KEYS:?")

@@ -15,7 +15,7 @@ JARS_STAMP := stack/lib/.fetched
 BENCH_ARGS ?=
 GENERATE_ARGS ?= --customers 1000 --seed 1 --output .stack/generated.jsonl
 
-.PHONY: bench help setup up down status logs topics register-schemas check-schemas worker collector files generate test test-unit test-integration lint typecheck check demo clean
+.PHONY: bench help setup up down status logs topics register-schemas check-schemas worker collector files generate test test-browser test-unit test-integration lint typecheck check demo clean
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -66,7 +66,16 @@ generate: setup ## Write synthetic omnichannel events: GENERATE_ARGS="--customer
 	$(OMNI) generate $(GENERATE_ARGS)
 
 test: setup ## Run unit and integration tests (integration tests start their own broker)
-	$(BIN)/pytest tests $(PYTEST_ARGS)
+	$(BIN)/pytest tests -m "not browser" $(PYTEST_ARGS)
+
+BROWSER_STAMP := stack/browser/node_modules/.installed
+$(BROWSER_STAMP): stack/browser/package.json stack/browser/package-lock.json
+	npm ci --prefix stack/browser --no-audit --no-fund --silent
+	@touch $@
+
+test-browser: setup $(BROWSER_STAMP) ## analytics.js in headless Chromium against the collector (needs chromium)
+	@command -v chromium >/dev/null || { echo "test-browser needs Chromium: apt-get install chromium" >&2; exit 2; }
+	$(BIN)/pytest tests -m browser $(PYTEST_ARGS)
 
 test-unit: setup ## Run the fast unit tests only (no broker)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

@@ -9,9 +9,11 @@ Chosen in this order:
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 import uuid
@@ -249,3 +251,50 @@ def drain(
     finally:
         consumer.close()
     return got
+
+
+WRITE_KEY = "it-write-key-7f3a"
+
+
+def connector_env(kafka: KafkaEndpoints, prefix: str, tmp_path: Path) -> dict[str, str]:
+    return {
+        "OMNISTITCH_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "OMNISTITCH_SCHEMA_REGISTRY_URL": kafka.registry_url,
+        "OMNISTITCH_TOPIC_PREFIX": prefix,
+        "OMNISTITCH_WRITE_KEYS": json.dumps({WRITE_KEY: "web-shop"}),
+        "OMNISTITCH_DROP_DIR": str(tmp_path / "drop"),
+        "OMNISTITCH_CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
+        "OMNISTITCH_LOG_LEVEL": "info",
+    }
+
+
+@pytest.fixture
+def collector(
+    kafka: KafkaEndpoints,
+    project_topics: Callable[[int], str],
+    worker_process: Callable[..., WorkerProcess],
+    tmp_path: Path,
+) -> Iterator[tuple[str, str]]:
+    """A running collector process on fresh topics: (base URL, topic prefix)."""
+    prefix = project_topics(4)
+    port = free_port()
+    proc = worker_process(
+        [sys.executable, "-m", "pipeline.cli", "collector"],
+        {**connector_env(kafka, prefix, tmp_path), "OMNISTITCH_COLLECTOR_PORT": str(port)},
+        name="collector",
+    )
+    proc.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=2) as resp:  # noqa: S310
+                if resp.status == 200:
+                    break
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, proc.tail()
+        assert proc.proc is not None and proc.proc.poll() is None, proc.tail()
+        time.sleep(0.3)
+    yield base, prefix
+    assert proc.stop() == 0, proc.tail()

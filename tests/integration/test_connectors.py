@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -23,57 +23,17 @@ from segment.analytics.request import APIError
 from pipeline.contract import Channel, ChannelEvent
 from pipeline.dead_letters import DeadLetter, Reason
 from pipeline.serialization import RegistrySerde
-from pipeline.stack import free_port
 from pipeline.topics import DEAD_LETTERS, EVENTS
-from tests.integration.conftest import KafkaEndpoints, WorkerProcess, consume, drain
+from tests.integration.conftest import (
+    WRITE_KEY,
+    KafkaEndpoints,
+    WorkerProcess,
+    connector_env,
+    consume,
+    drain,
+)
 
 pytestmark = pytest.mark.integration
-
-WRITE_KEY = "it-write-key-7f3a"
-
-
-def connector_env(kafka: KafkaEndpoints, prefix: str, tmp_path: Path) -> dict[str, str]:
-    return {
-        "OMNISTITCH_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "OMNISTITCH_SCHEMA_REGISTRY_URL": kafka.registry_url,
-        "OMNISTITCH_TOPIC_PREFIX": prefix,
-        "OMNISTITCH_WRITE_KEYS": json.dumps({WRITE_KEY: "web-shop"}),
-        "OMNISTITCH_DROP_DIR": str(tmp_path / "drop"),
-        "OMNISTITCH_CHECKPOINT_DIR": str(tmp_path / "checkpoints"),
-        "OMNISTITCH_LOG_LEVEL": "info",
-    }
-
-
-@pytest.fixture
-def collector(
-    kafka: KafkaEndpoints,
-    project_topics: Callable[[int], str],
-    worker_process: Callable[..., WorkerProcess],
-    tmp_path: Path,
-) -> Iterator[tuple[str, str]]:
-    """A running collector process on fresh topics: (base URL, topic prefix)."""
-    prefix = project_topics(4)
-    port = free_port()
-    proc = worker_process(
-        [sys.executable, "-m", "pipeline.cli", "collector"],
-        {**connector_env(kafka, prefix, tmp_path), "OMNISTITCH_COLLECTOR_PORT": str(port)},
-        name="collector",
-    )
-    proc.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/health", timeout=2) as resp:  # noqa: S310
-                if resp.status == 200:
-                    break
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, proc.tail()
-        assert proc.proc is not None and proc.proc.poll() is None, proc.tail()
-        time.sleep(0.3)
-    yield base, prefix
-    assert proc.stop() == 0, proc.tail()
 
 
 def decoded(kafka: KafkaEndpoints, prefix: str, count: int) -> list[ChannelEvent]:

@@ -81,7 +81,7 @@ test-unit: setup ## Run the fast unit tests only (no broker)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 test-integration: setup ## Run the integration tests only (real broker)
-	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+	$(BIN)/pytest tests/integration -m "not browser" $(PYTEST_ARGS)
 
 lint: setup ## ruff
 	$(BIN)/ruff check pipeline connectors tests bench

@@ -35,7 +35,7 @@ from typing import Any
 
 from connectors.files import DEFAULT_MAPPINGS, map_row
 from connectors.mapping import TRUTH_PROPERTY
-from connectors.people import Address, Person, make_person, phone_forms
+from connectors.people import Address, Person, make_person, phone_forms, typo
 from connectors.segment import map_call
 from connectors.webhooks import MAPPERS
 from pipeline.contract import Channel, ChannelEvent, Identifier, Traits
@@ -76,8 +76,16 @@ class Scenario:
 class _Story:
     """Builds one person's touches on a timeline."""
 
-    def __init__(self, rnd: random.Random, seed: int, person: Person, start: datetime) -> None:
+    def __init__(
+        self,
+        rnd: random.Random,
+        seed: int,
+        person: Person,
+        start: datetime,
+        corruption: float = 1.0,
+    ) -> None:
         self.rnd, self.seed, self.person, self.t = rnd, seed, person, start
+        self.corruption = corruption
         self.touches: list[Touch] = []
         self.truth = str(person.pid)
 
@@ -144,7 +152,7 @@ class _Story:
 
     def identify(self, target: str, anonymous_id: str | None, device: str | None) -> None:
         p = self.person
-        first, last = p.name_variant(self.rnd)
+        first, last = p.name_variant(self.rnd, self.corruption)
         email = "test@test.com" if self.rnd.random() < 0.02 else self.email()
         traits: dict[str, Any] = {"firstName": first, "lastName": last, "email": email}
         if self.rnd.random() < 0.5:
@@ -307,7 +315,7 @@ class _Story:
     def crm_record(self, moved: bool = False) -> None:
         p = self.person
         assert p.customer_id
-        first, last = p.name_variant(self.rnd)
+        first, last = p.name_variant(self.rnd, self.corruption)
         address = self.address(moved)
         at = self.later(3600, 10 * 86400)
         email = p.second_email if p.second_email and self.rnd.random() < 0.5 else self.email()
@@ -323,9 +331,39 @@ class _Story:
             "country": "DE",
             "email": email,
             "phone": self.phone() if self.rnd.random() < 0.7 else "",
-            "loyalty_id": p.loyalty_id or "",
+            "loyalty_id": (p.loyalty_id if p.loyalty_in_crm else None) or "",
             "consent_email": self.rnd.choice(["ja", "nein", "1", "0", ""]),
             "consent_sms": self.rnd.choice(["ja", "nein", ""]),
+            "updated_at": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            TRUTH_PROPERTY: self.truth,
+        }
+        self.add("file", "crm", row, at)
+
+    def loyalty_signup(self) -> None:
+        """The paper form at the till: name, address, birth date and the new card, no e-mail;
+        the CRM export carries it without a customer id."""
+        p = self.person
+        first, last = p.name_variant(self.rnd, self.corruption)
+        address = self.address()
+        at = self.later(600, 86400)
+        street = address.street_variant(self.rnd)
+        if self.rnd.random() < 0.1 * self.corruption:
+            street = typo(self.rnd, street)
+        row = {
+            "customer_id": "",
+            "first_name": first,
+            "last_name": last,
+            "birth_date": p.birth_date if self.rnd.random() < 0.9 else "",
+            "street": street,
+            "house_number": address.house_number,
+            "postal_code": address.postal_code,
+            "city": address.city,
+            "country": "DE",
+            "email": "",
+            "phone": self.phone() if self.rnd.random() < 0.4 else "",
+            "loyalty_id": p.loyalty_id or "",
+            "consent_email": "",
+            "consent_sms": "",
             "updated_at": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
             TRUTH_PROPERTY: self.truth,
         }
@@ -335,7 +373,7 @@ class _Story:
         p = self.person
         sku, _name, price = self.rnd.choice(PRODUCTS)
         order_id = str(self.rnd.randint(10**7, 10**8 - 1)) + f"{p.pid % 1000:03d}"
-        first, last = p.name_variant(self.rnd)
+        first, last = p.name_variant(self.rnd, self.corruption)
         address = self.address(moved=self.rnd.random() < 0.5)
         at = self.later(3600, 10 * 86400)
         store = self.rnd.choice(STORES[:8])
@@ -365,7 +403,7 @@ class _Story:
         }
         if self.rnd.random() < 0.3:
             body["phone"] = self.phone()
-        if p.loyalty_id and self.rnd.random() < 0.3:
+        if p.loyalty_id and p.loyalty_in_crm and self.rnd.random() < 0.3:
             body["loyalty_id"] = p.loyalty_id
         self.hook("orders", body, at)
         if click_and_collect:
@@ -377,14 +415,14 @@ class _Story:
                 "staff_id": f"s-{self.rnd.randint(1, 99):04d}",
                 TRUTH_PROPERTY: self.truth,
             }
-            if p.loyalty_id and self.rnd.random() < 0.5:
+            if p.loyalty_id and p.loyalty_in_crm and self.rnd.random() < 0.5:
                 pickup["loyalty_id"] = p.loyalty_id
             self.hook("pickups", pickup, self.t)
 
     def support_case(self) -> None:
         p = self.person
         ticket = f"T-{self.seed}-{p.pid}-{self.rnd.randint(100, 999)}"
-        first, last = p.name_variant(self.rnd)
+        first, last = p.name_variant(self.rnd, self.corruption)
         conversation = self.uid("conv")
         at = self.later(3600, 10 * 86400)
         for n in range(self.rnd.randint(1, 3)):
@@ -502,6 +540,7 @@ class _Story:
         if rnd.random() < 0.7:
             self.newsletter()
         if p.loyalty_id and rnd.random() < 0.8:
+            self.loyalty_signup()
             self.store_visit()
         if rnd.random() < 0.3:
             self.order(click_and_collect=True)
@@ -516,7 +555,9 @@ class _Story:
         return self.touches
 
 
-def generate(customers: int, seed: int, anchor: datetime | None = None) -> Scenario:
+def generate(
+    customers: int, seed: int, anchor: datetime | None = None, corruption: float = 1.0
+) -> Scenario:
     """The raw records of ``customers`` people over the 60 days before ``anchor``.
 
     The same customers, seed and anchor give the same records; the anchor defaults to the start
@@ -533,7 +574,8 @@ def generate(customers: int, seed: int, anchor: datetime | None = None) -> Scena
             a.shared_device = b.shared_device = f"tablet-{seed}-{a.pid}"
     scenario = Scenario(customers, seed, people)
     for person in people:
-        story = _Story(rnd, seed, person, start + timedelta(seconds=rnd.uniform(0, 20 * 86400)))
+        begin = start + timedelta(seconds=rnd.uniform(0, 20 * 86400))
+        story = _Story(rnd, seed, person, begin, corruption)
         scenario.touches.extend(t for t in story.tell() if t.at <= now)
     scenario.touches.sort(key=lambda t: t.at)
     return scenario

@@ -10,6 +10,8 @@ from __future__ import annotations
 import random
 import unicodedata
 from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
 
 # (given name, nicknames)
 FIRST_NAMES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -49,6 +51,19 @@ FIRST_NAMES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Paul", ("Paul",)),
     ("Emma", ("Emmi",)),
     ("Noah", ("Noah",)),
+) + tuple(
+    (name, (name,))
+    for name in (
+        "Sabine Andrea Petra Claudia Susanne Nicole Birgit Heike Martina Anja Sandra Monika "
+        "Karin Gabriele Renate Sophie Marie Hannah Laura Julia Sarah Lisa-Marie Johanna Clara "
+        "Greta Frieda Ida Luisa Charlotte Amelie Lina Leonie Emilia Jana Tanja Silke Kerstin "
+        "Michael Andreas Stefan Christian Markus Frank Peter Klaus Jens Sven Tobias Florian "
+        "Lukas Jonas Leon Felix Elias Ben Luca Moritz David Julian Simon Niklas Tim Jan Daniel "
+        "Sebastian Dennis Patrick Matthias Dirk Uwe Ralf Rainer Holger Bernd Helmut Manfred "
+        "Dieter Horst Gerhard Werner Heinz Emre Can Deniz Elif Fatma Zeynep Ahmet Ali Kemal "
+        "Piotr Tomasz Katarzyna Marek Ivan Olga Natalia Sergej Giulia Marco Luca Chiara Ana "
+        "Lucía Carmen Pablo Liam Olivia Noah Ava Aoife Seán Niamh Mohammed Fatima Omar Layla"
+    ).split()
 )
 LAST_NAMES: tuple[str, ...] = (
     "Müller",
@@ -97,25 +112,34 @@ LAST_NAMES: tuple[str, ...] = (
     "Jürgensen",
     "Häußler",
     "Fußmann",
+) + tuple(
+    (
+        "Schmitz Krämer Schuster Böhm Frank Albrecht Schumacher Winkler Simon Ludwig Jäger "
+        "Lorenz Baumann Heinrich Franke Kuhn Pohl Busch Roth Engel Horn Sommer Vogel Bergmann "
+        "Seidel Brandt Haas Schreiber Graf Dietrich Kraus Günther Ziegler Schulte Kühn Peters "
+        "Berger Friedrich Walter Möller Keller Fuchs Huber Kaiser Herrmann Arnold Voigt Stein "
+        "Jung Hahn Thomas Martin Schubert Weber Wolff Schütz Maier Beck Lang Ernst Paul Otto "
+        "Vogt Kurz Haase Barth Nagel Marx Fiedler Sauer Thiel Ebert Kolb Kretschmer Pfeiffer "
+        "Hesse Kraft Wendt Schramm Beyer Böttcher Menzel Lindner Brinkmann Ritter Hofmann "
+        "Kaya Demir Şahin Çelik Arslan Doğan Kılıç Aydın Wiśniewski Wójcik Kamiński Lewandowski "
+        "Zieliński Petrović Jovanović Novak Horvat Ferrari Romano Colombo Bianchi Fernández "
+        "López Martínez Sánchez Pérez Silva Santos Costa Murphy Kelly Walsh Smith Johnson "
+        "Tran Le Pham Kim Park Chen Wang Li Zhang Ivanov Petrov Smirnov Kuznetsov Popescu "
+        "Nagy Kovács Andersen Nielsen Hansen Johansson Virtanen Dubois Lefèvre Moreau Janssen "
+        "Bakker Müller-Wohlfahrt Schulze-Delitzsch Graf-Zeppelin"
+    ).split()
 )
-CITIES: tuple[tuple[str, str], ...] = (
-    ("10115", "Berlin"),
-    ("10623", "Berlin"),
-    ("20095", "Hamburg"),
-    ("22767", "Hamburg"),
-    ("80331", "München"),
-    ("81675", "München"),
-    ("50667", "Köln"),
-    ("60311", "Frankfurt am Main"),
-    ("70173", "Stuttgart"),
-    ("40213", "Düsseldorf"),
-    ("04109", "Leipzig"),
-    ("28195", "Bremen"),
-    ("01067", "Dresden"),
-    ("90402", "Nürnberg"),
-    ("30159", "Hannover"),
-    ("48143", "Münster"),
-)
+# (first postal code, how many, city): every city has many postal codes.
+CITIES: tuple[tuple[int, int, str], ...] = (
+    (10115, 200, "Berlin"), (20095, 150, "Hamburg"), (80331, 160, "München"),
+    (50667, 100, "Köln"), (60311, 80, "Frankfurt am Main"), (70173, 60, "Stuttgart"),
+    (40210, 40, "Düsseldorf"), (4103, 60, "Leipzig"), (28195, 40, "Bremen"),
+    (1067, 60, "Dresden"), (90402, 60, "Nürnberg"), (30159, 40, "Hannover"),
+    (48143, 30, "Münster"), (44135, 40, "Dortmund"), (45127, 40, "Essen"),
+    (53111, 20, "Bonn"), (68159, 20, "Mannheim"), (76131, 30, "Karlsruhe"),
+    (65183, 20, "Wiesbaden"), (24103, 20, "Kiel"), (18055, 10, "Rostock"),
+    (99084, 20, "Erfurt"), (86150, 20, "Augsburg"), (93047, 10, "Regensburg"),
+)  # fmt: skip
 STREETS: tuple[str, ...] = (
     "Hauptstraße",
     "Bahnhofstraße",
@@ -131,7 +155,13 @@ STREETS: tuple[str, ...] = (
     "Große Bleichen",
     "Fußgängerzone",
     "Kirchplatz",
-)
+    "Mozartstraße", "Beethovenstraße", "Ringstraße", "Poststraße", "Marktplatz",
+    "Wilhelmstraße", "Kaiserstraße", "Rosenweg", "Birkenweg", "Ahornweg", "Tulpenweg",
+    "Mühlenstraße", "Waldstraße", "Bergstraße", "Feldstraße", "Sonnenallee", "Parkstraße",
+    "Karl-Marx-Straße", "Lessingstraße", "Uhlandstraße", "Heinrich-Heine-Allee",
+    "Am Sportplatz", "Im Winkel", "Zur Alten Mühle", "Dorfstraße", "Talstraße",
+    "Blumenstraße", "Breite Straße", "Lange Reihe", "Kastanienallee",
+)  # fmt: skip
 DOMAINS = ("gmx.de", "web.de", "t-online.de", "gmail.com", "posteo.de", "outlook.com", "icloud.com")
 MOBILE_PREFIXES = ("151", "152", "157", "160", "162", "170", "171", "172", "175", "176", "177")
 
@@ -211,26 +241,46 @@ class Person:
     anonymous_ids: list[str] = field(default_factory=list)
     messenger_psid: str | None = None
     shared_device: str | None = None  # a family tablet also used by another person
+    loyalty_in_crm: bool = True  # False: the card signed up on paper never reached the CRM
 
-    def name_variant(self, rnd: random.Random) -> tuple[str, str]:
-        """How one channel spells the name: mostly right, else folded, nicknamed or mistyped."""
+    def name_variant(self, rnd: random.Random, corruption: float = 1.0) -> tuple[str, str]:
+        """How one channel spells the name: mostly right, else folded, nicknamed or mistyped
+        (``corruption`` scales how often: 0 never, 1 the default rates, 2 twice as often)."""
         first, last = self.first_name, self.last_name
-        roll = rnd.random()
+        roll = rnd.random() / max(corruption, 1e-9)
         if roll < 0.10:
             first = rnd.choice(self.nicknames)
         elif roll < 0.20:
             first, last = ascii_fold(first, german=rnd.random() < 0.6), ascii_fold(last)
         elif roll < 0.26:
             last = typo(rnd, last)
-        elif roll < 0.29:
+        elif roll < 0.30:
+            first = typo(rnd, first)
+        elif roll < 0.33:
             first = first.upper()
             last = last.upper()
         return first, last
 
 
+def place(rnd: random.Random) -> tuple[str, str]:
+    """A postal code and its city, big cities more often."""
+    first, count, city = rnd.choices(CITIES, weights=[c[1] for c in CITIES])[0]
+    return f"{first + rnd.randrange(count):05d}", city
+
+
+def zipf(rnd: random.Random, values: tuple[Any, ...]) -> Any:
+    """Common names are common: the n-th value is drawn with weight 1 / (n + 10)."""
+    return rnd.choices(values, weights=_weights(len(values)))[0]
+
+
+@lru_cache(maxsize=8)
+def _weights(n: int) -> list[float]:
+    return [1 / (rank + 10) for rank in range(n)]
+
+
 def make_person(rnd: random.Random, pid: int, used: set[str]) -> Person:
-    first, nicknames = rnd.choice(FIRST_NAMES)
-    last = rnd.choice(LAST_NAMES)
+    first, nicknames = zipf(rnd, FIRST_NAMES)
+    last = zipf(rnd, LAST_NAMES)
     year = rnd.randint(1950, 2006)
     birth = f"{year}-{rnd.randint(1, 12):02d}-{rnd.randint(1, 28):02d}"
     local_first = ascii_fold(first).lower().replace(" ", "").replace("'", "")
@@ -253,7 +303,7 @@ def make_person(rnd: random.Random, pid: int, used: set[str]) -> Person:
     while not phone or phone in used:
         phone = rnd.choice(MOBILE_PREFIXES) + str(rnd.randint(1_000_000, 99_999_999))
     used.add(phone)
-    postal, city = rnd.choice(CITIES)
+    postal, city = place(rnd)
     address = Address(
         rnd.choice(STREETS),
         f"{rnd.randint(1, 180)}{rnd.choice(['', '', '', 'a', 'b'])}",
@@ -262,7 +312,7 @@ def make_person(rnd: random.Random, pid: int, used: set[str]) -> Person:
     )
     moved = None
     if rnd.random() < 0.1:
-        postal2, city2 = rnd.choice(CITIES)
+        postal2, city2 = place(rnd)
         moved = Address(rnd.choice(STREETS), str(rnd.randint(1, 120)), postal2, city2)
     second = (
         f"{local_first}.{local_last}.{pid}@firma-{rnd.randint(1, 40)}.de"
@@ -282,6 +332,7 @@ def make_person(rnd: random.Random, pid: int, used: set[str]) -> Person:
         moved_to=moved,
         customer_id=f"CRM-{pid:07d}" if rnd.random() < 0.75 else None,
         loyalty_id=f"LC-{rnd.randint(10**9, 10**10 - 1)}" if rnd.random() < 0.6 else None,
+        loyalty_in_crm=rnd.random() < 0.5,
         devices=[f"dev-{rnd.getrandbits(64):016x}" for _ in range(rnd.choice([1, 1, 2, 3]))],
         anonymous_ids=[f"{rnd.getrandbits(128):032x}" for _ in range(rnd.choice([1, 2, 3, 5]))],
         messenger_psid=str(rnd.randint(10**15, 10**16 - 1)) if rnd.random() < 0.15 else None,

@@ -119,7 +119,7 @@ def build_app(
     changes_topic = raw_topic(IDENTITY_CHANGES.name(prefix))
     graph_table = app.Table("graph", partitions=1, options=rocks)
     customers_table = app.Table("customers", partitions=settings.partitions, options=rocks)
-    graph = Graph(TableStore(graph_table), stitch.rules)
+    graph = Graph(TableStore(graph_table), stitch.rules, stitch.matching)
     journal = Journal(int(settings.journey_window_s * 1000))
     book = ProfileBook(TableStore(customers_table), stitch.survivorship, journal=journal)
     tail_stale = [True]

@@ -166,7 +166,7 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
 
     if not args.output and not args.send:
         raise ConfigurationError("generate: give --output FILE.jsonl, --send, or both")
-    scenario = generate(args.customers, args.seed)
+    scenario = generate(args.customers, args.seed, corruption=args.corruption)
     if args.output:
         count = write_jsonl(scenario, Path(args.output))
         _say(f"generate: {count} events of {args.customers} customers written to {args.output}")
@@ -276,6 +276,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     generate.add_argument("--customers", type=int, default=1000)
     generate.add_argument("--seed", type=int, default=1)
+    generate.add_argument(
+        "--corruption",
+        type=float,
+        default=1.0,
+        help="how often names are misspelt, nicknamed or transliterated (0: never, 1: default)",
+    )
     generate.add_argument("--output", help="write ChannelEvents as JSON lines to this file")
     generate.add_argument(
         "--send",

@@ -408,7 +408,8 @@ def default_model() -> Model:
                 "email",
                 (
                     _level("exact", "exact", 0.55, 0.0001),
-                    _level("same local part (±1)", "email_local", 0.15, 0.0005, distance=1),
+                    # Local parts repeat the name: weak evidence beyond the name comparisons.
+                    _level("same local part (±1)", "email_local", 0.10, 0.01, distance=1),
                     _level("else", "else", 0.30, 0.9994),
                 ),
             ),

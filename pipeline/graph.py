@@ -24,6 +24,7 @@ from typing import Any
 
 from pipeline.contract import ChangeType, ChannelEvent, Evidence, IdentityChange
 from pipeline.identifiers import Node
+from pipeline.matching import MatchConfig, Matcher
 from pipeline.namespaces import NamespaceRules
 from pipeline.state import Store
 
@@ -84,9 +85,12 @@ class Linked:
 
 
 class Graph:
-    def __init__(self, store: Store, rules: NamespaceRules) -> None:
+    def __init__(
+        self, store: Store, rules: NamespaceRules, matching: MatchConfig | None = None
+    ) -> None:
         self.store = store
         self.rules = rules
+        self.matcher = Matcher(store, matching) if matching is not None else None
 
     # -- reading ---------------------------------------------------------------------------
     def resolve(self, customer_id: str) -> str:
@@ -148,7 +152,7 @@ class Graph:
             other = self.resolve(record["c"])
             if other == customer:
                 continue
-            refused = self._refuse_merge(customer, other)
+            refused = self.refuse_merge(customer, other)
             if refused:
                 result.changes.append(self._conflict(event, customer, other, node, refused, now))
                 if refused[0] == UNIQUE_CONFLICT:
@@ -156,7 +160,17 @@ class Graph:
                     if quarantined:
                         result.changes.append(quarantined)
                 continue
-            customer = self._merge(customer, other, event, node, now, result)
+            customer = self.merge(
+                customer,
+                other,
+                event,
+                now,
+                result,
+                f"shared {node.namespace}",
+                self._evidence(event, SHARED_IDENTIFIER, [node]),
+            )
+        if self.matcher is not None:
+            customer = self.matcher.match(self, event, nodes, customer, now, result)
         self.store.set(
             "e|" + event.event_id,
             {
@@ -240,7 +254,8 @@ class Graph:
             return (NAMESPACE_LIMIT, node.namespace)
         return None
 
-    def _refuse_merge(self, left: str, right: str) -> tuple[str, str] | None:
+    def refuse_merge(self, left: str, right: str) -> tuple[str, str] | None:
+        """Why two customers may not become one (a unique namespace, a limit), or None."""
         a = self.store.get("c|" + left)
         b = self.store.get("c|" + right)
         assert a is not None and b is not None
@@ -253,9 +268,17 @@ class Graph:
                 return (NAMESPACE_LIMIT, namespace)
         return None
 
-    def _merge(
-        self, left: str, right: str, event: ChannelEvent, via: Node, now: datetime, result: Linked
+    def merge(
+        self,
+        left: str,
+        right: str,
+        event: ChannelEvent,
+        now: datetime,
+        result: Linked,
+        reason: str,
+        evidence: Evidence,
     ) -> str:
+        """Make two customers one; the one seen first survives, the other forwards to it."""
         a = self.store.get("c|" + left)
         b = self.store.get("c|" + right)
         assert a is not None and b is not None
@@ -269,6 +292,8 @@ class Graph:
         kept["first"] = min(kept["first"], gone["first"])
         self.store.set("c|" + winner, kept)
         self.store.set("c|" + loser, {"fwd": winner})
+        if self.matcher is not None:
+            self.matcher.absorb(winner, loser)
         result.folds.append(Fold(loser, winner))
         result.changes.append(
             IdentityChange(
@@ -276,8 +301,8 @@ class Graph:
                 change_type=ChangeType.merged,
                 customer_id=winner,
                 old_customer_ids=[loser],
-                reason=f"shared {via.namespace}",
-                evidence=[self._evidence(event, SHARED_IDENTIFIER, [via])],
+                reason=reason,
+                evidence=[evidence],
                 occurred_at=now,
             )
         )

@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipeline.exceptions import ConfigurationError
 from pipeline.intake import IntakePolicy
 
 if TYPE_CHECKING:
+    from pipeline.matching import MatchConfig
     from pipeline.stitcher import StitchConfig
 
 
@@ -84,6 +86,21 @@ class Settings(BaseSettings):
         description='Source prefixes whose traits win, in order (JSON list, e.g. ["crm", "pos"]).',
     )
 
+    # Probabilistic matching (Fellegi-Sunter).
+    probabilistic: bool = Field(True, description="Link on names, birth dates and addresses too.")
+    match_model: Path | None = Field(
+        None, description="A model JSON written by `omnistitch train`; default: the built-in one."
+    )
+    match_auto_link: float | None = Field(
+        None, gt=0, le=1, description="Match probability from which records link (model's)."
+    )
+    match_review: float | None = Field(
+        None, gt=0, le=1, description="Match probability from which a possible match is recorded."
+    )
+    match_max_block_size: int = Field(
+        50, ge=2, description="Customers per blocking key; a bigger block is skipped."
+    )
+
     # Connectors: the HTTP collector (Segment API + webhooks) and the file connector.
     collector_host: str = Field("127.0.0.1", description="Address the HTTP collector binds to.")
     collector_port: int = Field(8090, description="Port of the HTTP collector.")
@@ -150,7 +167,18 @@ class Settings(BaseSettings):
             rules=NamespaceRules.from_json(self.namespace_rules, self.hairball_max_profiles),
             survivorship=Survivorship(tuple(self.source_precedence)),
             intake=self.intake_policy(),
+            matching=self.match_config() if self.probabilistic else None,
         )
+
+    def match_config(self) -> MatchConfig:
+        from pipeline.comparisons import Model, default_model
+        from pipeline.matching import MatchConfig
+
+        model = Model.load(self.match_model) if self.match_model else default_model()
+        model = model.with_thresholds(self.match_auto_link, self.match_review)
+        if model.thresholds.review > model.thresholds.auto_link:
+            raise ConfigurationError("match review threshold must not exceed auto-link")
+        return MatchConfig(model, max_block_size=self.match_max_block_size)
 
     def intake_policy(self) -> IntakePolicy:
         return IntakePolicy(

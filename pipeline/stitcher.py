@@ -23,6 +23,7 @@ from pipeline.contract import (
 from pipeline.graph import Graph
 from pipeline.identifiers import DropReason, Normaliser
 from pipeline.intake import IntakePolicy
+from pipeline.matching import MatchConfig
 from pipeline.namespaces import NamespaceRules
 from pipeline.profile import ProfileBook, ProfileOutput, Survivorship, fold_message
 from pipeline.state import Store
@@ -34,6 +35,8 @@ class StitchConfig:
     rules: NamespaceRules = field(default_factory=NamespaceRules)
     survivorship: Survivorship = field(default_factory=Survivorship)
     intake: IntakePolicy = field(default_factory=IntakePolicy)
+    # Probabilistic matching; None: deterministic only.
+    matching: MatchConfig | None = None
 
 
 @dataclass
@@ -75,7 +78,7 @@ class Stitcher:
         emit_outputs: bool = True,
     ) -> None:
         self.config = config or StitchConfig()
-        self.graph = Graph(graph_store, self.config.rules)
+        self.graph = Graph(graph_store, self.config.rules, self.config.matching)
         self.book = ProfileBook(profile_store, self.config.survivorship, emit_outputs)
         self.clock = clock
         self.counts = Counts()

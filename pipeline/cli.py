@@ -132,6 +132,11 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.app import build_app
     from pipeline.serialization import RegistrySerde
 
+    if args.model:
+        from pathlib import Path
+
+        settings = settings.model_copy(update={"match_model": Path(args.model)})
+        settings.stitch_config()  # fail now on an unreadable model, not inside the worker
     serde = RegistrySerde(settings.schema_registry_url)
     serde.register(settings.topic_prefix)
     app = build_app(settings, serde=serde)
@@ -191,6 +196,89 @@ def _logging(settings: Settings) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _stitch_config(args: argparse.Namespace, settings: Settings) -> Any:
+    """Settings changed by --model and --no-probabilistic."""
+    from pathlib import Path
+
+    updates: dict[str, Any] = {}
+    if getattr(args, "model", None):
+        updates["match_model"] = Path(args.model)
+    if getattr(args, "no_probabilistic", False):
+        updates["probabilistic"] = False
+    return settings.model_copy(update=updates).stitch_config()
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    import io
+    import json
+    from pathlib import Path
+
+    from pipeline import evaluation
+    from pipeline.contract import IdentityChange
+    from pipeline.graph import merge_forwarding, new_customer_id
+    from pipeline.replay import replay
+    from pipeline.stitcher import Stitcher
+
+    path = Path(args.input)
+    truth: dict[str, str] = {}
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            try:
+                record = json.loads(line)
+                truth[record["event_id"]] = record["properties"][args.truth_property]
+            except (ValueError, KeyError, TypeError):
+                continue  # replay names unreadable lines; events without truth are not scored
+    if not truth:
+        raise ConfigurationError(f"no event of {path} has properties.{args.truth_property}")
+    config = _stitch_config(args, settings)
+    changes_out = io.StringIO()
+    report: list[str] = []
+
+    def inspect(stitcher: Stitcher) -> None:
+        predicted = {e: c for e in truth if (c := stitcher.customer_of_event(e)) is not None}
+        result = evaluation.evaluate(predicted, truth, worst=args.worst)
+        report.append(result.render())
+        changes = [IdentityChange.from_json(x) for x in changes_out.getvalue().splitlines()]
+        final = merge_forwarding(changes)
+        creator = {new_customer_id(e): t for e, t in truth.items()}
+        report.append(f"\nworst false merges ({len(result.false_merges)} shown):")
+        for cluster, people in result.false_merges:
+            report.append(f"  {cluster}: records of {dict(people.most_common(4))}")
+            members = {c for c in creator if final(c) == cluster}
+            wrong = evaluation.merges_between_truths(changes, members.__contains__, creator.get)
+            for change in wrong[:3]:
+                report.append(f"    merge {change.old_customer_ids[0]} → {change.customer_id}: "
+                              f"{evaluation.describe_change(change)}")  # fmt: skip
+            if not wrong:
+                report.append(
+                    "    (no merge joined them: events carried identifiers of both people, "
+                    "e.g. a shared device)"
+                )
+        report.append(f"\nworst missed links ({len(result.missed_links)} shown):")
+        matcher = stitcher.graph.matcher
+        for person, parts in result.missed_links:
+            (a, na), (b, nb) = parts.most_common(2)
+            line = f"  truth {person}: {len(parts)} customers, largest {a} ({na}), {b} ({nb})"
+            if matcher is not None:
+                fa, fb = matcher.features(a), matcher.features(b)
+                if fa and fb:
+                    score = matcher.config.model.score(fa, fb)
+                    details = "; ".join(
+                        f"{k}: {v}" for k, v in score.evidence().items() if "null" not in v
+                    )
+                    line += f"\n    p={score.match_probability:.4f} {details}"
+                else:
+                    line += "\n    no names, birth dates or addresses on both sides to compare"
+            report.append(line)
+
+    summary = replay(
+        path, io.StringIO(), config, changes_out=changes_out, progress=False, inspect=inspect
+    )
+    print(summary.render(), file=sys.stderr)
+    print("\n".join(report))
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from contextlib import ExitStack
     from pathlib import Path
@@ -206,7 +294,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         summary = replay(
             Path(args.input),
             output,
-            settings.stitch_config(),
+            _stitch_config(args, settings),
             store=args.store,
             state_dir=Path(args.state_dir) if args.state_dir else None,
             profiles_out=optional(args.profiles),
@@ -215,6 +303,15 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         )
     print(summary.render(), file=sys.stderr)
     return 0
+
+
+def _matching_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="match model JSON (omnistitch train); default built-in")
+    parser.add_argument(
+        "--no-probabilistic",
+        action="store_true",
+        help="deterministic stitching only (no matching on names, birth dates, addresses)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -256,9 +353,20 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--profiles", help="also write the final CustomerProfiles (JSONL)")
     replay.add_argument("--changes", help="also write the IdentityChanges (JSONL)")
     replay.add_argument("--journeys", help="also write the JourneyEvents (JSONL)")
+    _matching_arguments(replay)
     replay.set_defaults(func=cmd_replay)
 
+    evaluate = sub.add_parser(
+        "eval", help="replay a file with ground truth and print precision, recall and F1"
+    )
+    evaluate.add_argument("input", help="ChannelEvents (JSONL) with a ground-truth property")
+    evaluate.add_argument("--truth-property", default="truth_person_id")
+    evaluate.add_argument("--worst", type=int, default=5, help="false merges / missed links shown")
+    _matching_arguments(evaluate)
+    evaluate.set_defaults(func=cmd_eval)
+
     worker = sub.add_parser("worker", help="run the faust worker (intake, stitching)")
+    worker.add_argument("--model", help="match model JSON (omnistitch train); default built-in")
     worker.set_defaults(func=cmd_worker)
 
     collector = sub.add_parser(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -41,6 +41,7 @@ class ReplaySummary:
     changes: Counter[str] = field(default_factory=Counter)
     profiles: int = 0
     seconds: float = 0.0
+    matching: Counter[str] | None = None  # None: probabilistic matching was off
 
     @property
     def events_per_second(self) -> float:
@@ -60,6 +61,15 @@ class ReplaySummary:
             ("merges", f"{self.changes.get(ChangeType.merged.value, 0)}"),
             ("conflicts", f"{self.changes.get(ChangeType.conflict.value, 0)}"),
             ("quarantined", f"{self.changes.get(ChangeType.quarantined.value, 0)}"),
+            (
+                "probabilistic",
+                "off"
+                if self.matching is None
+                else f"{self.matching.get('auto_links', 0)} links, "
+                f"{self.changes.get(ChangeType.possible_match.value, 0)} possible matches, "
+                f"{self.matching.get('compared', 0)} comparisons, "
+                f"{self.matching.get('oversized_blocks_skipped', 0)} oversized blocks skipped",
+            ),
             ("time", f"{self.seconds:.2f}s, {self.events_per_second:,.0f} events/s"),
         ]
         return "\n".join(f"{name:>20}: {value}" for name, value in rows)
@@ -137,7 +147,10 @@ def replay(
     changes_out: IO[str] | None = None,
     journeys_out: IO[str] | None = None,
     progress: bool = True,
+    inspect: Callable[[Stitcher], None] | None = None,
 ) -> ReplaySummary:
+    """Replay ``input_path``; ``inspect`` sees the stitcher at the end, before its stores
+    close (evaluation reads the matcher's features there)."""
     config = config or StitchConfig()
     summary = ReplaySummary()
     started = time.perf_counter()
@@ -184,5 +197,9 @@ def replay(
         )
         summary.changes = Counter({k.value: v for k, v in counts.changes.items()})
         summary.profiles = counts.profiles
+        if stitcher.graph.matcher is not None:
+            summary.matching = Counter(stitcher.graph.matcher.stats)
+        if inspect is not None:
+            inspect(stitcher)
     summary.seconds = time.perf_counter() - started
     return summary

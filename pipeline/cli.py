@@ -279,6 +279,28 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from pipeline.comparisons import Model, default_model
+    from pipeline.training import read_events, records_of, train
+
+    start = Model.load(Path(args.start)) if args.start else default_model()
+    normaliser = settings.stitch_config().normaliser
+    records = records_of(read_events(Path(args.input)), normaliser)
+    report = train(
+        records,
+        start,
+        random_pairs=args.random_pairs,
+        max_block_size=settings.match_max_block_size,
+        seed=args.seed,
+    )
+    report.model.save(Path(args.output))
+    _say(report.render())
+    _say(f"model written to {args.output}")
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from contextlib import ExitStack
     from pathlib import Path
@@ -355,6 +377,16 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--journeys", help="also write the JourneyEvents (JSONL)")
     _matching_arguments(replay)
     replay.set_defaults(func=cmd_replay)
+
+    training = sub.add_parser(
+        "train", help="estimate a match model (u by random sampling, m by EM) from events"
+    )
+    training.add_argument("input", help="ChannelEvents (JSONL); no labels are read")
+    training.add_argument("--output", required=True, help="the model JSON to write")
+    training.add_argument("--start", help="model to start from (default: the built-in one)")
+    training.add_argument("--random-pairs", type=int, default=100_000)
+    training.add_argument("--seed", type=int, default=1)
+    training.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser(
         "eval", help="replay a file with ground truth and print precision, recall and F1"

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 from pipeline.comparisons import Features, Model, Score, default_model, features_of, merge_features
 from pipeline.contract import ChangeType, ChannelEvent, Evidence, IdentityChange
 from pipeline.identifiers import Node
-from pipeline.names import name_forms
+from pipeline.names import name_forms, phonetic
 from pipeline.state import Store
 
 if TYPE_CHECKING:
@@ -61,8 +61,10 @@ def blocking_keys(features: Features) -> list[str]:
         keys.update(f"ln|{last.phonetic}|{birth[:4]}" for last in lasts if last.phonetic)
     for postal in features.get("postal_code", []):
         keys.update(f"pc|{postal}|{first.full[:1]}" for first in firsts)
-    for first in firsts:
-        keys.update(f"nm|{first.phonetic}|{last.phonetic}" for last in lasts if last.phonetic)
+    # First names by what they stand for: Kathi and Katharina share a block.
+    given = {phonetic(name) for first in firsts for name in first.canonical} - {""}
+    for code in given:
+        keys.update(f"nm|{code}|{last.phonetic}" for last in lasts if last.phonetic)
     return sorted(keys)
 
 

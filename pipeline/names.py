@@ -73,7 +73,9 @@ def name_forms(value: str) -> NameForms | None:
     german, plain = fold(value, german=True), fold(value, german=False)
     if not german:
         return None
-    forms = {german, plain, german.replace(" ", ""), plain.replace(" ", "")}
+    # 'Juergen' typed for Jürgen: its umlaut-less spelling is a form too.
+    undone = re.sub(r"(?<=[a-z])([aou])e", r"\1", german)
+    forms = {german, plain, undone, german.replace(" ", ""), plain.replace(" ", "")}
     tokens = {t for t in set(german.split()) | set(plain.split()) if len(t) > 1}
     canonical = {fold(NICKNAMES.get(t, t), german=True) for t in tokens | {german}}
     return NameForms(

@@ -247,8 +247,10 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
             members = {c for c in creator if final(c) == cluster}
             wrong = evaluation.merges_between_truths(changes, members.__contains__, creator.get)
             for change in wrong[:3]:
-                report.append(f"    merge {change.old_customer_ids[0]} → {change.customer_id}: "
-                              f"{evaluation.describe_change(change)}")  # fmt: skip
+                report.append(
+                    f"    merge {change.old_customer_ids[0]} → {change.customer_id}: "
+                    f"{evaluation.describe_change(change)}"
+                )
             if not wrong:
                 report.append(
                     "    (no merge joined them: events carried identifiers of both people, "

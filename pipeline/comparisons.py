@@ -237,8 +237,10 @@ class Model:
         return math.log2(lam / (1 - lam))
 
     def levels(self, left: Features, right: Features) -> list[int | None]:
-        return [c.level(left.get(c.output_column_name, []), right.get(c.output_column_name, []))
-                for c in self.comparisons]  # fmt: skip
+        return [
+            c.level(left.get(c.output_column_name, []), right.get(c.output_column_name, []))
+            for c in self.comparisons
+        ]
 
     def score(self, left: Features, right: Features) -> Score:
         weight = self.prior_weight

@@ -71,12 +71,26 @@ def test_analytics_js_in_a_browser_sends_through_the_collector(
     host = base.removeprefix("http://")
     (root / "shop.html").write_text(PAGE % {"key": WRITE_KEY, "host": host}, encoding="utf-8")
     dom = subprocess.run(
-        [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
-         "--virtual-time-budget=20000", "--dump-dom", f"{page_base}/shop.html"],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        [
+            chromium,
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=20000",
+            "--dump-dom",
+            f"{page_base}/shop.html",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert 'data-done="yes"' in dom.stdout, (dom.stdout[-2000:], dom.stderr[-2000:])
 
     serde = RegistrySerde(kafka.registry_url)

@@ -133,12 +133,23 @@ def test_name_forms_know_umlauts_double_names_and_nicknames() -> None:
 
 
 def test_features_of_an_event_and_their_bounded_merge() -> None:
-    traits = Traits(first_name="Zoë", street="Hauptstr.", house_number="12 a", postal_code="D-10115",
-                    city="Berlin", birth_date="not a date")  # fmt: skip
+    traits = Traits(
+        first_name="Zoë",
+        street="Hauptstr.",
+        house_number="12 a",
+        postal_code="D-10115",
+        city="Berlin",
+        birth_date="not a date",
+    )
     found = features_of(traits, [Node("email", "zoe@example.ie"), Node("phone", "+491701")])
-    assert found == {"first_name": ["Zoë"], "street": ["hauptstrasse|12a"],
-                     "postal_code": ["10115"], "city": ["berlin"], "email": ["zoe@example.ie"],
-                     "phone": ["+491701"]}  # fmt: skip
+    assert found == {
+        "first_name": ["Zoë"],
+        "street": ["hauptstrasse|12a"],
+        "postal_code": ["10115"],
+        "city": ["berlin"],
+        "email": ["zoe@example.ie"],
+        "phone": ["+491701"],
+    }
     many = {"first_name": [f"n{i}" for i in range(4)]}
     assert merge_features(many, {"first_name": ["x"]}) == many
 
@@ -160,17 +171,56 @@ def test_the_model_round_trips_through_json(tmp_path: Path) -> None:
     [
         {"comparisons": []},
         {"probability_two_random_records_match": 2, "comparisons": []},
-        {"probability_two_random_records_match": 0.1, "comparisons": [{"output_column_name": "x",
-         "comparison_levels": [{"label": "a", "predicate": "psychic", "m_probability": 0.5,
-                                "u_probability": 0.5}]}]},
-        {"probability_two_random_records_match": 0.1, "comparisons": [{"output_column_name": "x",
-         "comparison_levels": [{"label": "a", "predicate": "exact", "m_probability": 0.5,
-                                "u_probability": 0.5}]}]},
-        {"probability_two_random_records_match": 0.1, "comparisons": [{"output_column_name": "x",
-         "comparison_levels": [{"label": "a", "predicate": "else", "m_probability": 0,
-                                "u_probability": 0.5}]}]},
+        {
+            "probability_two_random_records_match": 0.1,
+            "comparisons": [
+                {
+                    "output_column_name": "x",
+                    "comparison_levels": [
+                        {
+                            "label": "a",
+                            "predicate": "psychic",
+                            "m_probability": 0.5,
+                            "u_probability": 0.5,
+                        }
+                    ],
+                }
+            ],
+        },
+        {
+            "probability_two_random_records_match": 0.1,
+            "comparisons": [
+                {
+                    "output_column_name": "x",
+                    "comparison_levels": [
+                        {
+                            "label": "a",
+                            "predicate": "exact",
+                            "m_probability": 0.5,
+                            "u_probability": 0.5,
+                        }
+                    ],
+                }
+            ],
+        },
+        {
+            "probability_two_random_records_match": 0.1,
+            "comparisons": [
+                {
+                    "output_column_name": "x",
+                    "comparison_levels": [
+                        {
+                            "label": "a",
+                            "predicate": "else",
+                            "m_probability": 0,
+                            "u_probability": 0.5,
+                        }
+                    ],
+                }
+            ],
+        },
     ],
-)  # fmt: skip
+)
 def test_a_broken_model_is_refused_with_a_clear_error(broken: dict[str, object]) -> None:
     with pytest.raises(ConfigurationError):
         Model.from_json(broken)

@@ -55,8 +55,13 @@ def linking(store_factory: Callable[[], Store]) -> Linking:
     return Linking(store_factory())
 
 
-PERSON = {"first_name": "Jürgen", "last_name": "Müller", "birth_date": "1980-02-03",
-          "postal_code": "10115", "city": "Berlin"}  # fmt: skip
+PERSON = {
+    "first_name": "Jürgen",
+    "last_name": "Müller",
+    "birth_date": "1980-02-03",
+    "postal_code": "10115",
+    "city": "Berlin",
+}
 
 
 def test_a_strong_match_links_with_its_score_and_weights_as_evidence(linking: Linking) -> None:
@@ -112,15 +117,22 @@ def test_an_oversized_block_is_skipped_and_counted(store_factory: Callable[[], S
     linking = Linking(store_factory(), max_block_size=2)
     people = [("Anna", "Adler"), ("Berta", "Bauer"), ("Clara", "Conrad"), ("Dora", "Dietz")]
     for n, (first, last) in enumerate(people):
-        linking.link([("customer_id", f"CRM-{n}")], first_name=first, last_name=last,
-                     birth_date="1990-01-01")  # fmt: skip
+        linking.link(
+            [("customer_id", f"CRM-{n}")], first_name=first, last_name=last, birth_date="1990-01-01"
+        )
     assert linking.stats["blocks_oversized"] == 1
     assert linking.stats["oversized_blocks_skipped"] >= 1
 
 
 def test_blocking_keys() -> None:
-    keys = blocking_keys({"first_name": ["Jürgen"], "last_name": ["Müller"],
-                          "birth_date": ["1980-02-03"], "postal_code": ["10115"]})  # fmt: skip
+    keys = blocking_keys(
+        {
+            "first_name": ["Jürgen"],
+            "last_name": ["Müller"],
+            "birth_date": ["1980-02-03"],
+            "postal_code": ["10115"],
+        }
+    )
     assert keys == sorted(["bd|1980-02-03", "ln|MLR|1980", "nm|JRJN|MLR", "pc|10115|j"])
 
 
@@ -141,13 +153,19 @@ def crowd(draw: st.DrawFn) -> list[ChannelEvent]:
         events.append(
             make_event(
                 event_id=f"p-{n}",
-                identifiers=[Identifier(namespace="customer_id", value=f"CRM-{draw(st.integers(0, 6))}")]
+                identifiers=[
+                    Identifier(namespace="customer_id", value=f"CRM-{draw(st.integers(0, 6))}")
+                ]
                 if known
                 else [Identifier(namespace="anonymous_id", value=f"a-{n}")],
-                traits=Traits(first_name=draw(NAMES), last_name=draw(LASTS),
-                              birth_date=draw(st.none() | DATES), postal_code=draw(POSTAL)),
+                traits=Traits(
+                    first_name=draw(NAMES),
+                    last_name=draw(LASTS),
+                    birth_date=draw(st.none() | DATES),
+                    postal_code=draw(POSTAL),
+                ),
             )
-        )  # fmt: skip
+        )
     return events
 
 
@@ -173,9 +191,12 @@ def test_f1_of_shuffled_input_stays_in_a_narrow_band() -> None:
         shuffled = list(events)
         random.Random(order).shuffle(shuffled)
         stitcher = Stitcher(
-            MemoryStore(), MemoryStore(), StitchConfig(matching=MatchConfig.default()),
-            clock=lambda: datetime(2026, 11, 24, tzinfo=UTC), emit_outputs=False,
-        )  # fmt: skip
+            MemoryStore(),
+            MemoryStore(),
+            StitchConfig(matching=MatchConfig.default()),
+            clock=lambda: datetime(2026, 11, 24, tzinfo=UTC),
+            emit_outputs=False,
+        )
         for event in shuffled:
             stitcher.process(event)
         predicted = {e: c for e in truth if (c := stitcher.customer_of_event(e))}

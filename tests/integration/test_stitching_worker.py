@@ -14,17 +14,20 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from pipeline.contract import (
+    ChangeType,
     ChannelEvent,
     CustomerProfile,
+    Identifier,
     IdentityChange,
     JourneyEvent,
+    Traits,
 )
 from pipeline.graph import merge_forwarding
 from pipeline.serialization import RegistrySerde
 from pipeline.state import MemoryStore
 from pipeline.stitcher import Stitcher
 from pipeline.topics import EVENTS, IDENTITY_CHANGES, JOURNEYS, PROFILES, create_topics
-from tests.factories import make_stream
+from tests.factories import make_event, make_stream
 from tests.integration.conftest import KafkaEndpoints, WorkerProcess, drain
 
 pytestmark = pytest.mark.integration
@@ -248,3 +251,54 @@ def test_sigkill_mid_stream_loses_nothing_and_duplicates_no_journey(
     assert not duplicated, f"{len(duplicated)} duplicated journeys: {detail}"
     assert run.clustering(journeys) == replay_clustering(BIG_STREAM)
     assert worker.stop() == 0
+
+
+def test_the_worker_links_a_probabilistic_match_and_reports_a_possible_one(
+    run_factory: Callable[[int], Run],
+) -> None:
+    run = run_factory(4)
+    worker = run.worker("w0")
+    worker.start()
+    _wait_ready([worker])
+    person = {"last_name": "Müller", "birth_date": "1980-02-03", "postal_code": "10115"}
+    events = [
+        make_event(
+            event_id="pm-crm",
+            identifiers=[Identifier(namespace="customer_id", value="CRM-7")],
+            traits=Traits(first_name="Jürgen", **person),
+        ),
+        make_event(
+            event_id="pm-till",
+            identifiers=[Identifier(namespace="loyalty_id", value="LC-7")],
+            traits=Traits(first_name="Juergen", **{**person, "last_name": "MUELLER"}),
+        ),
+        make_event(
+            event_id="pm-web",
+            identifiers=[Identifier(namespace="customer_id", value="CRM-8")],
+            traits=Traits(first_name="Katharina", last_name="Schmidt", city="Köln"),
+        ),
+        make_event(
+            event_id="pm-chat",
+            identifiers=[Identifier(namespace="anonymous_id", value="a-8")],
+            traits=Traits(first_name="Kathi", last_name="Schmidt", city="Köln"),
+        ),
+    ]
+    run.produce(events)
+    journeys = run.wait_for_journeys({e.event_id for e in events})
+    changes = run.changes()
+    final = merge_forwarding(changes)
+    customer = {j.event.event_id: final(j.customer_id) for j in journeys}
+
+    assert customer["pm-crm"] == customer["pm-till"]
+    (link,) = [c for c in changes if c.change_type is ChangeType.merged]
+    assert link.evidence[0].rule == "probabilistic"
+    assert link.evidence[0].score is not None and link.evidence[0].score >= 0.95
+    assert link.evidence[0].details["birth_date"].startswith("exact")
+
+    assert customer["pm-web"] != customer["pm-chat"]
+    (possible,) = [c for c in changes if c.change_type is ChangeType.possible_match]
+    assert {possible.customer_id, *possible.old_customer_ids} == {
+        customer["pm-web"],
+        customer["pm-chat"],
+    }
+    assert 0.6 <= (possible.evidence[0].score or 0) < 0.95

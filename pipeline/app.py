@@ -29,7 +29,13 @@ from pipeline.dead_letters import DeadLetter, DeadLetterCounts, Origin, Rejectio
 from pipeline.exceptions import DecodeError, RegistryUnavailableError
 from pipeline.graph import Graph, to_ms
 from pipeline.intake import accept
-from pipeline.profile import Journal, ProfileBook, fold_message, route_message
+from pipeline.profile import (
+    Journal,
+    ProfileBook,
+    fold_message,
+    possible_message,
+    route_message,
+)
 from pipeline.serialization import RegistrySerde, Serde
 from pipeline.settings import Settings
 from pipeline.topics import (
@@ -247,6 +253,9 @@ def build_app(
                 await ops_topic.send(
                     key=fold.loser.encode(), value=_json(fold_message(fold.winner))
                 )
+            for a, b in linked.possible:
+                await ops_topic.send(key=a.encode(), value=_json(possible_message(b)))
+                await ops_topic.send(key=b.encode(), value=_json(possible_message(a)))
             await ops_topic.send(
                 key=linked.customer_id.encode(), value=_json(route_message(accepted, nodes))
             )

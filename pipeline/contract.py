@@ -146,6 +146,7 @@ class CustomerProfile(ContractModel):
     order_totals: dict[str, str] = Field(default_factory=dict)
     consent: dict[str, bool] = Field(default_factory=dict)
     merged_ids: list[str] = Field(default_factory=list)
+    possible_matches: list[str] = Field(default_factory=list)
     version: int = 0
     updated_at: Millis
 

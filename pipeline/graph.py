@@ -82,6 +82,8 @@ class Linked:
     duplicate: bool = False
     folds: list[Fold] = field(default_factory=list)
     changes: list[IdentityChange] = field(default_factory=list)
+    # Possible matches found now: both customers record each other.
+    possible: list[tuple[str, str]] = field(default_factory=list)
 
 
 class Graph:
@@ -128,6 +130,7 @@ class Graph:
                 seen["c"],
                 duplicate=True,
                 folds=[Fold(loser, winner) for loser, winner in seen["f"]],
+                possible=[(a, b) for a, b in seen.get("p", [])],
                 changes=[IdentityChange.model_validate(change) for change in seen["x"]],
             )
         at = to_ms(event.occurred_at)
@@ -176,6 +179,7 @@ class Graph:
             {
                 "c": customer,
                 "f": [[fold.loser, fold.winner] for fold in result.folds],
+                "p": [list(pair) for pair in result.possible],
                 "x": [change.model_dump(mode="json") for change in result.changes],
             },
         )

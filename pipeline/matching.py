@@ -186,6 +186,7 @@ class Matcher:
                 continue
             self.store.set(pair, 1)
             self.stats["possible_matches"] += 1
+            result.possible.append((customer, other))
             result.changes.append(
                 IdentityChange(
                     change_id=_change_id("possible_match", customer, other),

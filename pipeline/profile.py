@@ -1,9 +1,10 @@
 """Profiles: the merged view of one customer, kept by the stage keyed by customer id.
 
-Pure (state behind pipeline.state.Store, key ``p|<customer_id>``). Three messages reach it:
+Pure (state behind pipeline.state.Store, key ``p|<customer_id>``). Four messages reach it:
 an event routed to a customer (update the profile, place the event in the journey, once per
 event id); a fold (the linking stage merged this customer away: hand its state to the winner
-and leave a forward pointer); an absorb (take over a merged-away customer's state).
+and leave a forward pointer); an absorb (take over a merged-away customer's state); a possible
+match (probabilistic matching found another customer similar, without merging).
 
 Survivorship of traits: the value from the source of highest precedence wins; among equals, the
 most recent non-empty value (by event time) wins.
@@ -104,6 +105,7 @@ def _empty_state() -> dict[str, Any]:
         "totals": {},
         "consent": {},
         "merged": [],
+        "possible": [],
         "version": 0,
         "seen": {},
         "touches": [],
@@ -141,6 +143,8 @@ class ProfileBook:
             return self.fold(customer_id, message["winner"])
         if kind == "absorb":
             return self.absorb(customer_id, message["loser"], message["state"], now)
+        if kind == "possible":
+            return self.possible(customer_id, message["other"], now)
         raise ValueError(f"unknown customer-ops message kind {kind!r}")
 
     def add_event(
@@ -216,6 +220,22 @@ class ProfileBook:
             time_since_previous_ms=context.time_since_previous_ms,
         )
 
+    def possible(self, customer_id: str, other: str, now: datetime) -> ProfileOutput:
+        """Record a possible match (probabilistic, not merged) on this customer's profile."""
+        state = self.store.get("p|" + customer_id)
+        if state is not None and "fwd" in state:
+            return ProfileOutput(forwards=[(state["fwd"], possible_message(other))])
+        state = state or _empty_state()
+        possible = state.setdefault("possible", [])
+        if other in possible:
+            return ProfileOutput()
+        possible.append(other)
+        state["version"] += 1
+        self.store.set("p|" + customer_id, state)
+        if state["first"] is None or not self.emit_outputs:
+            return ProfileOutput()
+        return ProfileOutput(profiles=[self._profile(customer_id, state, now)])
+
     def fold(self, loser: str, winner: str) -> ProfileOutput:
         state = self.store.get("p|" + loser)
         if state is not None and "fwd" in state:
@@ -263,6 +283,8 @@ class ProfileBook:
             if current is None or entry[1] > current[1]:
                 state["consent"][purpose] = entry
         state["merged"].extend([loser, *other["merged"]])
+        mine = state.setdefault("possible", [])
+        mine.extend(p for p in other.get("possible", []) if p not in mine)
         state["touches"] = merge_touches(state["touches"], other["touches"])
         state["version"] += 1
         self.store.set("p|" + winner, state)
@@ -287,6 +309,7 @@ class ProfileBook:
             order_totals=dict(state["totals"]),
             consent={purpose: entry[0] for purpose, entry in state["consent"].items()},
             merged_ids=list(state["merged"]),
+            possible_matches=[p for p in state.get("possible", []) if p not in state["merged"]],
             version=state["version"],
             updated_at=now,
         )
@@ -302,3 +325,7 @@ def route_message(event: ChannelEvent, nodes: Sequence[Node]) -> dict[str, Any]:
 
 def fold_message(winner: str) -> dict[str, Any]:
     return {"kind": "fold", "winner": winner}
+
+
+def possible_message(other: str) -> dict[str, Any]:
+    return {"kind": "possible", "other": other}

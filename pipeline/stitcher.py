@@ -25,7 +25,13 @@ from pipeline.identifiers import DropReason, Normaliser
 from pipeline.intake import IntakePolicy
 from pipeline.matching import MatchConfig
 from pipeline.namespaces import NamespaceRules
-from pipeline.profile import ProfileBook, ProfileOutput, Survivorship, fold_message
+from pipeline.profile import (
+    ProfileBook,
+    ProfileOutput,
+    Survivorship,
+    fold_message,
+    possible_message,
+)
 from pipeline.state import Store
 
 
@@ -98,6 +104,8 @@ class Stitcher:
         pending: deque[tuple[str, dict[str, Any]]] = deque(
             (fold.loser, fold_message(fold.winner)) for fold in linked.folds
         )
+        for a, b in linked.possible:
+            pending.extend([(a, possible_message(b)), (b, possible_message(a))])
         while pending:
             self._drain(pending, out, now)
         out.collect(produced := self.book.add_event(linked.customer_id, event, nodes, now))

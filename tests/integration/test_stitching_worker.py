@@ -302,3 +302,6 @@ def test_the_worker_links_a_probabilistic_match_and_reports_a_possible_one(
         customer["pm-chat"],
     }
     assert 0.6 <= (possible.evidence[0].score or 0) < 0.95
+    profiles = run.profiles()
+    assert profiles[customer["pm-web"]].possible_matches == [customer["pm-chat"]]
+    assert profiles[customer["pm-chat"]].possible_matches == [customer["pm-web"]]

@@ -203,3 +203,33 @@ def test_f1_of_shuffled_input_stays_in_a_narrow_band() -> None:
         scores.append(pairwise(predicted, truth).f1)
     assert max(scores) - min(scores) <= 0.02, scores
     assert min(scores) > 0.8, scores
+
+
+def test_both_profiles_record_a_possible_match(store_factory: Callable[[], Store]) -> None:
+    stitcher = Stitcher(
+        store_factory(),
+        store_factory(),
+        StitchConfig(matching=MatchConfig.default()),
+        clock=lambda: NOW,
+    )
+    names = {"first_name": "Katharina", "last_name": "Schmidt", "city": "Köln"}
+    first = stitcher.process(
+        make_event(
+            identifiers=[Identifier(namespace="customer_id", value="CRM-1")], traits=Traits(**names)
+        )
+    )
+    second = stitcher.process(
+        make_event(
+            identifiers=[Identifier(namespace="anonymous_id", value="a-1")],
+            traits=Traits(**{**names, "first_name": "Kathi"}),
+        )
+    )
+    profiles = {p.customer_id: p for p in second.profiles}
+    assert profiles[first.customer_id].possible_matches == [second.customer_id]
+    assert profiles[second.customer_id].possible_matches == [first.customer_id]
+    again = stitcher.process(
+        make_event(
+            identifiers=[Identifier(namespace="anonymous_id", value="a-1")], traits=Traits(**names)
+        )
+    )
+    assert again.profiles[-1].possible_matches == [first.customer_id]

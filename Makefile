@@ -13,9 +13,10 @@ VENV_STAMP := $(VENV)/.installed
 JARS_STAMP := stack/lib/.fetched
 
 BENCH_ARGS ?=
+BENCH_ACCURACY_ARGS ?=
 GENERATE_ARGS ?= --customers 1000 --seed 1 --output .stack/generated.jsonl
 
-.PHONY: bench help setup up down status logs topics register-schemas check-schemas worker collector files generate test test-browser test-unit test-integration lint typecheck check demo clean
+.PHONY: bench bench-accuracy help setup up down status logs topics register-schemas check-schemas worker collector files generate test test-browser test-unit test-integration lint typecheck check demo clean
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -94,6 +95,9 @@ check: lint typecheck ## Lint and type-check
 
 bench: setup ## Stitching vs pass-through throughput, replay speed, latency, RSS (own broker)
 	$(BIN)/python -m bench.stitching $(BENCH_ARGS)
+
+bench-accuracy: setup ## F1 of deterministic, default and trained probabilistic stitching next to Splink
+	$(BIN)/python -m bench.accuracy $(BENCH_ACCURACY_ARGS)
 
 demo: up ## Run the main job end to end: synthetic customers through the connectors and the stitcher, a report
 	$(BIN)/python -m pipeline.demo

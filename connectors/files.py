@@ -38,6 +38,7 @@ from connectors.mapping import (
     MappingFailure,
     birth_date,
     identifiers,
+    invalid_fields,
     parse_time,
     text,
     traits,
@@ -202,8 +203,7 @@ def map_row(
     except MappingFailure as exc:
         return Rejection(Reason.unmappable_record, f"line {line}: {exc}")
     except ValidationError as exc:
-        fields = sorted({".".join(map(str, e["loc"])) for e in exc.errors(include_input=False)})
-        return Rejection(Reason.unmappable_record, f"line {line}: invalid {', '.join(fields)}")
+        return Rejection(Reason.unmappable_record, f"line {line}: {invalid_fields(exc)}")
 
 
 class _Default(dict[str, str]):

@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from pipeline.contract import Identifier, Traits
 
 # The generator's ground truth: copied into properties by every mapper, read only by evaluation.
@@ -22,6 +24,12 @@ _NON_WORD = re.compile(r"[^0-9a-zA-Z]+")
 
 class MappingFailure(ValueError):
     """A raw record cannot be mapped; the message names fields, never their values."""
+
+
+def invalid_fields(exc: ValidationError) -> str:
+    """Which fields of a ChannelEvent a mapped record got wrong (paths only, no values)."""
+    fields = sorted({".".join(map(str, e["loc"])) for e in exc.errors(include_input=False)})
+    return f"invalid fields: {', '.join(fields)}"
 
 
 def snake(name: str) -> str:

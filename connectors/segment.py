@@ -20,6 +20,7 @@ from connectors.mapping import (
     birth_date,
     flat_properties,
     identifiers,
+    invalid_fields,
     parse_time,
     snake,
     split_name,
@@ -136,8 +137,7 @@ def map_call(
     except MappingFailure as exc:
         return Rejection(Reason.unmappable_record, str(exc))
     except ValidationError as exc:
-        fields = sorted({".".join(map(str, e["loc"])) for e in exc.errors(include_input=False)})
-        return Rejection(Reason.unmappable_record, f"invalid fields: {', '.join(fields)}")
+        return Rejection(Reason.unmappable_record, invalid_fields(exc))
 
 
 def _map(

@@ -26,6 +26,7 @@ from connectors.mapping import (
     MappingFailure,
     flat_properties,
     identifiers,
+    invalid_fields,
     parse_time,
     snake,
     split_name,
@@ -72,8 +73,7 @@ def _one(item: Any, build: Callable[[dict[str, Any]], ChannelEvent]) -> tuple[An
     except MappingFailure as exc:
         return item, Rejection(Reason.unmappable_record, str(exc))
     except ValidationError as exc:
-        fields = sorted({".".join(map(str, e["loc"])) for e in exc.errors(include_input=False)})
-        return item, Rejection(Reason.unmappable_record, f"invalid fields: {', '.join(fields)}")
+        return item, Rejection(Reason.unmappable_record, invalid_fields(exc))
 
 
 def _digest(*parts: str) -> str:

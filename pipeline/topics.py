@@ -6,6 +6,7 @@ by the integration tests (with a unique prefix per test) and by the worker.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -159,11 +160,26 @@ def create_topics(
                     raise TopicError(f"could not create topic {name}: {exc}") from exc
     # Verify the cleanup policy of every topic, new or old: a compacted profile topic that
     # silently became "delete" would lose customers after retention.
-    resources = [ConfigResource("topic", spec.name(prefix)) for spec in specs]
-    for resource, future in admin.describe_configs(resources, request_timeout=timeout_s).items():
-        spec = next(s for s in specs if s.name(prefix) == resource.name)
-        want = spec.config.get("cleanup.policy", "delete")
-        have = future.result(timeout=timeout_s)["cleanup.policy"].value
-        if have != want:
-            raise TopicError(f"topic {resource.name} has cleanup.policy={have}, want {want}")
+    # A topic created a moment ago may not be known to the broker's metadata yet: retry briefly.
+    deadline = time.monotonic() + timeout_s
+    pending = list(specs)
+    while pending:
+        resources = [ConfigResource("topic", spec.name(prefix)) for spec in pending]
+        futures = admin.describe_configs(resources, request_timeout=timeout_s)
+        retry = []
+        for resource, future in futures.items():
+            spec = next(s for s in pending if s.name(prefix) == resource.name)
+            try:
+                have = future.result(timeout=timeout_s)["cleanup.policy"].value
+            except KafkaException as exc:
+                if exc.args[0].name() == "UNKNOWN_TOPIC_OR_PART" and time.monotonic() < deadline:
+                    retry.append(spec)
+                    continue
+                raise TopicError(f"could not describe topic {resource.name}: {exc}") from exc
+            want = spec.config.get("cleanup.policy", "delete")
+            if have != want:
+                raise TopicError(f"topic {resource.name} has cleanup.policy={have}, want {want}")
+        pending = retry
+        if pending:
+            time.sleep(0.2)
     return result

@@ -254,6 +254,15 @@ def _report(settings: Settings, serde: RegistrySerde, start: dict[str, Any], per
     print(f"  journey events       {len(journeys)}")
     print(f"  profiles             {len(history)}  (synthetic persons: {persons})")
     print(f"  merges               {kinds[ChangeType.merged]}")
+    probabilistic = sum(
+        1
+        for c in {c.change_id: c for c in changes}.values()
+        if c.change_type is ChangeType.merged
+        and c.evidence
+        and c.evidence[0].rule == "probabilistic"
+    )
+    print(f"    of them by names, birth dates, addresses (probabilistic): {probabilistic}")
+    print(f"  possible matches     {kinds[ChangeType.possible_match]} (for review, not merged)")
     print(f"  conflicts            {kinds[ChangeType.conflict]}")
     print(f"  quarantined values   {kinds[ChangeType.quarantined]}")
     print(

@@ -69,8 +69,10 @@ class FileMapping(BaseModel):
     source: str = Field(description="Source name; '{column}' placeholders are filled per row.")
     occurred_at: str = Field(description="Column with the time of the row.")
     event_id: list[str] = Field(
-        description="Columns that identify the row; empty or blank: the file's id and line."
+        description="Columns that identify the row; if one is blank, event_id_fallback; if "
+        "one of those is blank too: the file's id and line."
     )
+    event_id_fallback: list[str] = Field(default_factory=list)
     identifiers: dict[str, str] = Field(default_factory=dict, description="column → namespace")
     traits: dict[str, str] = Field(default_factory=dict, description="column → trait")
     properties: dict[str, str] = Field(default_factory=dict, description="column → property")
@@ -102,6 +104,8 @@ DEFAULT_MAPPINGS: dict[str, FileMapping] = {
         source="crm-export",
         occurred_at="updated_at",
         event_id=["customer_id", "updated_at"],
+        # Records without a customer id yet (a paper sign-up at the till): the CRM's record id.
+        event_id_fallback=["record_id"],
         identifiers={
             "customer_id": "customer_id",
             "email": "email",
@@ -160,11 +164,12 @@ def map_row(
         stamp = row.get(mapping.occurred_at)
         if text(stamp) is None:
             raise MappingFailure(f"{mapping.occurred_at}: missing")
-        id_parts = [text(row.get(column)) for column in mapping.event_id]
-        if mapping.event_id and all(id_parts):
-            event_id = f"{file_id.split(':')[0]}-" + "-".join(p or "" for p in id_parts)
-        else:
-            event_id = f"{file_id}:{line}"
+        event_id = f"{file_id}:{line}"
+        for columns in (mapping.event_id, mapping.event_id_fallback):
+            id_parts = [text(row.get(column)) for column in columns]
+            if columns and all(id_parts):
+                event_id = f"{file_id.split(':')[0]}-" + "-".join(p or "" for p in id_parts)
+                break
         values = {trait: row.get(column) for column, trait in mapping.traits.items()}
         if "birth_date" in values:
             values["birth_date"] = birth_date(values["birth_date"])

@@ -350,6 +350,7 @@ class _Story:
         if self.rnd.random() < 0.1 * self.corruption:
             street = typo(self.rnd, street)
         row = {
+            "record_id": self.uid("signup"),
             "customer_id": "",
             "first_name": first,
             "last_name": last,

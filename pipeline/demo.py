@@ -36,6 +36,7 @@ from pipeline.topics import DEAD_LETTERS, EVENTS, IDENTITY_CHANGES, JOURNEYS, cr
 
 CUSTOMERS = int(os.environ.get("DEMO_CUSTOMERS", "2000"))
 CATCH_UP_TIMEOUT_S = float(os.environ.get("DEMO_TIMEOUT_S", "900"))
+STALL_S = 120
 
 
 def _consumer(bootstrap: str) -> Consumer:
@@ -173,6 +174,7 @@ def main() -> int:
         topic = JOURNEYS.name(prefix)
         journeys.assign([TopicPartition(topic, p, o) for p, o in start[JOURNEYS.suffix].items()])
         seen: set[str] = set()
+        progress: list[float] = [0, time.monotonic()]  # journeys seen, when that last changed
         shown, lead = 0.0, "\r" if sys.stdout.isatty() else "\n"
         try:
             while not expected <= seen:
@@ -192,8 +194,17 @@ def main() -> int:
                             file=sys.stderr,
                         )
                         return 1
-                if time.monotonic() - began > CATCH_UP_TIMEOUT_S:
-                    print(f"\ndemo: not caught up in time; see {logs}/demo-*.log", file=sys.stderr)
+                if len(seen) != progress[0]:
+                    progress[:] = [len(seen), time.monotonic()]
+                stalled = time.monotonic() - progress[1] > STALL_S
+                if stalled or time.monotonic() - began > CATCH_UP_TIMEOUT_S:
+                    missing = sorted(expected - seen)
+                    why = f"no progress for {STALL_S}s" if stalled else "timeout"
+                    print(
+                        f"\ndemo: {why}; {len(missing)} events not stitched, e.g. {missing[:3]}; see "
+                        f"{logs}/demo-*.log",
+                        file=sys.stderr,
+                    )
                     return 1
         finally:
             journeys.close()

@@ -303,3 +303,17 @@ def test_files_of_unknown_kinds_are_left_alone_with_a_warning(
     log = Log()
     assert connector(tmp_path, log).run(once=True) == {"rows": 0, "dead_letters": 0}
     assert "no mapping for kind 'loyalty'" in caplog.text
+
+
+def test_a_crm_record_without_customer_id_is_identified_by_its_record_id() -> None:
+    row = {
+        "customer_id": "",
+        "record_id": "SIGNUP-7",
+        "last_name": "Weiß",
+        "loyalty_id": "LC-1",
+        "updated_at": "2026-11-20T08:00:00Z",
+    }
+    event = map_row(row, DEFAULT_MAPPINGS["crm"], file_id="crm:f:abc", line=9, received_at=NOW)
+    assert isinstance(event, ChannelEvent)
+    assert event.event_id == "crm-SIGNUP-7"
+    assert [(i.namespace, i.value) for i in event.identifiers] == [("loyalty_id", "LC-1")]

@@ -201,8 +201,8 @@ def main() -> int:
                     missing = sorted(expected - seen)
                     why = f"no progress for {STALL_S}s" if stalled else "timeout"
                     print(
-                        f"\ndemo: {why}; {len(missing)} events not stitched, e.g. {missing[:3]}; see "
-                        f"{logs}/demo-*.log",
+                        f"\ndemo: {why}; {len(missing)} events not stitched, "
+                        f"e.g. {missing[:3]}; see {logs}/demo-*.log",
                         file=sys.stderr,
                     )
                     return 1

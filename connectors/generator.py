@@ -568,7 +568,8 @@ def generate(
     now = anchor or datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     start = now - timedelta(days=60)
     used: set[str] = set()
-    people = [make_person(rnd, pid, used) for pid in range(customers)]
+    # CRM ids differ between seeds: populations generated into one stack stay apart.
+    people = [make_person(rnd, pid, used, f"{seed % 10**5:05d}-") for pid in range(customers)]
     # Shared family devices: a tablet two people of one household log in on (a conflict).
     for a, b in zip(people[::37], people[1::37], strict=False):
         if b.customer_id and a.customer_id:

@@ -318,7 +318,8 @@ def _weights(n: int) -> list[float]:
     return [1 / (rank + 10) for rank in range(n)]
 
 
-def make_person(rnd: random.Random, pid: int, used: set[str]) -> Person:
+def make_person(rnd: random.Random, pid: int, used: set[str], namespace: str = "") -> Person:
+    """``namespace`` keeps CRM ids of different generated populations apart."""
     first, nicknames = zipf(rnd, FIRST_NAMES)
     last = zipf(rnd, LAST_NAMES)
     year = rnd.randint(1950, 2006)
@@ -370,7 +371,7 @@ def make_person(rnd: random.Random, pid: int, used: set[str]) -> Person:
         phone=phone,
         address=address,
         moved_to=moved,
-        customer_id=f"CRM-{pid:07d}" if rnd.random() < 0.75 else None,
+        customer_id=f"CRM-{namespace}{pid:07d}" if rnd.random() < 0.75 else None,
         loyalty_id=f"LC-{rnd.randint(10**9, 10**10 - 1)}" if rnd.random() < 0.6 else None,
         loyalty_in_crm=rnd.random() < 0.5,
         devices=[f"dev-{rnd.getrandbits(64):016x}" for _ in range(rnd.choice([1, 1, 2, 3]))],

@@ -23,7 +23,7 @@ from connectors.files import (
 from connectors.sink import Outgoing
 from pipeline.contract import Channel, ChannelEvent
 from pipeline.dead_letters import DeadLetter, Reason, Rejection
-from pipeline.exceptions import MappingConfigError
+from pipeline.exceptions import DeliveryError, MappingConfigError
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 POS_HEADER = "receipt_id,store_id,till_id,timestamp,loyalty_card,amount,currency,items\n"
@@ -317,3 +317,38 @@ def test_a_crm_record_without_customer_id_is_identified_by_its_record_id() -> No
     assert isinstance(event, ChannelEvent)
     assert event.event_id == "crm-SIGNUP-7"
     assert [(i.namespace, i.value) for i in event.identifiers] == [("loyalty_id", "LC-1")]
+
+
+class FlakySink(FakeSink):
+    """Kafka unreachable for the first ``outages`` deliveries."""
+
+    def __init__(self, log: Log, outages: int) -> None:
+        super().__init__(log)
+        self.outages = outages
+
+    def deliver(self, records: Sequence[Outgoing]) -> None:
+        if self.outages:
+            self.outages -= 1
+            raise DeliveryError("broker unreachable")
+        super().deliver(records)
+
+
+def test_while_kafka_is_unreachable_the_checkpoint_waits_and_nothing_is_lost(
+    tmp_path: Path,
+) -> None:
+    drop(tmp_path, "till.csv", POS_HEADER + "".join(pos_row(n) for n in range(15)))
+    log = Log()
+    config = FileConnectorConfig(
+        tmp_path / "drop", tmp_path / "cp", DEFAULT_MAPPINGS, batch_rows=10
+    )
+    sleeps: list[float] = []
+    flaky = FileConnector(
+        config,
+        FlakySink(log, outages=3),
+        FakeProbe(log),  # type: ignore[arg-type]
+        clock=lambda: NOW,
+        sleep=sleeps.append,
+    )
+    flaky.run(once=True)
+    assert sorted(event_ids(log)) == sorted(f"pos-store-001-R{n}" for n in range(15))
+    assert sleeps.count(config.retry_backoff_s) == 3  # backed off once per failed delivery

@@ -37,6 +37,7 @@ from connectors.mapping import (
     TRUTH_PROPERTY,
     MappingFailure,
     birth_date,
+    checked,
     identifiers,
     invalid_fields,
     parse_time,
@@ -191,19 +192,22 @@ def map_row(
             source = mapping.source.format_map(_Default(fill))
         except (ValueError, IndexError) as exc:
             raise MappingConfigError(f"source template: {exc}") from exc
-        return ChannelEvent(
-            event_id=event_id,
-            event_type=mapping.event_type,
-            channel=mapping.channel,
-            source=source,
-            occurred_at=parse_time(stamp, mapping.occurred_at),
-            received_at=received_at,
-            identifiers=identifiers(
-                (namespace, row.get(column)) for column, namespace in mapping.identifiers.items()
-            ),
-            traits=traits(values),
-            properties=properties,
-            consent=consent or None,
+        return checked(
+            ChannelEvent(
+                event_id=event_id,
+                event_type=mapping.event_type,
+                channel=mapping.channel,
+                source=source,
+                occurred_at=parse_time(stamp, mapping.occurred_at),
+                received_at=received_at,
+                identifiers=identifiers(
+                    (namespace, row.get(column))
+                    for column, namespace in mapping.identifiers.items()
+                ),
+                traits=traits(values),
+                properties=properties,
+                consent=consent or None,
+            )
         )
     except MappingFailure as exc:
         return Rejection(Reason.unmappable_record, f"line {line}: {exc}")

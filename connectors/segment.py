@@ -18,6 +18,7 @@ from connectors.mapping import (
     TRUTH_PROPERTY,
     MappingFailure,
     birth_date,
+    checked,
     flat_properties,
     identifiers,
     invalid_fields,
@@ -133,7 +134,7 @@ def map_call(
     ``call_type`` comes from the endpoint (/v1/track); inside a batch it is the call's ``type``.
     """
     try:
-        return _map(call, source, received_at, call_type, batch_sent_at, user_id_namespace)
+        return checked(_map(call, source, received_at, call_type, batch_sent_at, user_id_namespace))
     except MappingFailure as exc:
         return Rejection(Reason.unmappable_record, str(exc))
     except ValidationError as exc:

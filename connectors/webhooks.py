@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from connectors.mapping import (
     TRUTH_PROPERTY,
     MappingFailure,
+    checked,
     flat_properties,
     identifiers,
     invalid_fields,
@@ -69,7 +70,7 @@ def _one(item: Any, build: Callable[[dict[str, Any]], ChannelEvent]) -> tuple[An
     try:
         if not isinstance(item, dict):
             raise MappingFailure("each webhook item must be a JSON object")
-        return item, build(item)
+        return item, checked(build(item))
     except MappingFailure as exc:
         return item, Rejection(Reason.unmappable_record, str(exc))
     except ValidationError as exc:

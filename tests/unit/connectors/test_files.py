@@ -352,3 +352,25 @@ def test_while_kafka_is_unreachable_the_checkpoint_waits_and_nothing_is_lost(
     flaky.run(once=True)
     assert sorted(event_ids(log)) == sorted(f"pos-store-001-R{n}" for n in range(15))
     assert sleeps.count(config.retry_backoff_s) == 3  # backed off once per failed delivery
+
+
+def test_a_jsonl_row_with_a_lone_surrogate_is_dead_lettered(tmp_path: Path) -> None:
+    path = tmp_path / "drop" / "pos" / "rows.jsonl"
+    path.parent.mkdir(parents=True)
+    good = {
+        "receipt_id": "R1",
+        "store_id": "s1",
+        "timestamp": "2026-11-20T10:00:00Z",
+        "loyalty_card": "LC-1",
+    }
+    path.write_text(
+        json.dumps(good)
+        + "\n"
+        + json.dumps({**good, "receipt_id": "R2", "loyalty_card": "LC-\ud800"})
+        + "\n",
+        encoding="utf-8",
+    )
+    log = Log()
+    assert connector(tmp_path, log).run(once=True) == {"rows": 1, "dead_letters": 1}
+    headers = dict(log.topics["dead-letters"][0].headers() or [])
+    assert headers["omnistitch.dlq.reason"] == b"invalid_utf8"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -217,3 +218,11 @@ def test_rejections_never_contain_the_values() -> None:
     )
     assert isinstance(result, Rejection)
     assert "secret" not in result.detail
+
+
+def test_a_lone_surrogate_is_refused_not_left_to_fail_every_delivery() -> None:
+    # Valid JSON ("\ud800"), not valid Unicode: no UTF-8 encoder accepts it.
+    raw = json.loads('{"type": "track", "event": "x", "anonymousId": "a\\ud800", "messageId": "m"}')
+    result = map_call(raw, source="web-shop", received_at=RECEIVED)
+    assert isinstance(result, Rejection)
+    assert result.reason is Reason.invalid_utf8

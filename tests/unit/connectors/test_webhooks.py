@@ -231,3 +231,13 @@ def test_malformed_bodies_are_refused_with_the_field_named(
     assert isinstance(results[0], Rejection)
     assert results[0].reason is Reason.unmappable_record
     assert detail in results[0].detail
+
+
+def test_a_lone_surrogate_in_a_webhook_is_refused() -> None:
+    body = json.loads(
+        '{"message_id": "m", "conversation_id": "c", "sent_at": "2026-11-01T00:00:00Z",'
+        ' "visitor": {"email": "a@b.de", "name": "J\\udc80rgen"}}'
+    )
+    ((_, result),) = MAPPERS["chat"](body, RECEIVED)
+    assert isinstance(result, Rejection)
+    assert result.reason is Reason.invalid_utf8

@@ -12,10 +12,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
-from pydantic_core import PydanticSerializationError
 
-from pipeline.contract import ChannelEvent, Identifier, Traits
-from pipeline.dead_letters import Reason, Rejection
+from pipeline.contract import Identifier, Traits
 
 # The generator's ground truth: copied into properties by every mapper, read only by evaluation.
 TRUTH_PROPERTY = "truth_person_id"
@@ -26,17 +24,6 @@ _NON_WORD = re.compile(r"[^0-9a-zA-Z]+")
 
 class MappingFailure(ValueError):
     """A raw record cannot be mapped; the message names fields, never their values."""
-
-
-def checked(event: ChannelEvent) -> ChannelEvent | Rejection:
-    """The event, or a Rejection when it cannot be written: JSON text may carry lone UTF-16
-    surrogates ("\\ud800") that no UTF-8 encoder accepts; caught here, they would make every
-    delivery fail (the collector would answer 503 forever, a file would stall)."""
-    try:
-        event.model_dump_json()
-    except PydanticSerializationError:
-        return Rejection(Reason.invalid_utf8, "a text value is not valid Unicode (lone surrogate)")
-    return event
 
 
 def invalid_fields(exc: ValidationError) -> str:

@@ -18,7 +18,6 @@ from connectors.mapping import (
     TRUTH_PROPERTY,
     MappingFailure,
     birth_date,
-    checked,
     flat_properties,
     identifiers,
     invalid_fields,
@@ -31,6 +30,7 @@ from connectors.mapping import (
 )
 from pipeline.contract import Channel, ChannelEvent, Traits
 from pipeline.dead_letters import Reason, Rejection
+from pipeline.intake import encodable
 
 CALL_TYPES = ("identify", "track", "page", "screen", "alias", "group")
 # analytics.js posts to one-letter paths (/v1/t, /v1/p, ...).
@@ -134,7 +134,9 @@ def map_call(
     ``call_type`` comes from the endpoint (/v1/track); inside a batch it is the call's ``type``.
     """
     try:
-        return checked(_map(call, source, received_at, call_type, batch_sent_at, user_id_namespace))
+        return encodable(
+            _map(call, source, received_at, call_type, batch_sent_at, user_id_namespace)
+        )
     except MappingFailure as exc:
         return Rejection(Reason.unmappable_record, str(exc))
     except ValidationError as exc:

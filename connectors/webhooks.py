@@ -24,7 +24,6 @@ from pydantic import ValidationError
 from connectors.mapping import (
     TRUTH_PROPERTY,
     MappingFailure,
-    checked,
     flat_properties,
     identifiers,
     invalid_fields,
@@ -37,6 +36,7 @@ from connectors.mapping import (
 )
 from pipeline.contract import Channel, ChannelEvent
 from pipeline.dead_letters import Reason, Rejection
+from pipeline.intake import encodable
 
 Result = ChannelEvent | Rejection
 Mapped = list[tuple[Any, Result]]
@@ -70,7 +70,7 @@ def _one(item: Any, build: Callable[[dict[str, Any]], ChannelEvent]) -> tuple[An
     try:
         if not isinstance(item, dict):
             raise MappingFailure("each webhook item must be a JSON object")
-        return item, checked(build(item))
+        return item, encodable(build(item))
     except MappingFailure as exc:
         return item, Rejection(Reason.unmappable_record, str(exc))
     except ValidationError as exc:

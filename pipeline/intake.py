@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
 
 from pipeline.contract import ChannelEvent
 from pipeline.dead_letters import Reason, Rejection
@@ -48,6 +49,17 @@ def validate(
     except ValidationError as exc:
         return Rejection(Reason.invalid_event, _validation_detail(exc))
     return check(event, now, policy)
+
+
+def encodable(event: ChannelEvent) -> ChannelEvent | Rejection:
+    """The event, or a Rejection when it cannot be written: JSON text may carry lone UTF-16
+    surrogates ("\\ud800") that no UTF-8 encoder accepts. Records read from JSON are checked
+    (connectors, replay); Avro input cannot carry them (its strings are UTF-8)."""
+    try:
+        event.model_dump_json()
+    except PydanticSerializationError:
+        return Rejection(Reason.invalid_utf8, "a text value is not valid Unicode (lone surrogate)")
+    return event
 
 
 def check(event: ChannelEvent, now: datetime, policy: IntakePolicy) -> ChannelEvent | Rejection:

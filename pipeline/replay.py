@@ -24,7 +24,7 @@ from pipeline.clock import Clock, system_clock
 from pipeline.contract import ChangeType, ChannelEvent, CustomerProfile
 from pipeline.dead_letters import Rejection
 from pipeline.exceptions import ConfigurationError, UnreadableInputError
-from pipeline.intake import check, validate
+from pipeline.intake import check, encodable, validate
 from pipeline.state import MemoryStore, Store
 from pipeline.stitcher import StitchConfig, Stitcher
 
@@ -123,7 +123,7 @@ def _read_event(
     except ValidationError:
         pass
     else:
-        return check(event, now, config.intake), event.event_id
+        return _writable(check(event, now, config.intake), line), event.event_id
     try:
         data: Any = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -133,7 +133,14 @@ def _read_event(
     if not isinstance(data, dict):
         raise UnreadableInputError(f"{path}:{number}: not a JSON object")
     event_id = data.get("event_id") if isinstance(data.get("event_id"), str) else None
-    return validate(data, now, config.intake), event_id
+    return _writable(validate(data, now, config.intake), line), event_id
+
+
+def _writable(outcome: ChannelEvent | Rejection, line: str) -> ChannelEvent | Rejection:
+    """Only an escaped surrogate (\\udXXX) can make an event unwritable: check those lines."""
+    if isinstance(outcome, ChannelEvent) and "\\ud" in line.lower():
+        return encodable(outcome)
+    return outcome
 
 
 def replay(

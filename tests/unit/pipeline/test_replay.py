@@ -89,3 +89,16 @@ def test_replay_of_a_generated_stream_counts_every_event(tmp_path: Path) -> None
     assert done.returncode == 0, done.stderr
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == len(events)
     assert "accepted: 420 (20 repeated event ids)" in done.stderr
+
+
+def test_a_lone_surrogate_is_rejected_not_a_crash(tmp_path: Path) -> None:
+    broken = make_event(event_id="bad").to_json().replace('"anon-', '"\\ud800anon-')
+    paired = make_event(event_id="emoji").to_json().replace('"anon-', '"\\ud83d\\ude00anon-')
+    source = _write(tmp_path / "in.jsonl", [broken, paired])
+    out, journeys = tmp_path / "out.jsonl", tmp_path / "journeys.jsonl"
+    done = _run(str(source), "--output", str(out), "--journeys", str(journeys))
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows[0] == {"event_id": "bad", "customer_id": None, "rejected": "invalid_utf8"}
+    assert rows[1]["customer_id"] is not None  # a surrogate pair is a real character
+    assert len(journeys.read_text().splitlines()) == 1

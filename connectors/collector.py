@@ -334,11 +334,10 @@ def collector_config(settings: Settings) -> CollectorConfig:
 
 def serve(settings: Settings) -> None:
     """``omnistitch collector``: serve until SIGTERM/SIGINT, then flush what is queued."""
-    from connectors.files import sink_config
-    from connectors.sink import EventSink
+    from connectors.sink import EventSink, SinkConfig
 
     config = collector_config(settings)
-    sink = EventSink(sink_config(settings, "omnistitch-collector"))
+    sink = EventSink(SinkConfig.from_settings(settings, "omnistitch-collector"))
     sink.start()
     app = Collector(config, sink).app()
 

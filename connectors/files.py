@@ -621,16 +621,6 @@ class FileConnector:
         return self._send(kind, path, checkpoint, batch, skip=arrived)
 
 
-def sink_config(settings: Settings, client_id: str) -> SinkConfig:
-    return SinkConfig(
-        bootstrap_servers=settings.bootstrap_servers,
-        registry_url=settings.schema_registry_url,
-        topic_prefix=settings.topic_prefix,
-        delivery_timeout_s=settings.delivery_timeout_s,
-        client_id=client_id,
-    )
-
-
 def run_files(settings: Settings, once: bool, drop_dir: Path | None = None) -> dict[str, int]:
     """``omnistitch files``: watch the drop folder (``once``: deliver what is there, then stop)."""
     import signal
@@ -647,7 +637,7 @@ def run_files(settings: Settings, once: bool, drop_dir: Path | None = None) -> d
     stopping: list[bool] = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
-    sink = EventSink(sink_config(settings, "omnistitch-files"))
+    sink = EventSink(SinkConfig.from_settings(settings, "omnistitch-files"))
     probe = TopicProbe(settings.bootstrap_servers)
     try:
         log.info("watching %s (kinds: %s)", config.drop_dir, ", ".join(sorted(config.mappings)))

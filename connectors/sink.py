@@ -26,6 +26,7 @@ from pipeline.contract import ChannelEvent
 from pipeline.dead_letters import DeadLetter, Origin, Rejection
 from pipeline.exceptions import DeliveryError, RegistryUnavailableError
 from pipeline.serialization import RegistrySerde, Serde
+from pipeline.settings import Settings
 from pipeline.topics import DEAD_LETTERS, EVENTS
 
 log = logging.getLogger("omnistitch.connectors")
@@ -41,6 +42,16 @@ class SinkConfig:
     topic_prefix: str = "omnistitch."
     delivery_timeout_s: float = 15.0
     client_id: str = "omnistitch-connector"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, client_id: str) -> SinkConfig:
+        return cls(
+            bootstrap_servers=settings.bootstrap_servers,
+            registry_url=settings.schema_registry_url,
+            topic_prefix=settings.topic_prefix,
+            delivery_timeout_s=settings.delivery_timeout_s,
+            client_id=client_id,
+        )
 
 
 def refusal(

@@ -58,11 +58,13 @@ def _required(record: Mapping[str, Any], field: str) -> str:
     return value
 
 
-def _truth(record: Mapping[str, Any], properties: dict[str, str]) -> dict[str, str]:
+def _truth(record: Mapping[str, Any], properties: Mapping[str, str | None]) -> dict[str, str]:
+    """The non-empty properties, plus the generator's ground truth when the record has one."""
+    found = {k: v for k, v in properties.items() if v}
     truth = text(record.get(TRUTH_PROPERTY))
     if truth:
-        properties[TRUTH_PROPERTY] = truth
-    return properties
+        found[TRUTH_PROPERTY] = truth
+    return found
 
 
 def _one(item: Any, build: Callable[[dict[str, Any]], ChannelEvent]) -> tuple[Any, Result]:
@@ -103,16 +105,12 @@ def map_email(payload: Any, received_at: datetime) -> Mapped:
         if kind not in EMAIL_EVENTS:
             raise MappingFailure(f"event: one of {', '.join(sorted(EMAIL_EVENTS))}")
         event_type = EMAIL_EVENTS[kind]
-        properties = {
-            k: v
-            for k, v in {
-                "message_id": text(item.get("sg_message_id")),
-                "campaign": text(item.get("campaign")),
-                "url": text(item.get("url")),
-                "bounce_reason": text(item.get("reason")),
-                "categories": json.dumps(item["category"]) if item.get("category") else None,
-            }.items()
-            if v
+        properties: dict[str, str | None] = {
+            "message_id": text(item.get("sg_message_id")),
+            "campaign": text(item.get("campaign")),
+            "url": text(item.get("url")),
+            "bounce_reason": text(item.get("reason")),
+            "categories": json.dumps(item["category"]) if item.get("category") else None,
         }
         return ChannelEvent(
             event_id=_required(item, "sg_event_id"),
@@ -155,7 +153,7 @@ def map_twilio(payload: Any, received_at: datetime) -> Mapped:
             received_at=received_at,
             identifiers=identifiers([("phone", person)]),
             traits=traits({"first_name": item.get("ProfileName")}),
-            properties=_truth(item, {k: v for k, v in properties.items() if v}),
+            properties=_truth(item, properties),
         )
 
     return [_one(payload, build)]
@@ -199,7 +197,7 @@ def map_messenger(payload: Any, received_at: datetime) -> Mapped:
             occurred_at=parse_time(item.get("timestamp"), "timestamp"),
             received_at=received_at,
             identifiers=identifiers([("messenger_psid", sender)]),
-            properties=_truth(item, {k: v for k, v in properties.items() if v}),
+            properties=_truth(item, properties),
         )
 
     return [_one(item, build) for item in items] or [
@@ -251,17 +249,13 @@ def map_chat(payload: Any, received_at: datetime) -> Mapped:
 def map_calls(payload: Any, received_at: datetime) -> Mapped:
     def build(item: dict[str, Any]) -> ChannelEvent:
         caller = _required(item, "caller")
-        properties = {
-            k: v
-            for k, v in {
-                "direction": text(item.get("direction")) or "inbound",
-                "duration_s": text(item.get("duration_s")),
-                "queue": text(item.get("queue")),
-                "agent_id": text(item.get("agent_id")),
-                "disposition": text(item.get("disposition")),
-                "ticket_id": text(item.get("ticket_id")),
-            }.items()
-            if v
+        properties: dict[str, str | None] = {
+            "direction": text(item.get("direction")) or "inbound",
+            "duration_s": text(item.get("duration_s")),
+            "queue": text(item.get("queue")),
+            "agent_id": text(item.get("agent_id")),
+            "disposition": text(item.get("disposition")),
+            "ticket_id": text(item.get("ticket_id")),
         }
         first, last = split_name(text(item.get("caller_name")))
         return ChannelEvent(
@@ -327,7 +321,7 @@ def map_support(payload: Any, received_at: datetime) -> Mapped:
                 ]
             ),
             traits=traits({"first_name": first, "last_name": last}),
-            properties=_truth(item, {k: v for k, v in properties.items() if v}),
+            properties=_truth(item, properties),
         )
 
     return [_one(payload, build)]
@@ -385,7 +379,7 @@ def map_orders(payload: Any, received_at: datetime) -> Mapped:
                     "country": address.get("country_code"),
                 }
             ),
-            properties=_truth(item, {k: v for k, v in properties.items() if v}),
+            properties=_truth(item, properties),
             consent={"email_marketing": bool(item["buyer_accepts_marketing"])}
             if isinstance(item.get("buyer_accepts_marketing"), bool)
             else None,

@@ -23,6 +23,7 @@ from typing import Any
 
 import faust
 
+from pipeline import durability
 from pipeline.clock import Clock, system_clock
 from pipeline.contract import ChannelEvent, JourneyEvent
 from pipeline.dead_letters import DeadLetter, DeadLetterCounts, Origin, Rejection
@@ -82,6 +83,7 @@ def build_app(
     settings: Settings, clock: Clock = system_clock, serde: Serde | None = None
 ) -> faust.App:
     """The worker's faust app, configured from settings."""
+    durability.install()
     codec = serde or RegistrySerde(settings.schema_registry_url)
     policy = settings.intake_policy()
     stitch = settings.stitch_config()

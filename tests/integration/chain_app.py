@@ -16,6 +16,9 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from pipeline import durability
+
+durability.install()  # as in the project's worker: table writes reach Kafka before commits
 ENV = os.environ
 INPUT = ENV["CHAIN_INPUT"]
 OUTPUT = ENV["CHAIN_OUTPUT"]

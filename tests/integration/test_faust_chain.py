@@ -81,7 +81,7 @@ def _next_outputs(
             continue
         got.append(msg.value().decode())
     if len(got) < count:
-        pytest.fail(f"expected {count} outputs, got {got}; worker log tail:\n{worker.tail()}")
+        pytest.fail(f"expected {count} outputs, got {got}; worker log:\n{worker.tail(60000)}")
     return got
 
 

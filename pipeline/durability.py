@@ -1,0 +1,115 @@
+"""Table writes reach Kafka before the offsets that caused them are committed.
+
+faust-streaming (0.15.3) does not produce a table's changelog record when the table is written:
+``table[key] = value`` puts the record in the producer's ``ProducerBuffer`` and a background
+task hands it to the Kafka producer later. Three flaws in that buffer break at-least-once:
+
+1. ``ProducerBuffer.flush()``, which the consumer awaits before every offset commit, gives up
+   after 0.1 s without a record sent, so offsets can be committed while table writes are still
+   queued (seen on a loaded machine, where the first send to a new changelog topic waits for
+   its metadata).
+2. It also ignores the record the background task has taken from the queue but not yet handed
+   to Kafka: the queue is empty, the record is not in the Kafka producer either.
+3. At shutdown the Kafka producer is stopped before the buffer, the background task ends after
+   the record in hand, and the buffer's own flush refuses to run ("Cannot flush: Producer not
+   Running"): whatever is still queued is dropped.
+
+A worker stopped (or killed) after such a commit restarts with a table that misses writes whose
+input offsets are committed: they are never redone. ``install()`` replaces those three pieces:
+a flush that waits until the queue is empty and no record is in hand, a background task that
+drains the queue before it ends, and a producer stop that flushes the buffer while Kafka still
+accepts records. It is idempotent and is called by every faust app of the project.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.transport.producer import ProducerBuffer
+from mode import Service
+
+log = logging.getLogger("omnistitch.durability")
+
+#: How long one wait for the next record to be sent lasts before the flush checks that the
+#: buffer can still send, and logs that it is waiting.
+WAIT_STEP_S = 1.0
+WARN_EVERY_S = 10.0
+
+_INSTALLED = "_omnistitch_durable"
+
+
+def _in_hand(buffer: Any) -> int:
+    return int(getattr(buffer, "_omnistitch_in_hand", 0))
+
+
+async def _handle_pending(self: Any) -> None:
+    """Hand queued records to Kafka, one at a time and in order, until stopped *and* empty."""
+    get_pending = self.pending.get
+    self._omnistitch_ended = False
+    try:
+        while not (self.should_stop and self.pending.empty()):
+            message = await get_pending()
+            self._omnistitch_in_hand = 1
+            try:
+                await self._send_pending(message)
+            finally:
+                self._omnistitch_in_hand = 0
+            self.message_sent.set()
+    finally:
+        self._omnistitch_ended = True
+
+
+async def _flush_atmost(self: Any, max_messages: int | None) -> int:
+    """Wait until every queued record (or ``max_messages`` of them) was handed to Kafka."""
+    if self.app is not None and self.app.conf.producer_threaded:
+        return await _ORIGINAL_FLUSH_ATMOST(self, max_messages)
+    flushed = 0
+    waited = 0.0
+    while self.pending.qsize() or _in_hand(self):
+        if max_messages is not None and flushed >= max_messages:
+            break
+        if self.state in ("init", "crashed") or getattr(self, "_omnistitch_ended", False):
+            unsent = self.pending.qsize() + _in_hand(self)
+            raise RuntimeError(f"producer buffer not sending: {unsent} table writes not sent")
+        self.message_sent.clear()
+        try:
+            await asyncio.wait_for(self.message_sent.wait(), timeout=WAIT_STEP_S)
+        except TimeoutError:
+            waited += WAIT_STEP_S
+            if waited % WARN_EVERY_S < WAIT_STEP_S:
+                log.warning(
+                    "waiting %.0fs for %d table writes to reach Kafka",
+                    waited,
+                    self.pending.qsize() + _in_hand(self),
+                )
+            continue
+        flushed += 1
+    return flushed
+
+
+async def _producer_on_stop(self: Any) -> None:
+    """Flush the buffer while the Kafka producer still runs, then stop as before."""
+    if self._producer is not None:
+        await self.flush()
+    await _ORIGINAL_PRODUCER_ON_STOP(self)
+
+
+_ORIGINAL_FLUSH_ATMOST = ProducerBuffer.flush_atmost
+_ORIGINAL_PRODUCER_ON_STOP = aiokafka_driver.Producer.on_stop
+
+
+def install() -> None:
+    """Patch faust's producer buffer and producer (once per process)."""
+    if getattr(ProducerBuffer, _INSTALLED, False):
+        return
+    ProducerBuffer._handle_pending = Service.task(_handle_pending)  # type: ignore[method-assign]
+    ProducerBuffer.flush_atmost = _flush_atmost  # type: ignore[method-assign]
+    aiokafka_driver.Producer.on_stop = _producer_on_stop  # type: ignore[method-assign]
+    setattr(ProducerBuffer, _INSTALLED, True)
+
+
+def installed() -> bool:
+    return bool(getattr(ProducerBuffer, _INSTALLED, False))

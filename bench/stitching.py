@@ -6,7 +6,12 @@ local stack on free ports, or KAFKA_BOOTSTRAP_SERVERS / SCHEMA_REGISTRY_URL):
 1. N generated events go to two fresh topic sets; the pass-through agent (bench.passthrough_app)
    and `omnistitch worker` each process them. Throughput = events / (last - first output record
    timestamp), so start-up and rebalancing are not counted; printed side by side with the ratio.
-2. `omnistitch replay`'s engine over the same events in-process (memory store): events/s.
+   Two more sets go through bench.skeleton_app: the worker's three stages (intake, one-partition
+   linking, profiles by customer) with their Kafka work, one table write per stateful stage and
+   no stitching, and the same with linking and profiles in one stage: the floors of those
+   topologies, printed next to both.
+2. `omnistitch replay`'s engine over the same events in-process (memory store): events/s, next
+   to the rate of parsing and validating the same lines into ChannelEvent alone (its floor).
 3. Latency: with the worker running, events are produced at a fixed rate; event-to-profile
    latency = timestamp of the journey record (written in the same step as the profile update)
    minus the time the event was produced; p50 and p99.
@@ -204,7 +209,31 @@ def main() -> int:
         results["passthrough"] = span_rate(read_all(bootstrap, output, len(events), 120))
         print(f"  pass-through: {results['passthrough']:,.0f} events/s", flush=True)
 
-        # -- 1b. stitching worker --------------------------------------------------------------
+        distinct = len({e.event_id for e in events})
+
+        # -- 1b. the worker's topology without stitching (the floor of that design) -------------
+        for stages in (3, 2):
+            prefix = f"bench-sk{stages}-{uuid.uuid4().hex[:6]}."
+            create_topics(bootstrap, prefix, args.partitions)
+            produce(bootstrap, serde, EVENTS.name(prefix), events)
+            env.update(
+                {
+                    "OMNISTITCH_TOPIC_PREFIX": prefix,
+                    "OMNISTITCH_APP_ID": prefix + "app",
+                    "OMNISTITCH_DATA_DIR": str(work / f"sk{stages}"),
+                    "BENCH_SKELETON_STAGES": str(stages),
+                }
+            )
+            log = work / f"skeleton-{stages}.log"
+            proc = start([sys.executable, "-m", "bench.skeleton_app"], env, log)
+            wait_count(bootstrap, JOURNEYS.name(prefix), len(events), 1800)
+            stop(proc)
+            journeys = read_all(bootstrap, JOURNEYS.name(prefix), len(events), 120)
+            results[f"floor{stages}"] = span_rate(journeys)
+            rate = results[f"floor{stages}"]
+            print(f"  {stages} stages, no stitching: {rate:,.0f} events/s", flush=True)
+
+        # -- 1c. stitching worker --------------------------------------------------------------
         prefix = f"bench-st-{uuid.uuid4().hex[:6]}."
         create_topics(bootstrap, prefix, args.partitions)
         produce(bootstrap, serde, EVENTS.name(prefix), events)
@@ -217,7 +246,6 @@ def main() -> int:
         )
         proc = start([sys.executable, "-m", "pipeline.cli", "worker"], env, work / "worker.log")
         rss = RssWatch(proc.pid)
-        distinct = len({e.event_id for e in events})
         wait_count(bootstrap, JOURNEYS.name(prefix), distinct, 1800)
         results["worker"] = span_rate(read_all(bootstrap, JOURNEYS.name(prefix), distinct, 120))
         print(f"  stitching worker: {results['worker']:,.0f} events/s", flush=True)
@@ -249,11 +277,18 @@ def main() -> int:
         jsonl = work / "events.jsonl"
         jsonl.write_text("".join(e.to_json() + "\n" for e in events))
         summary = replay(jsonl, io.StringIO(), progress=False)
+        # The floor of any replay: parsing and validating the lines into the contract's model.
+        lines = jsonl.read_text().splitlines()
+        started = time.perf_counter()
+        for line in lines:
+            ChannelEvent.model_validate_json(line)
+        parse_rate = len(lines) / (time.perf_counter() - started)
 
     latencies.sort()
     p50 = statistics.median(latencies) * 1000
     p99 = latencies[int(0.99 * (len(latencies) - 1))] * 1000
-    ratio = results["worker"] / results["passthrough"]
+    pt = results["passthrough"]
+    ratio = results["worker"] / pt
     print()
     print(f"{'measure':<40} {'value':>14}  target")
     print(f"{'pass-through (faust, decode, produce)':<40} {results['passthrough']:>10,.0f} ev/s")
@@ -262,8 +297,15 @@ def main() -> int:
     replay_rate = summary.events_per_second
     met_replay = "met" if replay_rate >= 50_000 else "NOT met"
     print(f"{'ratio worker / pass-through':<40} {ratio:>14.2f}  >= 0.50 {met_ratio}")
+    for stages in (3, 2):
+        floor = results[f"floor{stages}"]
+        name = f"{stages} stages, no stitching (floor)"
+        print(f"{name:<40} {floor:>10,.0f} ev/s  ratio to pass-through {floor / pt:.2f}")
+    print(f"{'ratio worker / 3-stage floor':<40} {results['worker'] / results['floor3']:>14.2f}")
     replay_name = "replay (in-process, memory store)"
     print(f"{replay_name:<40} {replay_rate:>10,.0f} ev/s  >= 50,000 {met_replay}")
+    parse_name = "parse + validate only (replay's floor)"
+    print(f"{parse_name:<40} {parse_rate:>10,.0f} ev/s")
     print(f"{'event-to-profile latency p50 @ ' + str(args.rate) + ' ev/s':<40} {p50:>11.1f} ms")
     print(f"{'event-to-profile latency p99 @ ' + str(args.rate) + ' ev/s':<40} {p99:>11.1f} ms")
     print(f"{'worker peak RSS':<40} {peak_rss / 2**20:>11.0f} MiB")

@@ -224,10 +224,16 @@ def main() -> int:
 def _report(settings: Settings, serde: RegistrySerde, start: dict[str, Any], persons: int) -> None:
     prefix, bootstrap = settings.topic_prefix, settings.bootstrap_servers
     events_in = _read(bootstrap, EVENTS.name(prefix), start[EVENTS.suffix])
-    journeys = [
+    arrived = [serde.decode(EVENTS.name(prefix), m.value(), ChannelEvent) for m in events_in]
+    this_run = {e["event_id"] for e in arrived}
+    journeys_all = [
         JourneyEvent.from_avro(serde.decode(JOURNEYS.name(prefix), m.value(), JourneyEvent))
         for m in _read(bootstrap, JOURNEYS.name(prefix), start[JOURNEYS.suffix])
     ]
+    # The worker may also have worked off input that was waiting from before this run: the
+    # report is about this run's events only.
+    journeys = [j for j in journeys_all if j.event.event_id in this_run]
+    backlog = len(journeys_all) - len(journeys)
     changes = [
         IdentityChange.from_avro(
             serde.decode(IDENTITY_CHANGES.name(prefix), m.value(), IdentityChange)
@@ -238,8 +244,13 @@ def _report(settings: Settings, serde: RegistrySerde, start: dict[str, Any], per
         DeadLetter.from_message(m.key(), m.value(), m.headers() or [])
         for m in _read(bootstrap, DEAD_LETTERS.name(prefix), start[DEAD_LETTERS.suffix])
     ]
-    kinds = Counter(c.change_type for c in {c.change_id: c for c in changes}.values())
     final = merge_forwarding(changes)
+    distinct = [
+        c
+        for c in {c.change_id: c for c in changes}.values()
+        if not c.evidence or any(e.event_id in this_run for e in c.evidence)
+    ]
+    kinds = Counter(c.change_type for c in distinct)
     history: dict[str, list[JourneyEvent]] = defaultdict(list)
     for journey in journeys:
         history[final(journey.customer_id)].append(journey)
@@ -257,17 +268,16 @@ def _report(settings: Settings, serde: RegistrySerde, start: dict[str, Any], per
         if j.channel_switch and j.previous_channel is not None
     )
     reasons = Counter(f"{d.rejection.reason.value} ({d.origin.topic})" for d in letters)
-    channels_in = Counter(
-        serde.decode(EVENTS.name(prefix), m.value(), ChannelEvent)["channel"] for m in events_in
-    )
+    channels_in = Counter(e["channel"] for e in arrived)
     print(f"  events in            {len(events_in)} on {EVENTS.name(prefix)}")
     print("    by channel         " + ", ".join(f"{k} {v}" for k, v in channels_in.most_common()))
-    print(f"  journey events       {len(journeys)}")
+    earlier = f" (and {backlog} of input from before this run)" if backlog else ""
+    print(f"  journey events       {len(journeys)}{earlier}")
     print(f"  profiles             {len(history)}  (synthetic persons: {persons})")
     print(f"  merges               {kinds[ChangeType.merged]}")
     probabilistic = sum(
         1
-        for c in {c.change_id: c for c in changes}.values()
+        for c in distinct
         if c.change_type is ChangeType.merged
         and c.evidence
         and c.evidence[0].rule == "probabilistic"

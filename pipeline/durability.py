@@ -6,8 +6,8 @@ task hands it to the Kafka producer later. Three flaws in that buffer break at-l
 
 1. ``ProducerBuffer.flush()``, which the consumer awaits before every offset commit, gives up
    after 0.1 s without a record sent, so offsets can be committed while table writes are still
-   queued (seen on a loaded machine, where the first send to a new changelog topic waits for
-   its metadata).
+   queued whenever one send takes longer than that (a loaded machine, a producer waiting for
+   metadata or for room in its buffer).
 2. It also ignores the record the background task has taken from the queue but not yet handed
    to Kafka: the queue is empty, the record is not in the Kafka producer either.
 3. At shutdown the Kafka producer is stopped before the buffer, the background task ends after
@@ -15,10 +15,11 @@ task hands it to the Kafka producer later. Three flaws in that buffer break at-l
    Running"): whatever is still queued is dropped.
 
 A worker stopped (or killed) after such a commit restarts with a table that misses writes whose
-input offsets are committed: they are never redone. ``install()`` replaces those three pieces:
-a flush that waits until the queue is empty and no record is in hand, a background task that
-drains the queue before it ends, and a producer stop that flushes the buffer while Kafka still
-accepts records. It is idempotent and is called by every faust app of the project.
+input offsets are committed: they are never redone. ``install()`` replaces those pieces: a
+flush that waits until every record queued before it was handed to Kafka (counted, so the one
+in hand counts too, and records queued meanwhile cannot keep it waiting), a background task
+that drains the queue before it ends, and a producer stop that flushes the buffer while Kafka
+still accepts records. It is idempotent and is called by every faust app of the project.
 """
 
 from __future__ import annotations
@@ -41,8 +42,14 @@ WARN_EVERY_S = 10.0
 _INSTALLED = "_omnistitch_durable"
 
 
-def _in_hand(buffer: Any) -> int:
-    return int(getattr(buffer, "_omnistitch_in_hand", 0))
+def _count(buffer: Any, name: str) -> int:
+    return int(getattr(buffer, name, 0))
+
+
+def _put(self: Any, fut: Any) -> None:
+    """Queue a record as before, and count it (the flush waits for a count, not for empty)."""
+    self._omnistitch_put = _count(self, "_omnistitch_put") + 1
+    _ORIGINAL_PUT(self, fut)
 
 
 async def _handle_pending(self: Any) -> None:
@@ -52,27 +59,27 @@ async def _handle_pending(self: Any) -> None:
     try:
         while not (self.should_stop and self.pending.empty()):
             message = await get_pending()
-            self._omnistitch_in_hand = 1
-            try:
-                await self._send_pending(message)
-            finally:
-                self._omnistitch_in_hand = 0
+            await self._send_pending(message)
+            self._omnistitch_sent = _count(self, "_omnistitch_sent") + 1
             self.message_sent.set()
     finally:
         self._omnistitch_ended = True
 
 
 async def _flush_atmost(self: Any, max_messages: int | None) -> int:
-    """Wait until every queued record (or ``max_messages`` of them) was handed to Kafka."""
+    """Wait until every record queued before this call (or the next ``max_messages`` of them)
+    was handed to Kafka. Records queued meanwhile are not waited for: under steady load the
+    buffer is rarely empty, and a commit only needs the writes made before it."""
     if self.app is not None and self.app.conf.producer_threaded:
         return await _ORIGINAL_FLUSH_ATMOST(self, max_messages)
-    flushed = 0
+    first = _count(self, "_omnistitch_sent")
+    target = _count(self, "_omnistitch_put")
+    if max_messages is not None:
+        target = min(target, first + max_messages)
     waited = 0.0
-    while self.pending.qsize() or _in_hand(self):
-        if max_messages is not None and flushed >= max_messages:
-            break
+    while _count(self, "_omnistitch_sent") < target:
         if self.state in ("init", "crashed") or getattr(self, "_omnistitch_ended", False):
-            unsent = self.pending.qsize() + _in_hand(self)
+            unsent = target - _count(self, "_omnistitch_sent")
             raise RuntimeError(f"producer buffer not sending: {unsent} table writes not sent")
         self.message_sent.clear()
         try:
@@ -83,11 +90,9 @@ async def _flush_atmost(self: Any, max_messages: int | None) -> int:
                 log.warning(
                     "waiting %.0fs for %d table writes to reach Kafka",
                     waited,
-                    self.pending.qsize() + _in_hand(self),
+                    target - _count(self, "_omnistitch_sent"),
                 )
-            continue
-        flushed += 1
-    return flushed
+    return _count(self, "_omnistitch_sent") - first
 
 
 async def _producer_on_stop(self: Any) -> None:
@@ -97,6 +102,7 @@ async def _producer_on_stop(self: Any) -> None:
     await _ORIGINAL_PRODUCER_ON_STOP(self)
 
 
+_ORIGINAL_PUT = ProducerBuffer.put
 _ORIGINAL_FLUSH_ATMOST = ProducerBuffer.flush_atmost
 _ORIGINAL_PRODUCER_ON_STOP = aiokafka_driver.Producer.on_stop
 
@@ -105,6 +111,7 @@ def install() -> None:
     """Patch faust's producer buffer and producer (once per process)."""
     if getattr(ProducerBuffer, _INSTALLED, False):
         return
+    ProducerBuffer.put = _put  # type: ignore[method-assign]
     ProducerBuffer._handle_pending = Service.task(_handle_pending)  # type: ignore[method-assign]
     ProducerBuffer.flush_atmost = _flush_atmost  # type: ignore[method-assign]
     aiokafka_driver.Producer.on_stop = _producer_on_stop  # type: ignore[method-assign]

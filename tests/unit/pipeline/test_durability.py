@@ -91,6 +91,30 @@ def test_flush_atmost_counts_what_it_waited_for() -> None:
     assert total == 6
 
 
+def test_flush_waits_only_for_what_was_queued_before_it() -> None:
+    async def scenario() -> tuple[list[int], int]:
+        channel = SlowChannel(delays=[0.05] * 40)
+        make = message_factory(channel)
+        buf = buffer()
+        await buf.start()
+        buf.put(make(0))
+        buf.put(make(1))
+        flush = asyncio.ensure_future(buf.flush())
+        number = 2
+        while not flush.done():  # a writer that never pauses: the queue is never empty
+            buf.put(make(number))
+            number += 1
+            await asyncio.sleep(0.01)
+        at_flush = list(channel.published)
+        await buf.flush()
+        await buf.stop()
+        return at_flush, number
+
+    at_flush, queued = asyncio.run(scenario())
+    assert at_flush[:2] == [0, 1]
+    assert len(at_flush) < queued  # returned although later records were still waiting
+
+
 def test_a_dead_buffer_fails_loudly_instead_of_dropping_writes() -> None:
     async def scenario() -> None:
         buf = buffer()

@@ -9,7 +9,7 @@ from typing import Any
 
 import faust
 
-from pipeline.app import broker_urls
+from pipeline.app import new_app, raw_topic
 from pipeline.contract import ChannelEvent
 from pipeline.serialization import RegistrySerde
 from pipeline.settings import Settings
@@ -17,29 +17,9 @@ from pipeline.topics import EVENTS
 
 settings = Settings()
 serde = RegistrySerde(settings.schema_registry_url)
-app = faust.App(
-    settings.app_id,
-    broker=broker_urls(settings.bootstrap_servers),
-    datadir=str(settings.data_dir),
-    topic_partitions=settings.partitions,
-    consumer_auto_offset_reset="earliest",
-    producer_acks=-1,
-    web_enabled=False,
-)
-source = app.topic(
-    EVENTS.name(settings.topic_prefix),
-    key_type=bytes,
-    value_type=bytes,
-    key_serializer="raw",
-    value_serializer="raw",
-)
-sink = app.topic(
-    os.environ["BENCH_PASSTHROUGH_OUTPUT"],
-    key_type=bytes,
-    value_type=bytes,
-    key_serializer="raw",
-    value_serializer="raw",
-)
+app = new_app(settings)
+source = raw_topic(app, EVENTS.name(settings.topic_prefix))
+sink = raw_topic(app, os.environ["BENCH_PASSTHROUGH_OUTPUT"])
 
 
 @app.agent(source, concurrency=1)

@@ -22,46 +22,24 @@ from typing import Any
 
 import faust
 
-from pipeline import durability
-from pipeline.app import broker_urls
+from pipeline.app import new_app, raw_topic
 from pipeline.contract import ChannelEvent
 from pipeline.serialization import RegistrySerde
 from pipeline.settings import Settings
 from pipeline.topics import ACCEPTED, CUSTOMER_OPS, EVENTS, JOURNEYS, PROFILES
 
-durability.install()
 STAGES = int(os.environ.get("BENCH_SKELETON_STAGES", "3"))
 settings = Settings()
 serde = RegistrySerde(settings.schema_registry_url)
 prefix = settings.topic_prefix
-app = faust.App(
-    settings.app_id,
-    broker=broker_urls(settings.bootstrap_servers),
-    store="rocksdb://",
-    datadir=str(settings.data_dir),
-    topic_partitions=settings.partitions,
-    consumer_auto_offset_reset="earliest",
-    producer_acks=-1,
-    web_enabled=False,
-)
+app = new_app(settings)
 
 
-def raw_topic(name: str, partitions: int | None = None) -> Any:
-    return app.topic(
-        name,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=partitions,
-    )
-
-
-events_topic = raw_topic(EVENTS.name(prefix))
-accepted_topic = raw_topic(ACCEPTED.name(prefix), partitions=1)
-ops_topic = raw_topic(CUSTOMER_OPS.name(prefix), partitions=settings.partitions)
-profiles_topic = raw_topic(PROFILES.name(prefix))
-journeys_topic = raw_topic(JOURNEYS.name(prefix))
+events_topic = raw_topic(app, EVENTS.name(prefix))
+accepted_topic = raw_topic(app, ACCEPTED.name(prefix), partitions=1)
+ops_topic = raw_topic(app, CUSTOMER_OPS.name(prefix), partitions=settings.partitions)
+profiles_topic = raw_topic(app, PROFILES.name(prefix))
+journeys_topic = raw_topic(app, JOURNEYS.name(prefix))
 seen = app.Table("seen", partitions=1)
 customers = app.Table("customers", partitions=settings.partitions)
 

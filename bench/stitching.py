@@ -211,19 +211,20 @@ def main() -> int:
 
         distinct = len({e.event_id for e in events})
 
-        # -- 1b. the worker's topology without stitching (the floor of that design) -------------
-        for stages in (3, 2):
-            prefix = f"bench-sk{stages}-{uuid.uuid4().hex[:6]}."
+        def fresh_input(name: str) -> str:
+            """A new topic set holding the events, and env pointing at it; its prefix."""
+            prefix = f"bench-{name}-{uuid.uuid4().hex[:6]}."
             create_topics(bootstrap, prefix, args.partitions)
             produce(bootstrap, serde, EVENTS.name(prefix), events)
-            env.update(
-                {
-                    "OMNISTITCH_TOPIC_PREFIX": prefix,
-                    "OMNISTITCH_APP_ID": prefix + "app",
-                    "OMNISTITCH_DATA_DIR": str(work / f"sk{stages}"),
-                    "BENCH_SKELETON_STAGES": str(stages),
-                }
-            )
+            env["OMNISTITCH_TOPIC_PREFIX"] = prefix
+            env["OMNISTITCH_APP_ID"] = prefix + "app"
+            env["OMNISTITCH_DATA_DIR"] = str(work / name)
+            return prefix
+
+        # -- 1b. the worker's topology without stitching (the floor of that design) -------------
+        for stages in (3, 2):
+            prefix = fresh_input(f"sk{stages}")
+            env["BENCH_SKELETON_STAGES"] = str(stages)
             log = work / f"skeleton-{stages}.log"
             proc = start([sys.executable, "-m", "bench.skeleton_app"], env, log)
             wait_count(bootstrap, JOURNEYS.name(prefix), len(events), 1800)
@@ -234,16 +235,7 @@ def main() -> int:
             print(f"  {stages} stages, no stitching: {rate:,.0f} events/s", flush=True)
 
         # -- 1c. stitching worker --------------------------------------------------------------
-        prefix = f"bench-st-{uuid.uuid4().hex[:6]}."
-        create_topics(bootstrap, prefix, args.partitions)
-        produce(bootstrap, serde, EVENTS.name(prefix), events)
-        env.update(
-            {
-                "OMNISTITCH_TOPIC_PREFIX": prefix,
-                "OMNISTITCH_APP_ID": prefix + "app",
-                "OMNISTITCH_DATA_DIR": str(work / "st"),
-            }
-        )
+        prefix = fresh_input("st")
         proc = start([sys.executable, "-m", "pipeline.cli", "worker"], env, work / "worker.log")
         rss = RssWatch(proc.pid)
         wait_count(bootstrap, JOURNEYS.name(prefix), distinct, 1800)

@@ -75,20 +75,11 @@ class TableStore:
             del self.table[key]
 
 
-def _json(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def build_app(
-    settings: Settings, clock: Clock = system_clock, serde: Serde | None = None
-) -> faust.App:
-    """The worker's faust app, configured from settings."""
+def new_app(settings: Settings) -> faust.App:
+    """A faust app with the worker's configuration (broker, RocksDB stores, commits at
+    least once with durable table writes), no agents yet: the worker's and the benchmarks'."""
     durability.install()
-    codec = serde or RegistrySerde(settings.schema_registry_url)
-    policy = settings.intake_policy()
-    stitch = settings.stitch_config()
-    prefix = settings.topic_prefix
-    app = faust.App(
+    return faust.App(
         settings.app_id,
         broker=broker_urls(settings.bootstrap_servers),
         store="rocksdb://",
@@ -101,6 +92,33 @@ def build_app(
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.session_timeout_s / 4),
     )
+
+
+def raw_topic(app: faust.App, name: str, partitions: int | None = None) -> Any:
+    """A topic of bytes keys and values: the stages (de)serialise records themselves."""
+    return app.topic(
+        name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=partitions,
+    )
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def build_app(
+    settings: Settings, clock: Clock = system_clock, serde: Serde | None = None
+) -> faust.App:
+    """The worker's faust app, configured from settings."""
+    codec = serde or RegistrySerde(settings.schema_registry_url)
+    policy = settings.intake_policy()
+    stitch = settings.stitch_config()
+    prefix = settings.topic_prefix
+    app = new_app(settings)
     rocks = {
         "block_cache_size": settings.rocksdb_block_cache_mb * 1024 * 1024,
         "block_cache_compressed_size": settings.rocksdb_block_cache_mb * 1024 * 1024 // 4,
@@ -108,23 +126,13 @@ def build_app(
         "max_write_buffer_number": 2,
     }
 
-    def raw_topic(name: str, partitions: int | None = None) -> Any:
-        return app.topic(
-            name,
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
-            partitions=partitions,
-        )
-
-    events_topic = raw_topic(EVENTS.name(prefix))
-    accepted_topic = raw_topic(ACCEPTED.name(prefix), partitions=1)
-    ops_topic = raw_topic(CUSTOMER_OPS.name(prefix), partitions=settings.partitions)
-    dead_topic = raw_topic(DEAD_LETTERS.name(prefix))
-    profiles_topic = raw_topic(PROFILES.name(prefix))
-    journeys_topic = raw_topic(JOURNEYS.name(prefix))
-    changes_topic = raw_topic(IDENTITY_CHANGES.name(prefix))
+    events_topic = raw_topic(app, EVENTS.name(prefix))
+    accepted_topic = raw_topic(app, ACCEPTED.name(prefix), partitions=1)
+    ops_topic = raw_topic(app, CUSTOMER_OPS.name(prefix), partitions=settings.partitions)
+    dead_topic = raw_topic(app, DEAD_LETTERS.name(prefix))
+    profiles_topic = raw_topic(app, PROFILES.name(prefix))
+    journeys_topic = raw_topic(app, JOURNEYS.name(prefix))
+    changes_topic = raw_topic(app, IDENTITY_CHANGES.name(prefix))
     graph_table = app.Table("graph", partitions=1, options=rocks)
     customers_table = app.Table("customers", partitions=settings.partitions, options=rocks)
     graph = Graph(TableStore(graph_table), stitch.rules, stitch.matching)

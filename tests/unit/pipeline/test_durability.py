@@ -42,14 +42,22 @@ def buffer() -> ProducerBuffer:
     return made
 
 
+async def started_buffer(
+    delays: list[float], queued: int
+) -> tuple[ProducerBuffer, SlowChannel, Callable[[int], Any]]:
+    """A running buffer whose sends wait ``delays``, with records 0..queued-1 put."""
+    channel = SlowChannel(delays=delays)
+    make = message_factory(channel)
+    buf = buffer()
+    await buf.start()
+    for number in range(queued):
+        buf.put(make(number))
+    return buf, channel, make
+
+
 def test_flush_waits_for_slow_sends_and_the_record_in_hand() -> None:
     async def scenario() -> list[int]:
-        channel = SlowChannel(delays=[0.35, 0.3, 0.0, 0.25])
-        make = message_factory(channel)
-        buf = buffer()
-        await buf.start()
-        for number in range(4):
-            buf.put(make(number))
+        buf, channel, _ = await started_buffer([0.35, 0.3, 0.0, 0.25], queued=4)
         await buf.flush()
         sent = list(channel.published)
         await buf.stop()
@@ -61,12 +69,7 @@ def test_flush_waits_for_slow_sends_and_the_record_in_hand() -> None:
 
 def test_stop_sends_everything_still_queued_in_order() -> None:
     async def scenario() -> list[int]:
-        channel = SlowChannel(delays=[0.2] * 5)
-        make = message_factory(channel)
-        buf = buffer()
-        await buf.start()
-        for number in range(5):
-            buf.put(make(number))
+        buf, channel, _ = await started_buffer([0.2] * 5, queued=5)
         await buf.stop()
         return channel.published
 
@@ -75,12 +78,7 @@ def test_stop_sends_everything_still_queued_in_order() -> None:
 
 def test_flush_atmost_counts_what_it_waited_for() -> None:
     async def scenario() -> tuple[int, int]:
-        channel = SlowChannel(delays=[0.05] * 6)
-        make = message_factory(channel)
-        buf = buffer()
-        await buf.start()
-        for number in range(6):
-            buf.put(make(number))
+        buf, channel, _ = await started_buffer([0.05] * 6, queued=6)
         flushed = await buf.flush_atmost(2)
         await buf.flush()
         await buf.stop()
@@ -93,12 +91,7 @@ def test_flush_atmost_counts_what_it_waited_for() -> None:
 
 def test_flush_waits_only_for_what_was_queued_before_it() -> None:
     async def scenario() -> tuple[list[int], int]:
-        channel = SlowChannel(delays=[0.05] * 40)
-        make = message_factory(channel)
-        buf = buffer()
-        await buf.start()
-        buf.put(make(0))
-        buf.put(make(1))
+        buf, channel, make = await started_buffer([0.05] * 40, queued=2)
         flush = asyncio.ensure_future(buf.flush())
         number = 2
         while not flush.done():  # a writer that never pauses: the queue is never empty

@@ -16,10 +16,10 @@ task hands it to the Kafka producer later. Three flaws in that buffer break at-l
 
 A worker stopped (or killed) after such a commit restarts with a table that misses writes whose
 input offsets are committed: they are never redone. ``install()`` replaces those pieces: a
-flush that waits until every record queued before it was handed to Kafka (counted, so the one
-in hand counts too, and records queued meanwhile cannot keep it waiting), a background task
-that drains the queue before it ends, and a producer stop that flushes the buffer while Kafka
-still accepts records. It is idempotent and is called by every faust app of the project.
+full flush (before a commit, at a stop) that waits until every record queued before it was
+handed to Kafka (counted, so the one in hand counts too, and records queued meanwhile cannot
+keep it waiting), a background task that drains the queue before it ends, and a producer stop
+that flushes the buffer while Kafka still accepts records. It is idempotent and is called by every faust app of the project.
 """
 
 from __future__ import annotations
@@ -67,15 +67,15 @@ async def _handle_pending(self: Any) -> None:
 
 
 async def _flush_atmost(self: Any, max_messages: int | None) -> int:
-    """Wait until every record queued before this call (or the next ``max_messages`` of them)
-    was handed to Kafka. Records queued meanwhile are not waited for: under steady load the
-    buffer is rarely empty, and a commit only needs the writes made before it."""
-    if self.app is not None and self.app.conf.producer_threaded:
+    """A full flush (commit, stop) waits until every record queued before it was handed to
+    Kafka; records queued meanwhile are not waited for (under steady load the buffer is rarely
+    empty, and a commit only needs the writes made before it). A bounded flush is faust's
+    back-pressure (streams pause while the buffer holds more than 100 records) and keeps
+    faust's behaviour: it may return early, nothing is committed on it."""
+    if max_messages is not None or (self.app is not None and self.app.conf.producer_threaded):
         return await _ORIGINAL_FLUSH_ATMOST(self, max_messages)
     first = _count(self, "_omnistitch_sent")
     target = _count(self, "_omnistitch_put")
-    if max_messages is not None:
-        target = min(target, first + max_messages)
     waited = 0.0
     while _count(self, "_omnistitch_sent") < target:
         if self.state in ("init", "crashed") or getattr(self, "_omnistitch_ended", False):

@@ -19,7 +19,8 @@ input offsets are committed: they are never redone. ``install()`` replaces those
 full flush (before a commit, at a stop) that waits until every record queued before it was
 handed to Kafka (counted, so the one in hand counts too, and records queued meanwhile cannot
 keep it waiting), a background task that drains the queue before it ends, and a producer stop
-that flushes the buffer while Kafka still accepts records. It is idempotent and is called by every faust app of the project.
+that flushes the buffer while Kafka still accepts records. It is idempotent and is called by
+every faust app of the project.
 """
 
 from __future__ import annotations

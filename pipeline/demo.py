@@ -24,6 +24,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
+from connectors.files import TopicProbe
 from connectors.generator import generate, map_touches, send
 from pipeline.contract import ChangeType, ChannelEvent, IdentityChange, JourneyEvent
 from pipeline.dead_letters import DeadLetter
@@ -49,33 +50,13 @@ def _consumer(bootstrap: str) -> Consumer:
     )
 
 
-def _ends(bootstrap: str, topic: str) -> dict[int, int]:
-    consumer = _consumer(bootstrap)
-    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    ends = {
-        p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-        for p in partitions
-    }
-    consumer.close()
-    return ends
-
-
-def _read(bootstrap: str, topic: str, since: dict[int, int]) -> list[Any]:
+def _read(bootstrap: str, topic: str, since: dict[str, int]) -> list[Any]:
     """Every message from ``since`` to the end of each partition as it is now."""
-    until = _ends(bootstrap, topic)
-    todo = {p for p, end in until.items() if end > since.get(p, 0)}
-    consumer = _consumer(bootstrap)
-    consumer.assign([TopicPartition(topic, p, since.get(p, 0)) for p in todo])
-    out: list[Any] = []
-    while todo:
-        for msg in consumer.consume(1000, 1.0):
-            if msg.error():
-                continue
-            out.append(msg)
-            if (msg.offset() or 0) + 1 >= until[msg.partition() or 0]:
-                todo.discard(msg.partition() or 0)
-    consumer.close()
-    return out
+    probe = TopicProbe(bootstrap)
+    try:
+        return probe.arrived(topic, since)
+    finally:
+        probe.close()
 
 
 def _start(name: str, argv: list[str], env: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
@@ -133,7 +114,11 @@ def main() -> int:
     serde = RegistrySerde(settings.schema_registry_url)
     serde.register(prefix)
     watched = (EVENTS, JOURNEYS, IDENTITY_CHANGES, DEAD_LETTERS)
-    start = {t.suffix: _ends(bootstrap, t.name(prefix)) for t in watched}
+    probe = TopicProbe(bootstrap)
+    try:
+        start = {t.suffix: probe.ends(t.name(prefix)) for t in watched}
+    finally:
+        probe.close()
 
     seed = int(time.time())
     write_key = secrets.token_urlsafe(24)  # per run, never stored
@@ -172,7 +157,9 @@ def main() -> int:
         }
         journeys = _consumer(bootstrap)
         topic = JOURNEYS.name(prefix)
-        journeys.assign([TopicPartition(topic, p, o) for p, o in start[JOURNEYS.suffix].items()])
+        journeys.assign(
+            [TopicPartition(topic, int(p), o) for p, o in start[JOURNEYS.suffix].items()]
+        )
         seen: set[str] = set()
         progress: list[float] = [0, time.monotonic()]  # journeys seen, when that last changed
         shown, lead = 0.0, "\r" if sys.stdout.isatty() else "\n"

@@ -67,7 +67,8 @@ async def link(stream: Any) -> None:
         if STAGES == 3:
             await ops_topic.send(key=customer.encode(), value=message.value)
             continue
-        seen[customer] = str(len(seen.get(customer) or ""))
+        # The profile stage's write, in the one-partition table (events per customer).
+        seen["p|" + customer] = seen.get("p|" + customer, 0) + 1
         await profiles_topic.send(key=customer.encode(), value=message.value)
         await journeys_topic.send(key=customer.encode(), value=message.value)
 

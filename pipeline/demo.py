@@ -35,6 +35,9 @@ from pipeline.settings import Settings
 from pipeline.stack import free_port, port_open
 from pipeline.topics import DEAD_LETTERS, EVENTS, IDENTITY_CHANGES, JOURNEYS, create_topics
 
+# The topics the report reads, from where they ended when the demo started.
+WATCHED = (EVENTS, JOURNEYS, IDENTITY_CHANGES, DEAD_LETTERS)
+
 CUSTOMERS = int(os.environ.get("DEMO_CUSTOMERS", "2000"))
 CATCH_UP_TIMEOUT_S = float(os.environ.get("DEMO_TIMEOUT_S", "900"))
 STALL_S = 120
@@ -48,15 +51,6 @@ def _consumer(bootstrap: str) -> Consumer:
             "enable.auto.commit": False,
         }
     )
-
-
-def _read(bootstrap: str, topic: str, since: dict[str, int]) -> list[Any]:
-    """Every message from ``since`` to the end of each partition as it is now."""
-    probe = TopicProbe(bootstrap)
-    try:
-        return probe.arrived(topic, since)
-    finally:
-        probe.close()
 
 
 def _start(name: str, argv: list[str], env: dict[str, str], logs: Path) -> subprocess.Popen[bytes]:
@@ -113,10 +107,9 @@ def main() -> int:
     create_topics(bootstrap, prefix, settings.partitions)
     serde = RegistrySerde(settings.schema_registry_url)
     serde.register(prefix)
-    watched = (EVENTS, JOURNEYS, IDENTITY_CHANGES, DEAD_LETTERS)
     probe = TopicProbe(bootstrap)
     try:
-        start = {t.suffix: probe.ends(t.name(prefix)) for t in watched}
+        start = {t.suffix: probe.ends(t.name(prefix)) for t in WATCHED}
     finally:
         probe.close()
 
@@ -209,13 +202,19 @@ def main() -> int:
 
 
 def _report(settings: Settings, serde: RegistrySerde, start: dict[str, Any], persons: int) -> None:
-    prefix, bootstrap = settings.topic_prefix, settings.bootstrap_servers
-    events_in = _read(bootstrap, EVENTS.name(prefix), start[EVENTS.suffix])
+    prefix = settings.topic_prefix
+    probe = TopicProbe(settings.bootstrap_servers)
+    try:
+        # Every message from the start of this run to the end of each topic as it is now.
+        read = {t.suffix: probe.arrived(t.name(prefix), start[t.suffix]) for t in WATCHED}
+    finally:
+        probe.close()
+    events_in = read[EVENTS.suffix]
     arrived = [serde.decode(EVENTS.name(prefix), m.value(), ChannelEvent) for m in events_in]
     this_run = {e["event_id"] for e in arrived}
     journeys_all = [
         JourneyEvent.from_avro(serde.decode(JOURNEYS.name(prefix), m.value(), JourneyEvent))
-        for m in _read(bootstrap, JOURNEYS.name(prefix), start[JOURNEYS.suffix])
+        for m in read[JOURNEYS.suffix]
     ]
     # The worker may also have worked off input that was waiting from before this run: the
     # report is about this run's events only.
@@ -225,11 +224,11 @@ def _report(settings: Settings, serde: RegistrySerde, start: dict[str, Any], per
         IdentityChange.from_avro(
             serde.decode(IDENTITY_CHANGES.name(prefix), m.value(), IdentityChange)
         )
-        for m in _read(bootstrap, IDENTITY_CHANGES.name(prefix), start[IDENTITY_CHANGES.suffix])
+        for m in read[IDENTITY_CHANGES.suffix]
     ]
     letters = [
         DeadLetter.from_message(m.key(), m.value(), m.headers() or [])
-        for m in _read(bootstrap, DEAD_LETTERS.name(prefix), start[DEAD_LETTERS.suffix])
+        for m in read[DEAD_LETTERS.suffix]
     ]
     final = merge_forwarding(changes)
     distinct = [

@@ -48,7 +48,7 @@ from pipeline.clock import Clock, system_clock
 from pipeline.contract import Channel, ChannelEvent
 from pipeline.dead_letters import HEADER_PREFIX, Reason, Rejection
 from pipeline.exceptions import DeliveryError, MappingConfigError, RegistryUnavailableError
-from pipeline.intake import encodable
+from pipeline.intake import admissible
 from pipeline.settings import Settings
 
 log = logging.getLogger("omnistitch.files")
@@ -192,7 +192,7 @@ def map_row(
             source = mapping.source.format_map(_Default(fill))
         except (ValueError, IndexError) as exc:
             raise MappingConfigError(f"source template: {exc}") from exc
-        return encodable(
+        return admissible(
             ChannelEvent(
                 event_id=event_id,
                 event_type=mapping.event_type,

@@ -30,7 +30,7 @@ from connectors.mapping import (
 )
 from pipeline.contract import Channel, ChannelEvent, Traits
 from pipeline.dead_letters import Reason, Rejection
-from pipeline.intake import encodable
+from pipeline.intake import admissible
 
 CALL_TYPES = ("identify", "track", "page", "screen", "alias", "group")
 # analytics.js posts to one-letter paths (/v1/t, /v1/p, ...).
@@ -134,7 +134,7 @@ def map_call(
     ``call_type`` comes from the endpoint (/v1/track); inside a batch it is the call's ``type``.
     """
     try:
-        return encodable(
+        return admissible(
             _map(call, source, received_at, call_type, batch_sent_at, user_id_namespace)
         )
     except MappingFailure as exc:

@@ -36,7 +36,7 @@ from connectors.mapping import (
 )
 from pipeline.contract import Channel, ChannelEvent
 from pipeline.dead_letters import Reason, Rejection
-from pipeline.intake import encodable
+from pipeline.intake import admissible
 
 Result = ChannelEvent | Rejection
 Mapped = list[tuple[Any, Result]]
@@ -72,7 +72,7 @@ def _one(item: Any, build: Callable[[dict[str, Any]], ChannelEvent]) -> tuple[An
     try:
         if not isinstance(item, dict):
             raise MappingFailure("each webhook item must be a JSON object")
-        return item, encodable(build(item))
+        return item, admissible(build(item))
     except MappingFailure as exc:
         return item, Rejection(Reason.unmappable_record, str(exc))
     except ValidationError as exc:

@@ -137,7 +137,9 @@ def build_app(
     customers_table = app.Table("customers", partitions=settings.partitions, options=rocks)
     graph = Graph(TableStore(graph_table), stitch.rules, stitch.matching)
     journal = Journal(int(settings.journey_window_s * 1000))
-    book = ProfileBook(TableStore(customers_table), stitch.survivorship, journal=journal)
+    book = ProfileBook(
+        TableStore(customers_table), stitch.survivorship, journal=journal, rules=stitch.rules
+    )
     tail_stale = [True]
 
     @app.on_partitions_assigned.connect
@@ -267,7 +269,8 @@ def build_app(
                 await ops_topic.send(key=a.encode(), value=_json(possible_message(b)))
                 await ops_topic.send(key=b.encode(), value=_json(possible_message(a)))
             await ops_topic.send(
-                key=linked.customer_id.encode(), value=_json(route_message(accepted, nodes))
+                key=linked.customer_id.encode(),
+                value=_json(route_message(accepted, linked.nodes, linked.duplicate)),
             )
             stats["linked"] += 1
 

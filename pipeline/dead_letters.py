@@ -29,6 +29,12 @@ class Reason(StrEnum):
     occurred_at_out_of_window = "occurred_at_out_of_window"
     no_identifiers_or_traits = "no_identifiers_or_traits"
     invalid_event = "invalid_event"
+    # A field over a size or count limit (pipeline.limits).
+    limit_exceeded = "limit_exceeded"
+    # The schema id names a schema that is not Avro (JSON Schema, Protobuf).
+    unsupported_schema_type = "unsupported_schema_type"
+    # Handling the record raised: the stage and the exception class are in the headers.
+    processing_error = "processing_error"
     # Raised by the connectors, before a ChannelEvent exists.
     malformed_json = "malformed_json"
     unmappable_record = "unmappable_record"

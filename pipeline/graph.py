@@ -5,8 +5,10 @@ so the result cannot depend on partitioning. Keys:
 
 ``n|<namespace>|<value>``  node: its customer, the evidence of the link that brought it in
                            (event, time, source, rule, via) and its quarantine state;
-``c|<customer_id>``        customer: identifier values by namespace and first-seen time, or a
-                           forward pointer ``{"fwd": winner}`` after a merge;
+``c|<customer_id>``        customer: identifier values by namespace (at most the namespace
+                           rule's limit; rolling namespaces keep the latest and count what
+                           rolled off under ``rolled``) and first-seen time, or a forward
+                           pointer ``{"fwd": winner}`` after a merge;
 ``e|<event_id>``           what linking the event decided: its customer, folds and changes
                            (idempotency by event id: a repeat re-emits the same decision).
 
@@ -17,6 +19,7 @@ forward pointer, so late events for the merged-away id land on the survivor.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -84,6 +87,8 @@ class Linked:
     changes: list[IdentityChange] = field(default_factory=list)
     # Possible matches found now: both customers record each other.
     possible: list[tuple[str, str]] = field(default_factory=list)
+    # The event's identifiers that belong to its customer (refused ones left out).
+    nodes: list[Node] = field(default_factory=list)
 
 
 class Graph:
@@ -93,6 +98,8 @@ class Graph:
         self.store = store
         self.rules = rules
         self.matcher = Matcher(store, matching) if matching is not None else None
+        # Identifier values that rolled off customer records (rolling namespaces).
+        self.stats: Counter[str] = Counter()
 
     # -- reading ---------------------------------------------------------------------------
     def resolve(self, customer_id: str) -> str:
@@ -129,6 +136,7 @@ class Graph:
             return Linked(
                 seen["c"],
                 duplicate=True,
+                nodes=self._members(nodes, self.resolve(seen["c"])),
                 folds=[Fold(loser, winner) for loser, winner in seen["f"]],
                 possible=[(a, b) for a, b in seen.get("p", [])],
                 changes=[IdentityChange.model_validate(change) for change in seen["x"]],
@@ -189,7 +197,11 @@ class Graph:
             record["first"] = at
             self.store.set("c|" + customer, record)
         result.customer_id = customer
+        result.nodes = self._members(nodes, customer)
         return result
+
+    def _members(self, nodes: list[Node], customer: str) -> list[Node]:
+        return [node for node in nodes if self.customer_of_node(node) == customer]
 
     def _anchor(
         self,
@@ -230,6 +242,7 @@ class Graph:
         values = record["ids"].setdefault(node.namespace, [])
         if node.value not in values:
             values.append(node.value)
+            self._roll(record, node.namespace)
         self.store.set("c|" + customer, record)
         self.store.set(
             "n|" + node.key,
@@ -245,6 +258,18 @@ class Graph:
             },
         )
 
+    def _roll(self, record: dict[str, Any], namespace: str) -> None:
+        """A rolling namespace over its limit: the oldest values leave the record (their nodes
+        still point to the customer), counted on the record and in ``stats``."""
+        rule = self.rules.rule(namespace)
+        values = record["ids"][namespace]
+        extra = len(values) - rule.limit
+        if rule.rolls and extra > 0:
+            del values[:extra]
+            rolled = record.setdefault("rolled", {})
+            rolled[namespace] = rolled.get(namespace, 0) + extra
+            self.stats["identifiers_rolled_off"] += extra
+
     def _refuse_attach(self, customer: str, node: Node) -> tuple[str, str] | None:
         record = self.store.get("c|" + customer)
         assert record is not None
@@ -254,7 +279,9 @@ class Graph:
         rule = self.rules.rule(node.namespace)
         if rule.unique and values:
             return (UNIQUE_CONFLICT, node.namespace)
-        if len(values) >= rule.limit:
+        if not values and len(record["ids"]) >= self.rules.max_namespaces:
+            return (NAMESPACE_LIMIT, node.namespace)
+        if len(values) >= rule.limit and not rule.rolls:
             return (NAMESPACE_LIMIT, node.namespace)
         return None
 
@@ -263,13 +290,16 @@ class Graph:
         a = self.store.get("c|" + left)
         b = self.store.get("c|" + right)
         assert a is not None and b is not None
-        for namespace in sorted(set(a["ids"]) | set(b["ids"])):
+        namespaces = sorted(set(a["ids"]) | set(b["ids"]))
+        for namespace in namespaces:
             mine, theirs = set(a["ids"].get(namespace, [])), set(b["ids"].get(namespace, []))
             rule = self.rules.rule(namespace)
             if rule.unique and mine and theirs and mine != theirs:
                 return (UNIQUE_CONFLICT, namespace)
-            if len(mine | theirs) > rule.limit:
+            if len(mine | theirs) > rule.limit and not rule.rolls:
                 return (NAMESPACE_LIMIT, namespace)
+        if len(namespaces) > self.rules.max_namespaces:
+            return (NAMESPACE_LIMIT, namespaces[-1])
         return None
 
     def merge(
@@ -293,6 +323,10 @@ class Graph:
         for namespace, values in gone["ids"].items():
             merged = kept["ids"].setdefault(namespace, [])
             merged.extend(v for v in values if v not in merged)
+            self._roll(kept, namespace)
+        for namespace, count in gone.get("rolled", {}).items():
+            rolled = kept.setdefault("rolled", {})
+            rolled[namespace] = rolled.get(namespace, 0) + count
         kept["first"] = min(kept["first"], gone["first"])
         self.store.set("c|" + winner, kept)
         self.store.set("c|" + loser, {"fwd": winner})

@@ -17,15 +17,21 @@ from pydantic_core import PydanticSerializationError
 from pipeline.contract import ChannelEvent
 from pipeline.dead_letters import Reason, Rejection
 from pipeline.exceptions import DecodeError
+from pipeline.limits import DEFAULT_LIMITS, Limits
 
 
 @dataclass(frozen=True)
 class IntakePolicy:
-    """What the intake accepts."""
+    """What the intake accepts. The record size limit applies to the value as consumed, that
+    is after decompression, whatever codec it travelled with."""
 
-    max_record_bytes: int = 1_048_576
     max_event_age: timedelta = timedelta(days=5 * 365)
     max_future_skew: timedelta = timedelta(minutes=5)
+    limits: Limits = DEFAULT_LIMITS
+
+    @property
+    def max_record_bytes(self) -> int:
+        return self.limits.max_record_bytes
 
 
 def _validation_detail(exc: ValidationError) -> str:
@@ -51,6 +57,15 @@ def validate(
     return check(event, now, policy)
 
 
+def admissible(event: ChannelEvent, limits: Limits = DEFAULT_LIMITS) -> ChannelEvent | Rejection:
+    """What the connectors check before they produce: the event is writable and within the
+    limits (the worker checks the same again, see ``check``)."""
+    written = encodable(event)
+    if isinstance(written, Rejection):
+        return written
+    return limits.check(event) or event
+
+
 def encodable(event: ChannelEvent) -> ChannelEvent | Rejection:
     """The event, or a Rejection when it cannot be written: JSON text may carry lone UTF-16
     surrogates ("\\ud800") that no UTF-8 encoder accepts. Records read from JSON are checked
@@ -74,7 +89,7 @@ def check(event: ChannelEvent, now: datetime, policy: IntakePolicy) -> ChannelEv
         )
     if not event.identifiers and event.traits.is_empty():
         return Rejection(Reason.no_identifiers_or_traits, "the event names nobody")
-    return event
+    return policy.limits.check(event) or event
 
 
 def accept(

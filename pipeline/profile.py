@@ -8,12 +8,19 @@ match (probabilistic matching found another customer similar, without merging).
 
 Survivorship of traits: the value from the source of highest precedence wins; among equals, the
 most recent non-empty value (by event time) wins.
+
+State is bounded (see ProfileBounds and docs/architecture.md, "Worst-case state sizes"): the
+identifiers follow the namespace rules; seen event ids, journey touches, merged ids and possible
+matches keep the latest entries only, counting what left; currencies and consent purposes have
+a fixed maximum.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -22,10 +29,44 @@ from pipeline.contract import Channel, ChannelEvent, CustomerProfile, JourneyEve
 from pipeline.graph import to_ms
 from pipeline.identifiers import Node
 from pipeline.journey import JourneyContext, context_of, merge_touches, place
+from pipeline.namespaces import NamespaceRules
 from pipeline.state import Store
 
 ORDER_EVENT_TYPES = frozenset({"order_placed", "purchase", "order_completed"})
 TRAIT_NAMES = tuple(Traits.model_fields)
+CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+@dataclass(frozen=True)
+class ProfileBounds:
+    """How much of a customer's history the profile state keeps (each a bound on bytes: the
+    entries themselves are bounded by pipeline.limits)."""
+
+    # Event ids seen (idempotency): the latest this many; an older repeat is recognised by
+    # the linker's ``duplicate`` flag once the set has rolled.
+    max_seen: int = 1000
+    # Journey touches (time, channel): the latest this many; sequence numbers keep counting.
+    max_touches: int = 1000
+    max_merged: int = 200
+    max_possible: int = 50
+    max_currencies: int = 10
+    max_consent_purposes: int = 32
+
+
+def seen_key(event_id: str) -> str:
+    """Event ids of up to 64 characters as they are, longer ones by a digest (bounded size)."""
+    if len(event_id) <= 64:
+        return event_id
+    return "#" + hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+
+
+def _keep_latest(values: list[Any], limit: int) -> int:
+    """Drop the oldest entries beyond ``limit``; how many were dropped."""
+    extra = len(values) - limit
+    if extra > 0:
+        del values[:extra]
+        return extra
+    return 0
 
 
 @dataclass(frozen=True)
@@ -119,6 +160,8 @@ class ProfileBook:
         survivorship: Survivorship | None = None,
         emit_outputs: bool = True,
         journal: Journal | None = None,
+        rules: NamespaceRules | None = None,
+        bounds: ProfileBounds | None = None,
     ) -> None:
         """``emit_outputs=False`` keeps the state exactly the same but builds no profile and
         journey records (a replay that only needs customer ids). ``journal``: see Journal;
@@ -127,6 +170,8 @@ class ProfileBook:
         self.survivorship = survivorship or Survivorship()
         self.emit_outputs = emit_outputs
         self.journal = journal
+        self.rules = rules or NamespaceRules()
+        self.bounds = bounds or ProfileBounds()
 
     # -- messages ----------------------------------------------------------------------------
     def handle(self, customer_id: str, message: dict[str, Any], now: datetime) -> ProfileOutput:
@@ -138,6 +183,7 @@ class ProfileBook:
                 ChannelEvent.model_validate(message["event"]),
                 [Node(ns, value) for ns, value in message["nodes"]],
                 now,
+                repeat=bool(message.get("repeat")),
             )
         if kind == "fold":
             return self.fold(customer_id, message["winner"])
@@ -148,28 +194,43 @@ class ProfileBook:
         raise ValueError(f"unknown customer-ops message kind {kind!r}")
 
     def add_event(
-        self, customer_id: str, event: ChannelEvent, nodes: Sequence[Node], now: datetime
+        self,
+        customer_id: str,
+        event: ChannelEvent,
+        nodes: Sequence[Node],
+        now: datetime,
+        repeat: bool = False,
     ) -> ProfileOutput:
+        """``repeat``: the linker saw this event id before (a redelivery)."""
         state = self.store.get("p|" + customer_id)
         if state is not None and "fwd" in state:
-            return ProfileOutput(forwards=[(state["fwd"], route_message(event, nodes))])
+            return ProfileOutput(forwards=[(state["fwd"], route_message(event, nodes, repeat))])
         state = state or _empty_state()
         now_ms = to_ms(now)
         at = to_ms(event.occurred_at)
-        marked = state["seen"].get(event.event_id)
+        key = seen_key(event.event_id)
+        marked = state["seen"].get(key)
+        if marked is None and repeat and state.get("seen_dropped"):
+            # Older than the seen ids kept: applied long ago (the linker knew the id).
+            return ProfileOutput()
         if marked is not None:
             if self.journal is None or not self.journal.lost(event.event_id, marked):
                 return ProfileOutput()
             self.journal.note(event.event_id, now_ms)
+            again = context_of(state["touches"], at)
             return ProfileOutput(
-                journeys=[self._journey(customer_id, event, context_of(state["touches"], at))]
+                journeys=[self._journey(customer_id, event, self._seq(again, state))]
             )
-        context = place(state["touches"], at, event.channel)
-        state["seen"][event.event_id] = now_ms
+        context = self._seq(place(state["touches"], at, event.channel), state)
+        state["touches_dropped"] = state.get("touches_dropped", 0) + _keep_latest(
+            state["touches"], self.bounds.max_touches
+        )
+        self._see(state, key, now_ms)
         for node in nodes:
             values = state["ids"].setdefault(node.namespace, [])
             if node.value not in values:
                 values.append(node.value)
+                _keep_latest(values, self.rules.rule(node.namespace).limit)
         rank = self.survivorship.rank(event.source)
         for name in TRAIT_NAMES:
             value = getattr(event.traits, name)
@@ -186,8 +247,9 @@ class ProfileBook:
         if event.event_type in ORDER_EVENT_TYPES:
             state["orders"] += 1
             amount, currency = event.properties.get("amount"), event.properties.get("currency")
-            if amount and currency:
-                currency = currency.strip().upper()
+            currency = (currency or "").strip().upper()
+            room = currency in state["totals"] or len(state["totals"]) < self.bounds.max_currencies
+            if amount and CURRENCY.match(currency) and room:
                 try:
                     total = Decimal(state["totals"].get(currency, "0")) + Decimal(amount)
                     state["totals"][currency] = str(total)
@@ -195,6 +257,8 @@ class ProfileBook:
                     pass  # an unreadable amount counts the order, not the money
         for purpose, granted in (event.consent or {}).items():
             current = state["consent"].get(purpose)
+            if current is None and len(state["consent"]) >= self.bounds.max_consent_purposes:
+                continue
             if current is None or at >= current[1]:
                 state["consent"][purpose] = [granted, at]
         state["version"] += 1
@@ -230,6 +294,7 @@ class ProfileBook:
         if other in possible:
             return ProfileOutput()
         possible.append(other)
+        _keep_latest(possible, self.bounds.max_possible)
         state["version"] += 1
         self.store.set("p|" + customer_id, state)
         if state["first"] is None or not self.emit_outputs:
@@ -267,12 +332,16 @@ class ProfileBook:
         for bound, pick in (("first", min), ("last", max)):
             values = [v for v in (state[bound], other[bound]) if v is not None]
             state[bound] = pick(values) if values else None
+        both = 0
         for event_id in other["seen"]:
             # Marked 0 ("long ago"): only the partition that made a mark may conclude that its
             # journey event was lost; here it was emitted under the merged-away customer,
             # possibly by another worker whose journal this one does not have.
-            state["seen"].setdefault(event_id, 0)
-        state["events"] = len(state["seen"])
+            if event_id in state["seen"]:
+                both += 1
+            else:
+                self._see(state, event_id, 0)
+        state["events"] += other["events"] - both
         state["orders"] += other["orders"]
         for currency, amount in other["totals"].items():
             state["totals"][currency] = str(
@@ -280,17 +349,46 @@ class ProfileBook:
             )
         for purpose, entry in other["consent"].items():
             current = state["consent"].get(purpose)
+            if current is None and len(state["consent"]) >= self.bounds.max_consent_purposes:
+                continue
             if current is None or entry[1] > current[1]:
                 state["consent"][purpose] = entry
         state["merged"].extend([loser, *other["merged"]])
+        _keep_latest(state["merged"], self.bounds.max_merged)
         mine = state.setdefault("possible", [])
         mine.extend(p for p in other.get("possible", []) if p not in mine)
+        _keep_latest(mine, self.bounds.max_possible)
+        for namespace, values in state["ids"].items():
+            _keep_latest(values, self.rules.rule(namespace).limit)
         state["touches"] = merge_touches(state["touches"], other["touches"])
+        state["touches_dropped"] = (
+            state.get("touches_dropped", 0)
+            + other.get("touches_dropped", 0)
+            + _keep_latest(state["touches"], self.bounds.max_touches)
+        )
         state["version"] += 1
         self.store.set("p|" + winner, state)
         if state["first"] is None or not self.emit_outputs:
             return ProfileOutput()
         return ProfileOutput(profiles=[self._profile(winner, state, now)])
+
+    @staticmethod
+    def _seq(context: JourneyContext, state: dict[str, Any]) -> JourneyContext:
+        """Sequence numbers count the touches that left the kept window too."""
+        dropped = state.get("touches_dropped", 0)
+        return (
+            replace(context, sequence_number=context.sequence_number + dropped)
+            if dropped
+            else context
+        )
+
+    def _see(self, state: dict[str, Any], key: str, mark: int) -> None:
+        """Remember a seen event id; beyond ``max_seen`` the oldest is forgotten (counted)."""
+        seen = state["seen"]
+        seen[key] = mark
+        while len(seen) > self.bounds.max_seen:
+            del seen[next(iter(seen))]
+            state["seen_dropped"] = state.get("seen_dropped", 0) + 1
 
     # -- output ------------------------------------------------------------------------------
     @staticmethod
@@ -315,12 +413,18 @@ class ProfileBook:
         )
 
 
-def route_message(event: ChannelEvent, nodes: Sequence[Node]) -> dict[str, Any]:
-    return {
+def route_message(
+    event: ChannelEvent, nodes: Sequence[Node], repeat: bool = False
+) -> dict[str, Any]:
+    """``repeat``: the linker had seen the event id before (see ProfileBook.add_event)."""
+    message: dict[str, Any] = {
         "kind": "route",
         "event": event.model_dump(mode="json"),
         "nodes": [[n.namespace, n.value] for n in nodes],
     }
+    if repeat:
+        message["repeat"] = True
+    return message
 
 
 def fold_message(winner: str) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.exceptions import ConfigurationError
 from pipeline.intake import IntakePolicy
+from pipeline.limits import Limits
 
 if TYPE_CHECKING:
     from pipeline.matching import MatchConfig
@@ -42,7 +43,22 @@ class Settings(BaseSettings):
     stats_interval_s: float = Field(30.0, gt=0, description="Seconds between counter logs.")
 
     # Intake: what the worker accepts from the events topic.
-    max_record_bytes: int = Field(1_048_576, gt=0, description="Larger records are dead-lettered.")
+    max_record_bytes: int = Field(
+        128 * 1024,
+        gt=0,
+        le=512 * 1024,
+        description="Larger records (decompressed) are dead-lettered as too_large; at most "
+        "512 KiB so that everything derived from an event stays below Kafka's 1 MiB.",
+    )
+    max_identifiers: int = Field(50, ge=1, le=200, description="Identifiers per event.")
+    max_identifier_bytes: int = Field(
+        256, ge=16, le=1024, description="UTF-8 bytes of one identifier value."
+    )
+    max_trait_bytes: int = Field(256, ge=16, le=1024, description="UTF-8 bytes of one trait.")
+    max_properties: int = Field(64, ge=1, le=256, description="Properties per event.")
+    max_property_bytes: int = Field(
+        1024, ge=16, le=4096, description="UTF-8 bytes of one property value."
+    )
     max_event_age_days: float = Field(
         5 * 365, gt=0, description="Events that occurred earlier than this are dead-lettered."
     )
@@ -180,9 +196,19 @@ class Settings(BaseSettings):
             raise ConfigurationError("match review threshold must not exceed auto-link")
         return MatchConfig(model, max_block_size=self.match_max_block_size)
 
+    def limits(self) -> Limits:
+        return Limits(
+            max_record_bytes=self.max_record_bytes,
+            max_identifiers=self.max_identifiers,
+            max_identifier_bytes=self.max_identifier_bytes,
+            max_trait_bytes=self.max_trait_bytes,
+            max_properties=self.max_properties,
+            max_property_bytes=self.max_property_bytes,
+        )
+
     def intake_policy(self) -> IntakePolicy:
         return IntakePolicy(
-            max_record_bytes=self.max_record_bytes,
+            limits=self.limits(),
             max_event_age=timedelta(days=self.max_event_age_days),
             max_future_skew=timedelta(seconds=self.max_clock_skew_s),
         )

@@ -85,7 +85,9 @@ class Stitcher:
     ) -> None:
         self.config = config or StitchConfig()
         self.graph = Graph(graph_store, self.config.rules, self.config.matching)
-        self.book = ProfileBook(profile_store, self.config.survivorship, emit_outputs)
+        self.book = ProfileBook(
+            profile_store, self.config.survivorship, emit_outputs, rules=self.config.rules
+        )
         self.clock = clock
         self.counts = Counts()
 
@@ -108,7 +110,11 @@ class Stitcher:
             pending.extend([(a, possible_message(b)), (b, possible_message(a))])
         while pending:
             self._drain(pending, out, now)
-        out.collect(produced := self.book.add_event(linked.customer_id, event, nodes, now))
+        out.collect(
+            produced := self.book.add_event(
+                linked.customer_id, event, linked.nodes, now, repeat=linked.duplicate
+            )
+        )
         pending.extend(produced.forwards)
         while pending:
             self._drain(pending, out, now)

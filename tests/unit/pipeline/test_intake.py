@@ -11,11 +11,14 @@ from pipeline import schemas
 from pipeline.contract import ChannelEvent, Identifier, Traits
 from pipeline.dead_letters import Reason, Rejection
 from pipeline.intake import IntakePolicy, accept, validate
+from pipeline.limits import Limits
 from pipeline.wire import decode_confluent, encode_confluent
 from tests.factories import NOW, make_event, make_rich_event
 
 READER = schemas.parsed(schemas.CHANNEL_EVENT)
-POLICY = IntakePolicy(max_record_bytes=4096, max_event_age=timedelta(days=30))
+POLICY = IntakePolicy(
+    max_event_age=timedelta(days=30), limits=Limits(max_record_bytes=4096, max_property_bytes=4096)
+)
 
 
 def _decode(data: bytes) -> dict[str, Any]:
@@ -47,7 +50,9 @@ def test_the_largest_allowed_record_is_accepted_and_one_byte_more_is_not() -> No
     data = _encode(event)
     assert len(data) == POLICY.max_record_bytes
     assert isinstance(_accept(data), ChannelEvent)
-    over = _accept(data, IntakePolicy(max_record_bytes=len(data) - 1))
+    over = _accept(
+        data, IntakePolicy(limits=Limits(max_record_bytes=len(data) - 1, max_property_bytes=4096))
+    )
     assert isinstance(over, Rejection) and over.reason is Reason.too_large
 
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import traceback
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -26,8 +28,14 @@ import faust
 from pipeline import durability
 from pipeline.clock import Clock, system_clock
 from pipeline.contract import ChannelEvent, JourneyEvent
-from pipeline.dead_letters import DeadLetter, DeadLetterCounts, Origin, Rejection
-from pipeline.exceptions import DecodeError, RegistryUnavailableError
+from pipeline.dead_letters import (
+    DeadLetter,
+    DeadLetterCounts,
+    Origin,
+    Rejection,
+    processing_error,
+)
+from pipeline.exceptions import DecodeError, OutputTooLargeError, RegistryUnavailableError
 from pipeline.graph import Graph, to_ms
 from pipeline.intake import accept
 from pipeline.profile import (
@@ -39,6 +47,7 @@ from pipeline.profile import (
 )
 from pipeline.serialization import RegistrySerde, Serde
 from pipeline.settings import Settings
+from pipeline.state import StagedStore
 from pipeline.topics import (
     ACCEPTED,
     CUSTOMER_OPS,
@@ -52,6 +61,10 @@ from pipeline.topics import (
 log = logging.getLogger("omnistitch.worker")
 
 REGISTRY_RETRY_MAX_S = 30.0
+# Far below Kafka's default 1 MiB message size: a table value (changelog record) or an output
+# larger than this is refused before anything is written (limits make it unreachable).
+MAX_STATE_VALUE_BYTES = 512 * 1024
+MAX_OUTPUT_BYTES = 900 * 1024
 
 
 def broker_urls(bootstrap_servers: str) -> list[str]:
@@ -135,11 +148,12 @@ def build_app(
     changes_topic = raw_topic(app, IDENTITY_CHANGES.name(prefix))
     graph_table = app.Table("graph", partitions=1, options=rocks)
     customers_table = app.Table("customers", partitions=settings.partitions, options=rocks)
-    graph = Graph(TableStore(graph_table), stitch.rules, stitch.matching)
+    # Every record's table writes are staged and committed only when it was handled whole.
+    graph_state = StagedStore(TableStore(graph_table), MAX_STATE_VALUE_BYTES)
+    customers_state = StagedStore(TableStore(customers_table), MAX_STATE_VALUE_BYTES)
+    graph = Graph(graph_state, stitch.rules, stitch.matching)
     journal = Journal(int(settings.journey_window_s * 1000))
-    book = ProfileBook(
-        TableStore(customers_table), stitch.survivorship, journal=journal, rules=stitch.rules
-    )
+    book = ProfileBook(customers_state, stitch.survivorship, journal=journal, rules=stitch.rules)
     tail_stale = [True]
 
     @app.on_partitions_assigned.connect
@@ -189,17 +203,23 @@ def build_app(
         return found
 
     counts = DeadLetterCounts()
-    stats = {"accepted": 0, "linked": 0, "profiled": 0}
+    stats = {"accepted": 0, "linked": 0, "profiled": 0, "processing_errors": 0}
+    # (topic, key, value): what handling one record sends, once its state is committed.
+    Outputs = list[tuple[Any, bytes, bytes | None]]
 
-    async def dead_letter(message: Any, rejection: Rejection) -> None:
+    async def dead_letter(
+        message: Any, rejection: Rejection, stage: str | None = None, error: str | None = None
+    ) -> None:
         letter = DeadLetter(
             Origin(message.topic, message.partition, message.offset),
             rejection,
             message.key,
             message.value,
             clock(),
-        )
-        await dead_topic.send(key=message.key, value=message.value, headers=letter.headers())
+            stage=stage,
+            exception=error,
+        ).bounded()
+        await dead_topic.send(key=message.key, value=letter.value, headers=letter.headers())
         counts.add(rejection.reason)
         log.info(
             "dead letter: reason=%s origin=%s/%d@%d",
@@ -209,75 +229,146 @@ def build_app(
             message.offset,
         )
 
-    async def retry_registry(call: Any) -> Any:
+    async def guarded(
+        stage: str,
+        message: Any,
+        work: Callable[[Any], Outputs | Rejection],
+        states: tuple[StagedStore, ...] = (),
+    ) -> bool:
+        """Handle one record: its state changes are committed and its outputs sent, or (when
+        handling raised) nothing is written and the record becomes a dead letter with reason
+        processing_error. A schema registry that cannot be reached is waited for instead."""
         delay = 0.5
         while True:
             try:
-                return call()
+                outcome = work(message)
+                if isinstance(outcome, list):
+                    for _topic, _key, value in outcome:
+                        if value is not None and len(value) > MAX_OUTPUT_BYTES:
+                            raise OutputTooLargeError(f"{len(value)} bytes")
+                    for state in states:
+                        state.commit()
+                break
             except RegistryUnavailableError as exc:
+                for state in states:
+                    state.rollback()
                 # Not the record's fault: wait and retry, the offset stays uncommitted.
                 log.warning("schema registry unavailable, retrying in %.1fs: %s", delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, REGISTRY_RETRY_MAX_S)
+            except DecodeError as exc:
+                for state in states:
+                    state.rollback()
+                outcome = exc.rejection
+                break
+            except Exception as exc:
+                for state in states:
+                    state.rollback()
+                await _failed(stage, message, exc)
+                return False
+        if isinstance(outcome, Rejection):
+            await dead_letter(message, outcome)
+            return False
+        try:
+            for topic, key, value in outcome:
+                await topic.send(key=key, value=value)
+        except Exception as exc:
+            await _failed(f"{stage}.send", message, exc)
+            return False
+        return True
+
+    async def _failed(stage: str, message: Any, exc: Exception) -> None:
+        stats["processing_errors"] += 1
+        frame = traceback.extract_tb(exc.__traceback__)[-1:] or None
+        where = f"{frame[0].filename.rsplit('/', 1)[-1]}:{frame[0].lineno}" if frame else "?"
+        # The class and where it was raised, never the exception's message (personal data).
+        log.warning(
+            "processing error: stage=%s exception=%s at=%s origin=%s/%d@%d",
+            stage,
+            type(exc).__name__,
+            where,
+            message.topic,
+            message.partition,
+            message.offset,
+        )
+        await dead_letter(message, processing_error(stage, exc), stage, type(exc).__name__)
 
     def decode_event(topic: str, data: bytes) -> dict[str, Any]:
         return codec.decode(topic, data, ChannelEvent)
 
+    def take_in(message: Any) -> Outputs | Rejection:
+        outcome = accept(
+            message.value, lambda d: decode_event(EVENTS.name(prefix), d), clock(), policy
+        )
+        if isinstance(outcome, Rejection):
+            return outcome
+        value = codec.encode(ACCEPTED.name(prefix), outcome)
+        return [(accepted_topic, outcome.event_id.encode(), value)]
+
     @app.agent(events_topic, concurrency=1)
     async def intake(stream: Any) -> None:
         async for event in stream.events():
-            message = event.message
-            outcome = await retry_registry(
-                lambda m=message: accept(
-                    m.value, lambda d: decode_event(EVENTS.name(prefix), d), clock(), policy
-                )
+            if await guarded("intake", event.message, take_in):
+                stats["accepted"] += 1
+
+    def linking(message: Any) -> Outputs:
+        accepted = ChannelEvent.from_avro(decode_event(ACCEPTED.name(prefix), message.value))
+        now = clock()
+        nodes, _dropped = stitch.normaliser.nodes(accepted.identifiers, accepted.traits)
+        linked = graph.link(accepted, nodes, now)
+        out: Outputs = [
+            (
+                changes_topic,
+                change.customer_id.encode(),
+                codec.encode(IDENTITY_CHANGES.name(prefix), change),
             )
-            if isinstance(outcome, Rejection):
-                await dead_letter(message, outcome)
-                continue
-            await accepted_topic.send(
-                key=outcome.event_id.encode(),
-                value=codec.encode(ACCEPTED.name(prefix), outcome),
-            )
-            stats["accepted"] += 1
+            for change in linked.changes
+        ]
+        out += [
+            (ops_topic, fold.loser.encode(), _json(fold_message(fold.winner)))
+            for fold in linked.folds
+        ]
+        for a, b in linked.possible:
+            out.append((ops_topic, a.encode(), _json(possible_message(b))))
+            out.append((ops_topic, b.encode(), _json(possible_message(a))))
+        route = route_message(accepted, linked.nodes, linked.duplicate)
+        out.append((ops_topic, linked.customer_id.encode(), _json(route)))
+        return out
 
     @app.agent(accepted_topic, concurrency=1)
     async def link(stream: Any) -> None:
         async for event in stream.events():
-            message = event.message
-            try:
-                record = await retry_registry(
-                    lambda m=message: decode_event(ACCEPTED.name(prefix), m.value)
-                )
-                accepted = ChannelEvent.from_avro(record)
-            except DecodeError as exc:
-                await dead_letter(message, exc.rejection)
-                continue
-            now = clock()
-            nodes, _dropped = stitch.normaliser.nodes(accepted.identifiers, accepted.traits)
-            linked = graph.link(accepted, nodes, now)
-            for change in linked.changes:
-                await changes_topic.send(
-                    key=change.customer_id.encode(),
-                    value=codec.encode(IDENTITY_CHANGES.name(prefix), change),
-                )
-            for fold in linked.folds:
-                await ops_topic.send(
-                    key=fold.loser.encode(), value=_json(fold_message(fold.winner))
-                )
-            for a, b in linked.possible:
-                await ops_topic.send(key=a.encode(), value=_json(possible_message(b)))
-                await ops_topic.send(key=b.encode(), value=_json(possible_message(a)))
-            await ops_topic.send(
-                key=linked.customer_id.encode(),
-                value=_json(route_message(accepted, linked.nodes, linked.duplicate)),
+            if await guarded("link", event.message, linking, (graph_state,)):
+                stats["linked"] += 1
+
+    def profiling(message: Any) -> Outputs:
+        customer_id = message.key.decode()
+        produced = book.handle(customer_id, json.loads(message.value), clock())
+        out: Outputs = [(profiles_topic, gone.encode(), None) for gone in produced.tombstones]
+        out += [
+            (
+                profiles_topic,
+                snapshot.customer_id.encode(),
+                codec.encode(PROFILES.name(prefix), snapshot),
             )
-            stats["linked"] += 1
+            for snapshot in produced.profiles
+        ]
+        out += [
+            (
+                journeys_topic,
+                journey.customer_id.encode(),
+                codec.encode(JOURNEYS.name(prefix), journey),
+            )
+            for journey in produced.journeys
+        ]
+        out += [
+            (ops_topic, target.encode(), _json(forward)) for target, forward in produced.forwards
+        ]
+        return out
 
     @app.agent(ops_topic, concurrency=1)
     async def profile(stream: Any) -> None:
         async for event in stream.events():
-            message = event.message
             if tail_stale[0]:
                 tail_stale[0] = False
                 now_ms = to_ms(clock())
@@ -286,36 +377,31 @@ def build_app(
                 )
                 journal.reset(tail, now_ms)
                 log.info("journey tail read: %d journey events of the last window", len(tail))
-            customer_id = message.key.decode()
-            out = book.handle(customer_id, json.loads(message.value), clock())
-            for gone in out.tombstones:
-                await profiles_topic.send(key=gone.encode(), value=None)
-            for snapshot in out.profiles:
-                await profiles_topic.send(
-                    key=snapshot.customer_id.encode(),
-                    value=codec.encode(PROFILES.name(prefix), snapshot),
-                )
-            for journey in out.journeys:
-                await journeys_topic.send(
-                    key=journey.customer_id.encode(),
-                    value=codec.encode(JOURNEYS.name(prefix), journey),
-                )
-            for target, forward in out.forwards:
-                await ops_topic.send(key=target.encode(), value=_json(forward))
-            stats["profiled"] += 1
+            if await guarded("profile", event.message, profiling, (customers_state,)):
+                stats["profiled"] += 1
 
     last_logged: list[tuple[Any, ...]] = []
 
     @app.timer(settings.stats_interval_s)
     async def log_counts() -> None:
-        snapshot = (stats["accepted"], stats["linked"], stats["profiled"], counts.as_dict())
+        snapshot = (
+            stats["accepted"],
+            stats["linked"],
+            stats["profiled"],
+            counts.as_dict(),
+            stats["processing_errors"],
+            dict(graph.stats),
+        )
         if not last_logged or last_logged[-1] != snapshot:
             log.info(
-                "intake: accepted=%d dead_letters=%s linked=%d profile_messages=%d",
+                "intake: accepted=%d dead_letters=%s linked=%d profile_messages=%d "
+                "processing_errors=%d graph=%s",
                 snapshot[0],
                 snapshot[3],
                 snapshot[1],
                 snapshot[2],
+                snapshot[4],
+                snapshot[5],
             )
             last_logged[:] = [snapshot]
 

@@ -2,18 +2,30 @@
 
 A dead letter carries the original key and value bytes unchanged, its origin (topic, partition,
 offset) and a machine-readable reason in headers named ``omnistitch.dlq.*``. The detail text
-never contains field values (no personal data), only field paths and error kinds.
+never contains field values (no personal data), only field paths and error kinds; a
+``processing_error`` names the stage and the exception class, never its message.
+
+One exception to "unchanged": a value larger than ``MAX_KEPT_BYTES`` (a record over the size
+limit, possibly decompressed from far less on the wire) cannot be written back to Kafka whole;
+its first ``MAX_KEPT_BYTES`` are kept, with headers ``original_bytes`` (the full size),
+``sha256`` (of the full value) and ``truncated=true``.
+
+Dead letters hold personal data (the original bytes): their topic's retention is
+``OMNISTITCH_DEAD_LETTER_RETENTION_DAYS`` and ``purge`` (pipeline.topics) deletes them earlier.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
 HEADER_PREFIX = "omnistitch.dlq."
+# The most bytes of an original value a dead letter keeps (far below Kafka's 1 MiB).
+MAX_KEPT_BYTES = 512 * 1024
 
 
 class Reason(StrEnum):
@@ -63,6 +75,23 @@ class DeadLetter:
     key: bytes | None
     value: bytes | None
     failed_at: datetime
+    # processing_error only: the stage that failed and the exception's class name.
+    stage: str | None = None
+    exception: str | None = None
+    # Set by ``bounded()`` when the value was cut to MAX_KEPT_BYTES.
+    original_bytes: int | None = None
+    sha256: str | None = None
+
+    def bounded(self) -> DeadLetter:
+        """This dead letter with its value cut to MAX_KEPT_BYTES when it is larger."""
+        if self.value is None or len(self.value) <= MAX_KEPT_BYTES:
+            return self
+        return replace(
+            self,
+            value=self.value[:MAX_KEPT_BYTES],
+            original_bytes=len(self.value),
+            sha256=hashlib.sha256(self.value).hexdigest(),
+        )
 
     def headers(self) -> list[tuple[str, bytes]]:
         headers = [
@@ -75,6 +104,15 @@ class DeadLetter:
         ]
         if self.rejection.schema_id is not None:
             headers.append(("schema_id", str(self.rejection.schema_id)))
+        for name, extra in (("stage", self.stage), ("exception", self.exception)):
+            if extra is not None:
+                headers.append((name, extra))
+        if self.original_bytes is not None and self.sha256 is not None:
+            headers += [
+                ("truncated", "true"),
+                ("original_bytes", str(self.original_bytes)),
+                ("sha256", self.sha256),
+            ]
         return [(HEADER_PREFIX + name, value.encode()) for name, value in headers]
 
     @classmethod
@@ -91,6 +129,7 @@ class DeadLetter:
             if name.startswith(HEADER_PREFIX)
         }
         schema_id = found.get("schema_id")
+        original = found.get("original_bytes")
         return cls(
             origin=Origin(
                 found["origin.topic"], int(found["origin.partition"]), int(found["origin.offset"])
@@ -101,7 +140,17 @@ class DeadLetter:
             key=key,
             value=value,
             failed_at=datetime.fromisoformat(found["failed_at"]),
+            stage=found.get("stage"),
+            exception=found.get("exception"),
+            original_bytes=int(original) if original else None,
+            sha256=found.get("sha256"),
         )
+
+
+def processing_error(stage: str, exc: BaseException) -> Rejection:
+    """The rejection of a record whose handling raised: the class, never the message (which
+    may quote personal data)."""
+    return Rejection(Reason.processing_error, f"{stage} raised {type(exc).__name__}")
 
 
 class DeadLetterCounts:

@@ -58,3 +58,12 @@ class DeliveryError(OmnistitchError):
 
 class MappingConfigError(ConfigurationError):
     """A connector's mapping (file columns, write keys) is missing or invalid."""
+
+
+class StateValueTooLargeError(OmnistitchError):
+    """A state value would exceed the bound of one table record (the limits should prevent
+    it; the record that caused it is dead-lettered instead of crashing the stage)."""
+
+
+class OutputTooLargeError(OmnistitchError):
+    """An output record would exceed the largest message the worker produces."""

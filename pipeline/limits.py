@@ -6,8 +6,8 @@ output topics) stays far below the broker's 1 MiB message size whatever the inpu
 over a limit is refused as a whole with reason ``limit_exceeded``; the detail names the field
 and the limit, never the value (it may be personal data).
 
-Worst case of an accepted event (default limits, UTF-8 bytes): identifiers 50 × (64 + 256),
-traits 12 × 256, properties 64 × (64 + 1,024), ids and names 4 × 256, consent 32 × 64: about
+Worst case of an accepted event (default limits, UTF-8 bytes): identifiers 50 x (64 + 256),
+traits 12 x 256, properties 64 x (64 + 1,024), ids and names 4 x 256, consent 32 x 64: about
 92 KB; escaped as JSON (a control character becomes six bytes) at most about 550 KB. The
 record-size limit applies to the raw record before decoding (Avro) and to the decompressed
 value, whatever compression it travelled with.

@@ -87,7 +87,25 @@ class RegistrySerde:
             raise DecodeError(
                 Rejection(Reason.unknown_schema_id, f"schema id {schema_id} has no text", schema_id)
             )
-        parsed = fastavro.parse_schema(json.loads(found.schema_str))
+        kind = (found.schema_type or "AVRO").upper()
+        if kind != "AVRO":
+            raise DecodeError(
+                Rejection(
+                    Reason.unsupported_schema_type,
+                    f"schema id {schema_id} is a {kind} schema, not Avro",
+                    schema_id,
+                )
+            )
+        try:
+            parsed = fastavro.parse_schema(json.loads(found.schema_str))
+        except Exception as exc:  # not JSON, not a valid Avro schema
+            raise DecodeError(
+                Rejection(
+                    Reason.unsupported_schema_type,
+                    f"schema id {schema_id} is not a valid Avro schema ({type(exc).__name__})",
+                    schema_id,
+                )
+            ) from exc
         self._writers[schema_id] = parsed
         return parsed
 

@@ -7,7 +7,11 @@ so the same logic runs over a dict (unit tests, in-memory replay), a local Rocks
 
 from __future__ import annotations
 
+import copy
+import json
 from typing import Any, Protocol
+
+from pipeline.exceptions import StateValueTooLargeError
 
 
 class Store(Protocol):
@@ -35,3 +39,56 @@ class MemoryStore:
 
     def __len__(self) -> int:
         return len(self.data)
+
+
+_DELETED = object()
+
+
+class StagedStore:
+    """Writes of one unit of work (a record) held back until ``commit``; ``rollback`` forgets
+    them. A record whose handling raises leaves no half-written state behind.
+
+    The inner store must hand out fresh values on ``get`` (RocksDB stores and faust's RocksDB
+    tables decode a new object per read); with a shared-object store such as MemoryStore, pass
+    ``copy_reads=True``. ``commit`` refuses a value whose JSON form exceeds ``max_value_bytes``
+    before anything is written.
+    """
+
+    def __init__(self, inner: Store, max_value_bytes: int, copy_reads: bool = False) -> None:
+        self.inner = inner
+        self.max_value_bytes = max_value_bytes
+        self.copy_reads = copy_reads
+        self._pending: dict[str, Any] = {}
+
+    def get(self, key: str) -> Any | None:
+        if key in self._pending:
+            value = self._pending[key]
+            return None if value is _DELETED else value
+        value = self.inner.get(key)
+        return copy.deepcopy(value) if self.copy_reads and value is not None else value
+
+    def set(self, key: str, value: Any) -> None:
+        self._pending[key] = value
+
+    def delete(self, key: str) -> None:
+        self._pending[key] = _DELETED
+
+    def commit(self) -> None:
+        for key, value in self._pending.items():
+            if value is not _DELETED:
+                size = len(json.dumps(value).encode())
+                if size > self.max_value_bytes:
+                    self._pending.clear()
+                    raise StateValueTooLargeError(
+                        f"a {key.split('|', 1)[0]} record of {size} bytes "
+                        f"(bound {self.max_value_bytes})"
+                    )
+        for key, value in self._pending.items():
+            if value is _DELETED:
+                self.inner.delete(key)
+            else:
+                self.inner.set(key, value)
+        self._pending.clear()
+
+    def rollback(self) -> None:
+        self._pending.clear()

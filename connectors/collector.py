@@ -10,7 +10,15 @@ Routes (aiohttp, async):
 - ``GET /health`` — 200 when Kafka answers, 503 otherwise, with the counters.
 
 The write key authenticates: HTTP basic auth with the key as user name (Segment's libraries), or
-``writeKey`` in the body (analytics.js), or an ``X-Write-Key`` header. Each key names a source.
+an ``X-Write-Key`` header, checked before any byte of the body is read; only analytics.js's
+``text/plain`` paths (``/v1/<letter>``) may carry ``writeKey`` in the body, whose size is capped
+before it is parsed. Each key names a source. Keys may be configured hashed
+(``sha256:<hex>``) and are compared in constant time.
+
+Abuse is bounded: the body size is capped before and while it is inflated (gzip/deflate are
+decoded here in chunks, never by the HTTP layer), JSON nesting is limited, a body must arrive
+within a read timeout (408), idle or never-completed connections close after the keep-alive
+timeout, and connections beyond a cap are closed at once.
 A request is answered 200 only after Kafka acknowledged every event of it (acks=all); if Kafka
 cannot be reached within the delivery timeout the answer is 503 with Retry-After, and the
 clients retry. Malformed bodies get a 4xx with a message; single calls that cannot be mapped get
@@ -20,12 +28,17 @@ and original bytes while the rest is accepted. Nothing personal is logged.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import hashlib
+import hmac
 import json
 import logging
+import signal
 import time
 import urllib.parse
+import zlib
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -62,6 +75,40 @@ class Delivery(Protocol):
     def connected(self, timeout_s: float = 2.0) -> bool: ...
 
 
+HASHED = "sha256:"
+
+
+class WriteKeys:
+    """Write key → source name. Keys are kept as SHA-256 digests only (given in clear or as
+    ``sha256:<hex>``) and a presented key is compared with every digest in constant time."""
+
+    def __init__(self, keys: Mapping[str, str]) -> None:
+        self._digests: list[tuple[bytes, str]] = []
+        for key, source in keys.items():
+            if key.startswith(HASHED):
+                try:
+                    digest = bytes.fromhex(key[len(HASHED) :])
+                except ValueError as exc:
+                    raise MappingConfigError("a hashed write key must be sha256:<64 hex>") from exc
+                if len(digest) != 32:
+                    raise MappingConfigError("a hashed write key must be sha256:<64 hex>")
+            else:
+                digest = hashlib.sha256(key.encode()).digest()
+            self._digests.append((digest, source))
+
+    def __len__(self) -> int:
+        return len(self._digests)
+
+    def source(self, presented: str) -> tuple[str, str] | None:
+        """(source, digest hex as a stable bucket id) for a valid key, else None."""
+        digest = hashlib.sha256(presented.encode("utf-8", "surrogatepass")).digest()
+        found = None
+        for candidate, source in self._digests:
+            if hmac.compare_digest(candidate, digest):
+                found = (source, candidate.hex())
+        return found
+
+
 @dataclass(frozen=True)
 class CollectorConfig:
     write_keys: Mapping[str, str]
@@ -71,6 +118,10 @@ class CollectorConfig:
     rate_per_s: float = 200.0
     burst: int = 400
     user_id_namespace: str = "customer_id"
+    read_timeout_s: float = 10.0
+    keepalive_s: float = 10.0
+    max_connections: int = 256
+    max_json_depth: int = 32
 
     def __post_init__(self) -> None:
         if not self.write_keys:
@@ -119,7 +170,52 @@ def _basic_user(header: str | None) -> str | None:
 
 
 def _raw(item: Any) -> bytes:
-    return json.dumps(item, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+    return json.dumps(item, ensure_ascii=False, separators=(",", ":"), default=str).encode(
+        "utf-8", "surrogatepass"
+    )
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """Whether a parsed JSON value nests deeper than ``limit`` (iterative: no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def inflate(data: bytes, encoding: str, limit: int) -> bytes:
+    """Decode a gzip or deflate body in bounded steps: at most ``limit`` bytes are ever
+    produced (a bomb costs what its first ``limit`` bytes cost). Raises _Refused."""
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return data
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise _Refused(415, "unsupported_encoding", "Content-Encoding must be gzip or deflate")
+    wbits = 16 + zlib.MAX_WBITS if encoding != "deflate" else zlib.MAX_WBITS
+    attempts = [wbits] if encoding != "deflate" else [zlib.MAX_WBITS, -zlib.MAX_WBITS]
+    for index, bits in enumerate(attempts):
+        inflater = zlib.decompressobj(bits)
+        try:
+            out = inflater.decompress(data, limit + 1)
+        except zlib.error as exc:
+            if index + 1 < len(attempts):
+                continue  # deflate without its zlib header
+            raise _Refused(400, "malformed_encoding", f"the body is not valid {encoding}") from exc
+        if len(out) > limit:
+            raise _Refused(413, "body_too_large", f"the inflated body exceeds {limit} bytes")
+        if not inflater.eof:
+            raise _Refused(400, "malformed_encoding", f"the {encoding} body is truncated")
+        return out
+    raise AssertionError("unreachable")
 
 
 class Collector:
@@ -129,16 +225,22 @@ class Collector:
         self.clock = clock
         self.bucket = TokenBucket(config.rate_per_s, float(config.burst))
         self.counts: Counter[str] = Counter()
+        self.keys = WriteKeys(config.write_keys)
 
     # -- the request ----------------------------------------------------------------------------
 
     async def _body(self, request: web.Request, form_allowed: bool = False) -> Any:
         try:
-            data = await request.read()
+            data = await asyncio.wait_for(request.read(), self.config.read_timeout_s)
         except web.HTTPRequestEntityTooLarge as exc:
             raise _Refused(
                 413, "body_too_large", f"body exceeds {self.config.max_body_bytes} bytes"
             ) from exc
+        except TimeoutError as exc:
+            raise _Refused(408, "request_timeout", "the body did not arrive in time") from exc
+        data = inflate(
+            data, request.headers.get("Content-Encoding", ""), self.config.max_body_bytes
+        )
         if not data:
             raise _Refused(400, "empty_body", "the request has no body")
         if form_allowed and request.content_type == "application/x-www-form-urlencoded":
@@ -148,9 +250,17 @@ class Collector:
                 raise _Refused(400, "malformed_form", "the form body cannot be parsed") from exc
             return {k: v[-1] for k, v in form.items()}
         try:
-            return json.loads(data)
+            body = json.loads(data)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            # Position only: the message of a JSONDecodeError quotes no input.
             raise _Refused(400, "malformed_json", f"the body is not JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise _Refused(400, "too_deep", "the JSON body nests too deeply") from exc
+        if _too_deep(body, self.config.max_json_depth):
+            raise _Refused(
+                400, "too_deep", f"the JSON body nests deeper than {self.config.max_json_depth}"
+            )
+        return body
 
     @staticmethod
     def _header_key(request: web.Request) -> str | None:
@@ -159,9 +269,11 @@ class Collector:
         )
 
     def _check_header(self, request: web.Request) -> None:
-        """A key sent in a header is checked before the body is read."""
+        """The key is checked before the body is read; only analytics.js's text/plain paths
+        (/v1/<letter>) may carry it in the body instead."""
         key = self._header_key(request)
-        if key is not None and key not in self.config.write_keys:
+        in_body = request.path.startswith("/v1/") and len(request.path) == len("/v1/x")
+        if (key is None and not in_body) or (key is not None and self.keys.source(key) is None):
             self.counts["unauthorized"] += 1
             raise _Refused(401, "unauthorized", "missing or unknown write key")
 
@@ -177,13 +289,15 @@ class Collector:
         key = self._header_key(request) or (
             body.get("writeKey") if isinstance(body, dict) else None
         )
-        if not isinstance(key, str) or key not in self.config.write_keys:
+        found = self.keys.source(key) if isinstance(key, str) else None
+        if found is None:
             self.counts["unauthorized"] += 1
             raise _Refused(401, "unauthorized", "missing or unknown write key")
-        if not self.bucket.take(key):
+        source, bucket = found
+        if not self.bucket.take(bucket):
             self.counts["rate_limited"] += 1
             raise _Refused(429, "rate_limited", "too many requests for this write key", "1")
-        return self.config.write_keys[key]
+        return source
 
     async def _accept(self, records: list[Outgoing], accepted: int, refused: int) -> web.Response:
         try:
@@ -272,7 +386,16 @@ class Collector:
         except _Refused as refused:
             return refused.response()
         now = self.clock()
-        return await self._publish(mapper(body, now), request.path, now)
+        mapped: Mapped = [
+            (item, result)
+            if not self._too_big(item)
+            else (
+                item,
+                Rejection(Reason.too_large, f"a call may have {self.config.max_call_bytes} bytes"),
+            )
+            for item, result in mapper(body, now)
+        ]
+        return await self._publish(mapped, request.path, now)
 
     async def _publish(self, mapped: Mapped, path: str, now: datetime) -> web.Response:
         records: list[Outgoing] = []
@@ -299,7 +422,17 @@ class Collector:
         return web.Response(status=204, headers=CORS_HEADERS)
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=self.config.max_body_bytes)
+        app = web.Application(
+            client_max_size=self.config.max_body_bytes,
+            handler_args={
+                # Bodies are inflated by ``inflate`` (bounded), never by the HTTP layer.
+                "auto_decompress": False,
+                # Also closes connections whose request headers never complete.
+                "keepalive_timeout": self.config.keepalive_s,
+                "max_line_size": 8190,
+                "max_field_size": 8190,
+            },
+        )
         kinds = "|".join(CALL_TYPES + tuple(SHORT_TYPES))
         app.router.add_post(f"/v1/{{kind:({kinds})}}", self.single)
         for path in ("/v1/batch", "/v1/import", "/v1/b"):
@@ -329,7 +462,52 @@ def collector_config(settings: Settings) -> CollectorConfig:
         rate_per_s=settings.collector_rate_per_s,
         burst=settings.collector_burst,
         user_id_namespace=settings.collector_user_id_namespace,
+        read_timeout_s=settings.collector_read_timeout_s,
+        keepalive_s=settings.collector_keepalive_s,
+        max_connections=settings.collector_max_connections,
+        max_json_depth=settings.collector_max_json_depth,
     )
+
+
+class ConnectionCap:
+    """The protocol factory in front of aiohttp's server: beyond ``limit`` open connections a
+    new one is closed at once, so slow or idle clients cannot exhaust the process."""
+
+    def __init__(self, server: Any, limit: int) -> None:
+        self.server = server
+        self.limit = limit
+        self.refused = 0
+
+    def __call__(self) -> asyncio.BaseProtocol:
+        if len(self.server.connections) >= self.limit:
+            self.refused += 1
+            return _Closing()
+        protocol: asyncio.BaseProtocol = self.server()
+        return protocol
+
+
+class _Closing(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
+
+
+async def run_capped(app: web.Application, host: str, port: int, limit: int) -> None:
+    """Serve ``app`` with a connection cap until SIGTERM or SIGINT, then clean up."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    loop = asyncio.get_running_loop()
+    assert runner.server is not None
+    server = await loop.create_server(
+        ConnectionCap(runner.server, limit), host, port, reuse_address=True
+    )
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        server.close()
+        await runner.cleanup()
 
 
 def serve(settings: Settings) -> None:
@@ -351,10 +529,6 @@ def serve(settings: Settings) -> None:
         settings.collector_port,
         len(config.write_keys),
     )
-    web.run_app(
-        app,
-        host=settings.collector_host,
-        port=settings.collector_port,
-        print=None,
-        access_log=None,
+    asyncio.run(
+        run_capped(app, settings.collector_host, settings.collector_port, config.max_connections)
     )

@@ -50,6 +50,7 @@ from pipeline.dead_letters import HEADER_PREFIX, Reason, Rejection
 from pipeline.exceptions import DeliveryError, MappingConfigError, RegistryUnavailableError
 from pipeline.intake import admissible
 from pipeline.settings import Settings
+from pipeline.transport import KafkaSecurity, kafka_conf
 
 log = logging.getLogger("omnistitch.files")
 
@@ -371,12 +372,12 @@ class FileConnectorConfig:
 class TopicProbe:
     """End offsets before a batch, and what arrived since (for the recovery of a batch)."""
 
-    def __init__(self, bootstrap_servers: str) -> None:
+    def __init__(self, bootstrap_servers: str | KafkaSecurity) -> None:
         from confluent_kafka import Consumer
 
         self.consumer = Consumer(
             {
-                "bootstrap.servers": bootstrap_servers,
+                **kafka_conf(bootstrap_servers),
                 "group.id": f"omnistitch-files-probe-{uuid.uuid4().hex}",
                 "enable.auto.commit": False,
             }
@@ -638,7 +639,7 @@ def run_files(settings: Settings, once: bool, drop_dir: Path | None = None) -> d
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
     sink = EventSink(SinkConfig.from_settings(settings, "omnistitch-files"))
-    probe = TopicProbe(settings.bootstrap_servers)
+    probe = TopicProbe(settings.kafka_security())
     try:
         log.info("watching %s (kinds: %s)", config.drop_dir, ", ".join(sorted(config.mappings)))
         return FileConnector(config, sink, probe).run(once=once, stop=lambda: bool(stopping))

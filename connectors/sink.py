@@ -28,6 +28,7 @@ from pipeline.exceptions import DeliveryError, RegistryUnavailableError
 from pipeline.serialization import RegistrySerde, Serde
 from pipeline.settings import Settings
 from pipeline.topics import DEAD_LETTERS, EVENTS
+from pipeline.transport import KafkaSecurity, RegistryAccess, kafka_conf
 
 log = logging.getLogger("omnistitch.connectors")
 
@@ -42,6 +43,9 @@ class SinkConfig:
     topic_prefix: str = "omnistitch."
     delivery_timeout_s: float = 15.0
     client_id: str = "omnistitch-connector"
+    # TLS / SASL and registry auth (pipeline.transport); None: plaintext, no auth.
+    security: KafkaSecurity | None = None
+    registry: RegistryAccess | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, client_id: str) -> SinkConfig:
@@ -51,7 +55,12 @@ class SinkConfig:
             topic_prefix=settings.topic_prefix,
             delivery_timeout_s=settings.delivery_timeout_s,
             client_id=client_id,
+            security=settings.kafka_security(),
+            registry=settings.registry_access(),
         )
+
+    def kafka(self) -> str | KafkaSecurity:
+        return self.security or self.bootstrap_servers
 
 
 def refusal(
@@ -79,13 +88,17 @@ class EventSink:
     ) -> None:
         self.config = config
         self.clock = clock
-        self.serde = serde or RegistrySerde(config.registry_url)
+        self.serde = serde or (
+            RegistrySerde.from_access(config.registry)
+            if config.registry
+            else RegistrySerde(config.registry_url)
+        )
         self.events_topic = EVENTS.name(config.topic_prefix)
         self.dead_letters_topic = DEAD_LETTERS.name(config.topic_prefix)
         timeout_ms = int(config.delivery_timeout_s * 1000)
         self.producer = Producer(
             {
-                "bootstrap.servers": config.bootstrap_servers,
+                **kafka_conf(config.kafka()),
                 "client.id": config.client_id,
                 "enable.idempotence": True,
                 "acks": "all",

@@ -95,6 +95,7 @@ def new_app(settings: Settings) -> faust.App:
     return faust.App(
         settings.app_id,
         broker=broker_urls(settings.bootstrap_servers),
+        broker_credentials=settings.kafka_security().faust(),
         store="rocksdb://",
         datadir=str(settings.data_dir),
         topic_partitions=settings.partitions,
@@ -127,7 +128,7 @@ def build_app(
     settings: Settings, clock: Clock = system_clock, serde: Serde | None = None
 ) -> faust.App:
     """The worker's faust app, configured from settings."""
-    codec = serde or RegistrySerde(settings.schema_registry_url)
+    codec = serde or RegistrySerde.from_access(settings.registry_access())
     policy = settings.intake_policy()
     stitch = settings.stitch_config()
     prefix = settings.topic_prefix
@@ -168,7 +169,7 @@ def build_app(
         topic = JOURNEYS.name(prefix)
         consumer = Consumer(
             {
-                "bootstrap.servers": settings.bootstrap_servers,
+                **settings.kafka_security().librdkafka(),
                 "group.id": f"{settings.app_id}-journey-tail",
                 "enable.auto.commit": False,
             }

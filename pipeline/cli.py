@@ -11,6 +11,7 @@ from pipeline.exceptions import ConfigurationError, OmnistitchError
 from pipeline.settings import Settings
 from pipeline.stack import KAFKA_VERSION, REGISTRY_VERSION, LocalStack, StackConfig
 from pipeline.topics import ALL_TOPICS, create_topics
+from pipeline.transport import check_kafka
 
 
 def stack_config(settings: Settings) -> StackConfig:
@@ -62,7 +63,7 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
         if stack.kafka.ready():
             from confluent_kafka.admin import AdminClient
 
-            admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
+            admin = AdminClient(settings.kafka_security().librdkafka())
             topics = admin.list_topics(timeout=5).topics
             for spec in ALL_TOPICS:
                 name = spec.name(settings.topic_prefix)
@@ -79,13 +80,24 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "create":
         result = create_topics(
-            settings.bootstrap_servers,
+            settings.kafka_security(),
             settings.topic_prefix,
             settings.partitions,
             settings.replication_factor,
+            dead_letter_retention_ms=int(settings.dead_letter_retention_days * 86_400_000),
         )
         for name, state in result.items():
             _say(f"topic {name}: {state}")
+    elif args.action == "purge-dead-letters":
+        from datetime import datetime
+
+        from pipeline.topics import DEAD_LETTERS, purge_before
+
+        before = datetime.fromisoformat(args.before) if args.before else None
+        topic = DEAD_LETTERS.name(settings.topic_prefix)
+        cut = int(before.timestamp() * 1000) if before else None
+        deleted = purge_before(settings.kafka_security(), topic, cut)
+        _say(f"{topic}: {sum(deleted.values())} dead letters deleted")
     else:
         for spec in ALL_TOPICS:
             parts = spec.partitions(settings.partitions)
@@ -120,7 +132,8 @@ def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
     else:
         from pipeline.serialization import RegistrySerde
 
-        registered = RegistrySerde(settings.schema_registry_url).register(settings.topic_prefix)
+        access = settings.registry_access()
+        registered = RegistrySerde.from_access(access).register(settings.topic_prefix)
         for subject, schema_id in registered.items():
             _say(f"subject {subject}: schema id {schema_id} (BACKWARD)")
     return 0
@@ -137,7 +150,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
         settings = settings.model_copy(update={"match_model": Path(args.model)})
         settings.stitch_config()  # fail now on an unreadable model, not inside the worker
-    serde = RegistrySerde(settings.schema_registry_url)
+    _logging(settings, configure=False)
+    check_kafka(settings.kafka_security())
+    serde = RegistrySerde.from_access(settings.registry_access())
     serde.register(settings.topic_prefix)
     app = build_app(settings, serde=serde)
     worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
@@ -185,12 +200,26 @@ def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _logging(settings: Settings) -> None:
+def _logging(settings: Settings, configure: bool = True) -> None:
+    """Scrub personal data and secrets from every log record (pipeline.redaction); warn about
+    OMNISTITCH_* variables no setting reads. ``configure=False``: faust sets up handlers."""
     import logging
+    import os
 
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from pipeline import redaction
+    from pipeline.settings import unknown_variables
+
+    redaction.install(settings.secrets())
+    if configure:
+        logging.basicConfig(
+            level=settings.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+    unknown = unknown_variables(os.environ)
+    if unknown:
+        logging.getLogger("omnistitch.settings").warning(
+            "ignored: no setting reads %s (a typo?)", ", ".join(unknown)
+        )
     # The registry client logs every request (and Apicurio's 404 on "associations") at INFO.
     for noisy in ("httpx", "httpx2"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -354,8 +383,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stack.set_defaults(func=cmd_stack)
 
-    topics = sub.add_parser("topics", help="create or list the project's topics")
-    topics.add_argument("action", choices=["create", "list"])
+    topics = sub.add_parser(
+        "topics", help="create or list the project's topics, purge dead letters"
+    )
+    topics.add_argument("action", choices=["create", "list", "purge-dead-letters"])
+    topics.add_argument(
+        "--before",
+        help="purge-dead-letters: only those written before this ISO time (default: all)",
+    )
     topics.set_defaults(func=cmd_topics)
 
     schemas = sub.add_parser("schemas", help="register schemas, check their compatibility")

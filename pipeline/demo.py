@@ -104,10 +104,11 @@ def _broken_records(base_url: str, write_key: str, drop_dir: Path, seed: int) ->
 def main() -> int:
     settings = Settings()
     prefix, bootstrap = settings.topic_prefix, settings.bootstrap_servers
-    create_topics(bootstrap, prefix, settings.partitions)
-    serde = RegistrySerde(settings.schema_registry_url)
+    kafka = settings.kafka_security()
+    create_topics(kafka, prefix, settings.partitions)
+    serde = RegistrySerde.from_access(settings.registry_access())
     serde.register(prefix)
-    probe = TopicProbe(bootstrap)
+    probe = TopicProbe(kafka)
     try:
         start = {t.suffix: probe.ends(t.name(prefix)) for t in WATCHED}
     finally:
@@ -203,7 +204,7 @@ def main() -> int:
 
 def _report(settings: Settings, serde: RegistrySerde, start: dict[str, Any], persons: int) -> None:
     prefix = settings.topic_prefix
-    probe = TopicProbe(settings.bootstrap_servers)
+    probe = TopicProbe(settings.kafka_security())
     try:
         # Every message from the start of this run to the end of each topic as it is now.
         read = {t.suffix: probe.arrived(t.name(prefix), start[t.suffix]) for t in WATCHED}

@@ -24,6 +24,7 @@ from pipeline.contract import ContractModel
 from pipeline.dead_letters import Reason, Rejection
 from pipeline.exceptions import DecodeError, OmnistitchError, RegistryUnavailableError
 from pipeline.topics import ALL_TOPICS, TopicSpec
+from pipeline.transport import RegistryAccess
 from pipeline.wire import decode_confluent
 
 COMPATIBILITY = "BACKWARD"
@@ -49,6 +50,11 @@ class RegistrySerde:
         self.client = client or SchemaRegistryClient({"url": url})
         self._serializers: dict[tuple[str, str], AvroSerializer] = {}
         self._writers: dict[int, Any] = {}
+
+    @classmethod
+    def from_access(cls, access: RegistryAccess) -> RegistrySerde:
+        """A serde whose client uses the registry's auth and CA (pipeline.transport)."""
+        return cls(access.url, SchemaRegistryClient(access.client_conf()))
 
     def encode(self, topic: str, record: ContractModel) -> bytes:
         key = (topic, record.avro_name)

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.exceptions import ConfigurationError
 from pipeline.intake import IntakePolicy
 from pipeline.limits import Limits
+from pipeline.transport import KafkaSecurity, RegistryAccess
 
 if TYPE_CHECKING:
     from pipeline.matching import MatchConfig
     from pipeline.stitcher import StitchConfig
+
+
+ENV_PREFIX = "OMNISTITCH_"
 
 
 class Settings(BaseSettings):
@@ -30,7 +35,39 @@ class Settings(BaseSettings):
     bootstrap_servers: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
     schema_registry_url: str = Field(
         "http://127.0.0.1:8081/apis/ccompat/v7",
-        description="Confluent-compatible schema registry URL (Apicurio's ccompat API locally).",
+        description="Confluent-compatible schema registry URL (Apicurio's ccompat API locally); "
+        "without credentials (see schema_registry_username).",
+    )
+
+    # Secure transport, applied to every Kafka client (faust worker, connectors, admin, tools).
+    kafka_security_protocol: str = Field(
+        "PLAINTEXT",
+        pattern="^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$",
+        description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
+    )
+    kafka_sasl_mechanism: str = Field(
+        "SCRAM-SHA-512",
+        pattern="^(PLAIN|SCRAM-SHA-256|SCRAM-SHA-512)$",
+        description="SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.",
+    )
+    kafka_sasl_username: str = Field("", description="SASL user name.")
+    kafka_sasl_password: SecretStr = Field(SecretStr(""), description="SASL password (secret).")
+    kafka_ssl_ca_file: Path | None = Field(
+        None, description="PEM file of the CA Kafka's certificate is signed by."
+    )
+    kafka_ssl_cert_file: Path | None = Field(
+        None, description="Client certificate (PEM), for mTLS."
+    )
+    kafka_ssl_key_file: Path | None = Field(None, description="Client key (PEM), for mTLS.")
+    schema_registry_username: str = Field("", description="Registry basic-auth user.")
+    schema_registry_password: SecretStr = Field(
+        SecretStr(""), description="Registry basic-auth password (secret)."
+    )
+    schema_registry_token: SecretStr = Field(
+        SecretStr(""), description="Registry bearer token (secret)."
+    )
+    schema_registry_ca_file: Path | None = Field(
+        None, description="PEM CA file of the registry's TLS certificate."
     )
     topic_prefix: str = Field(
         "omnistitch.", description="Prefix of every project topic name (see pipeline.topics)."
@@ -122,9 +159,29 @@ class Settings(BaseSettings):
     collector_port: int = Field(8090, description="Port of the HTTP collector.")
     write_keys: dict[str, str] = Field(
         default_factory=dict,
-        description='Write key → source name, as JSON, e.g. {"k3y...": "web-shop"}. Secrets: '
-        "set them in the environment, never in the repository. The collector refuses to start "
-        "without one.",
+        description='Write key → source name, as JSON, e.g. {"k3y...": "web-shop"}, or hashed: '
+        '{"sha256:<hex of the key>": "web-shop"}. Secrets: set them in the environment, never '
+        "in the repository. The collector refuses to start without one.",
+    )
+    collector_read_timeout_s: float = Field(
+        10.0, gt=0, description="Longest time a request body may take to arrive (408 after)."
+    )
+    collector_keepalive_s: float = Field(
+        10.0,
+        gt=0,
+        description="Idle connections, and connections whose request headers do not complete, "
+        "are closed after this many seconds.",
+    )
+    collector_max_connections: int = Field(
+        256, ge=1, description="Open connections beyond this are closed at once."
+    )
+    collector_max_json_depth: int = Field(
+        32, ge=4, description="Deepest nesting of a JSON body (400 beyond)."
+    )
+    dead_letter_retention_days: float = Field(
+        30.0,
+        gt=0,
+        description="How long dead letters (original bytes: personal data) are kept.",
     )
     collector_max_body_bytes: int = Field(
         512 * 1024, gt=0, description="Largest request body (after gzip) the collector reads."
@@ -196,6 +253,36 @@ class Settings(BaseSettings):
             raise ConfigurationError("match review threshold must not exceed auto-link")
         return MatchConfig(model, max_block_size=self.match_max_block_size)
 
+    def kafka_security(self) -> KafkaSecurity:
+        return KafkaSecurity(
+            bootstrap_servers=self.bootstrap_servers,
+            protocol=self.kafka_security_protocol,
+            sasl_mechanism=self.kafka_sasl_mechanism,
+            username=self.kafka_sasl_username,
+            password=self.kafka_sasl_password.get_secret_value(),
+            ca_file=self.kafka_ssl_ca_file,
+            cert_file=self.kafka_ssl_cert_file,
+            key_file=self.kafka_ssl_key_file,
+        )
+
+    def registry_access(self) -> RegistryAccess:
+        return RegistryAccess(
+            url=self.schema_registry_url,
+            username=self.schema_registry_username,
+            password=self.schema_registry_password.get_secret_value(),
+            token=self.schema_registry_token.get_secret_value(),
+            ca_file=self.schema_registry_ca_file,
+        )
+
+    def secrets(self) -> list[str]:
+        """Values no log line may contain (see pipeline.redaction)."""
+        found = [
+            self.kafka_sasl_password.get_secret_value(),
+            self.schema_registry_password.get_secret_value(),
+            self.schema_registry_token.get_secret_value(),
+        ]
+        return [s for s in found + list(self.write_keys) if s]
+
     def limits(self) -> Limits:
         return Limits(
             max_record_bytes=self.max_record_bytes,
@@ -212,3 +299,14 @@ class Settings(BaseSettings):
             max_event_age=timedelta(days=self.max_event_age_days),
             max_future_skew=timedelta(seconds=self.max_clock_skew_s),
         )
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """``OMNISTITCH_*`` variables no setting reads (a typo would otherwise go unnoticed)."""
+    known = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
+    known.add(f"{ENV_PREFIX}SCHEMAS_DIR")  # read by pipeline.schemas
+    return sorted(
+        name
+        for name in environ
+        if name.upper().startswith(ENV_PREFIX) and name.upper() not in known
+    )

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from pipeline.exceptions import TopicError
+from pipeline.transport import KafkaSecurity, kafka_conf
 
 
 @dataclass(frozen=True)
@@ -103,18 +104,64 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
 )
 
 
+def _config(spec: TopicSpec, dead_letter_retention_ms: int | None) -> dict[str, str]:
+    config = dict(spec.config)
+    if spec is DEAD_LETTERS and dead_letter_retention_ms is not None:
+        config["retention.ms"] = str(dead_letter_retention_ms)
+    return config
+
+
+def purge_before(
+    kafka: str | KafkaSecurity, topic: str, before_ms: int | None, timeout_s: float = 30.0
+) -> dict[int, int]:
+    """Delete the records of ``topic`` written before ``before_ms`` (all when None), for good:
+    Kafka's DeleteRecords moves each partition's start offset. Used for dead letters (personal
+    data, see pipeline.dead_letters); returns partition → records deleted."""
+    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    consumer = Consumer(
+        {**kafka_conf(kafka), "group.id": "omnistitch-purge", "enable.auto.commit": False}
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions
+        cut: list[TopicPartition] = []
+        deleted: dict[int, int] = {}
+        for partition in partitions:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=timeout_s
+            )
+            offset = high
+            if before_ms is not None:
+                found = consumer.offsets_for_times(
+                    [TopicPartition(topic, partition, before_ms)], timeout=timeout_s
+                )[0].offset
+                offset = high if found < 0 else found
+            if offset > low:
+                cut.append(TopicPartition(topic, partition, offset))
+                deleted[partition] = offset - low
+    finally:
+        consumer.close()
+    if cut:
+        admin = AdminClient(kafka_conf(kafka))
+        for _tp, future in admin.delete_records(cut, request_timeout=timeout_s).items():
+            future.result(timeout=timeout_s)
+    return deleted
+
+
 def topic_names(prefix: str, specs: Iterable[TopicSpec] = ALL_TOPICS) -> dict[str, str]:
     """Suffix → full name, for display and for configuration files."""
     return {spec.suffix: spec.name(prefix) for spec in specs}
 
 
 def create_topics(
-    bootstrap_servers: str,
+    bootstrap_servers: str | KafkaSecurity,
     prefix: str,
     partitions: int,
     replication_factor: int = 1,
     specs: Iterable[TopicSpec] = ALL_TOPICS,
     timeout_s: float = 30.0,
+    dead_letter_retention_ms: int | None = None,
 ) -> dict[str, str]:
     """Create missing topics; verify existing ones. Returns name → "created" | "exists".
 
@@ -124,7 +171,7 @@ def create_topics(
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    admin = AdminClient(kafka_conf(bootstrap_servers))
     specs = tuple(specs)
     existing = admin.list_topics(timeout=timeout_s).topics
     result: dict[str, str] = {}
@@ -145,7 +192,7 @@ def create_topics(
                     name,
                     num_partitions=want_partitions,
                     replication_factor=replication_factor,
-                    config=dict(spec.config),
+                    config=_config(spec, dead_letter_retention_ms),
                 )
             )
     if to_create:

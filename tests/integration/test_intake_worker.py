@@ -136,7 +136,7 @@ def test_worker_dead_letters_every_bad_record_and_passes_the_good_ones(
     for _value, reason in bads.values():
         expected_counts[reason.value] = expected_counts.get(reason.value, 0) + 1
     deadline = datetime.now(UTC) + timedelta(seconds=20)
-    pattern = re.compile(r"intake: accepted=(\d+) dead_letters=(\{.*\})")
+    pattern = re.compile(r"intake: accepted=(\d+) dead_letters=(\{[^}]*\})")
     last = None
     while datetime.now(UTC) < deadline:
         found = pattern.findall(worker.tail(200_000))

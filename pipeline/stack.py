@@ -54,6 +54,14 @@ class StackConfig:
     kafka_heap: str = "512m"
     registry_heap: str = "384m"
     ready_timeout_s: float = 90.0
+    # A SASL_SSL listener (SCRAM-SHA-256/512, a CA of its own) on this port, besides the
+    # loopback PLAINTEXT one; its users and passwords in ``secure_users``.
+    secure_port: int | None = None
+    secure_users: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def secure_bootstrap_servers(self) -> str:
+        return f"localhost:{self.secure_port}"
 
     @property
     def bootstrap_servers(self) -> str:
@@ -207,7 +215,13 @@ class KafkaNode(JavaNode):
         return self.dir / "server.properties"
 
     def ports(self) -> tuple[int, ...]:
-        return (self.config.kafka_port, self.config.controller_port)
+        secure = (self.config.secure_port,) if self.config.secure_port else ()
+        return (self.config.kafka_port, self.config.controller_port, *secure)
+
+    @property
+    def ca_file(self) -> Path:
+        """The CA of the SASL_SSL listener's certificate (clients trust it)."""
+        return self.dir / "tls" / "ca.pem"
 
     def _classpath(self) -> str:
         jars = self.config.lib_dir.resolve() / "kafka"
@@ -238,21 +252,43 @@ class KafkaNode(JavaNode):
     def data_dir(self) -> Path:
         return self.dir / "data"
 
+    def _secure_properties(self) -> list[str]:
+        if not self.config.secure_port:
+            return []
+        from pipeline.certificates import write_server_tls
+
+        tls = write_server_tls(self.dir / "tls")
+        scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        return [
+            "sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512",
+            f"listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config={scram}",
+            f"listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={scram}",
+            "listener.name.sasl_ssl.ssl.keystore.type=PEM",
+            f"listener.name.sasl_ssl.ssl.keystore.location={tls.keystore_file}",
+        ]
+
     def server_properties(self) -> str:
         """The broker's configuration: combined KRaft mode, loopback listeners only."""
         cfg = self.config
         data = self.data_dir
+        listeners = [f"PLAINTEXT://127.0.0.1:{cfg.kafka_port}"]
+        advertised = list(listeners)
+        protocols = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+        if cfg.secure_port:
+            listeners.append(f"SASL_SSL://127.0.0.1:{cfg.secure_port}")
+            advertised.append(f"SASL_SSL://{cfg.secure_bootstrap_servers}")
+            protocols += ",SASL_SSL:SASL_SSL"
         return "\n".join(
             [
                 "process.roles=broker,controller",
                 "node.id=1",
                 f"controller.quorum.voters=1@127.0.0.1:{cfg.controller_port}",
-                f"listeners=PLAINTEXT://127.0.0.1:{cfg.kafka_port},"
-                f"CONTROLLER://127.0.0.1:{cfg.controller_port}",
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{cfg.kafka_port}",
+                f"listeners={','.join(listeners)},CONTROLLER://127.0.0.1:{cfg.controller_port}",
+                f"advertised.listeners={','.join(advertised)}",
                 "controller.listener.names=CONTROLLER",
                 "inter.broker.listener.name=PLAINTEXT",
-                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                f"listener.security.protocol.map={protocols}",
+                *self._secure_properties(),
                 f"log.dirs={data}",
                 "num.partitions=1",
                 "default.replication.factor=1",
@@ -287,6 +323,29 @@ class KafkaNode(JavaNode):
         done = subprocess.run(fmt, capture_output=True, text=True, timeout=120, check=False)
         if done.returncode != 0:
             raise StackError(f"formatting Kafka storage failed:\n{done.stdout}\n{done.stderr}")
+
+    def add_scram_users(self, users: tuple[tuple[str, str], ...]) -> None:
+        """Create or update SCRAM-SHA-256 and -512 credentials through Kafka's own
+        AlterUserScramCredentials API (what kafka-configs.sh --add-config uses)."""
+        from confluent_kafka.admin import (
+            AdminClient,
+            ScramCredentialInfo,
+            ScramMechanism,
+            UserScramCredentialAlteration,
+            UserScramCredentialUpsertion,
+        )
+
+        admin = AdminClient({"bootstrap.servers": self.config.bootstrap_servers, "log_level": 0})
+        # One mechanism per request: Kafka refuses two changes of one user in a request.
+        for mechanism in (ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512):
+            changes: list[UserScramCredentialAlteration] = [
+                UserScramCredentialUpsertion(
+                    user, ScramCredentialInfo(mechanism, 8192), password.encode()
+                )
+                for user, password in users
+            ]
+            for _user, future in admin.alter_user_scram_credentials(changes).items():
+                future.result(timeout=30)
 
     def ready(self) -> bool:
         if not port_open(self.config.kafka_port):
@@ -365,6 +424,12 @@ class LocalStack:
             for node in self.nodes:
                 waited = node.wait_ready(self.config.ready_timeout_s)
                 report(f"{node.name}: ready after {waited:.1f}s")
+            if self.config.secure_users:
+                self.kafka.add_scram_users(self.config.secure_users)
+                report(
+                    f"kafka: SASL_SSL on {self.config.secure_bootstrap_servers} "
+                    f"({len(self.config.secure_users)} SCRAM users, CA {self.kafka.ca_file})"
+                )
         except StackError:
             self.down()
             raise

@@ -16,6 +16,7 @@ clear ConfigurationError within seconds instead of clients that retry for ever.
 from __future__ import annotations
 
 import ssl
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -156,13 +157,20 @@ def check_kafka(security: KafkaSecurity, timeout_s: float = 10.0) -> None:
 
     conf: dict[str, Any] = {**security.librdkafka(), "error_cb": on_error, "log_level": 0}
     admin = AdminClient(conf)
-    try:
-        admin.list_topics(timeout=timeout_s)
-    except KafkaException as exc:
-        reason = ", ".join(sorted(set(errors))) or type(exc).__name__
-        if any("AUTH" in e.upper() for e in errors):
-            raise ConfigurationError(
-                f"Kafka refused the credentials of {security.username or 'this client'} "
-                f"({security.protocol}, {security.sasl_mechanism}): {reason}"
-            ) from exc
-        raise ConfigurationError(f"Kafka at {security.bootstrap_servers}: {reason}") from exc
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            admin.list_topics(timeout=1.0)
+            return
+        except KafkaException as exc:
+            admin.poll(0.1)  # serves error_cb: an authentication failure is reported there
+            reason = ", ".join(sorted(set(errors))) or type(exc).__name__
+            if any("AUTH" in e.upper() or "SSL" in e.upper() for e in errors):
+                raise ConfigurationError(
+                    f"Kafka refused the connection of {security.username or 'this client'} "
+                    f"({security.protocol}, {security.sasl_mechanism}): {reason}"
+                ) from exc
+            if time.monotonic() > deadline:
+                raise ConfigurationError(
+                    f"Kafka at {security.bootstrap_servers}: {reason}"
+                ) from exc

@@ -57,23 +57,27 @@ def _exception_text(exc_info: Any) -> str:
     return f"Traceback (most recent call last):\n{frames}{name} (message withheld)"
 
 
+class RedactedRecord(logging.LogRecord):
+    """A log record whose message is scrubbed whenever a handler formats it."""
+
+    def getMessage(self) -> str:  # noqa: N802 - logging's name
+        return redact(super().getMessage())
+
+
 def _scrub(record: logging.LogRecord) -> logging.LogRecord:
     foreign = not record.name.startswith(_OWN)
-    args = record.args
-    if foreign and isinstance(args, tuple):
-        args = tuple(f"<{type(a).__name__}>" if isinstance(a, BaseException) else a for a in args)
-    try:
-        message = str(record.msg) % args if args else str(record.msg)
-    except (TypeError, ValueError, KeyError):
-        message = str(record.msg)
-    record.msg, record.args = redact(message), None
+    if foreign and isinstance(record.args, tuple):
+        record.args = tuple(
+            f"<{type(a).__name__}>" if isinstance(a, BaseException) else a for a in record.args
+        )
+    record.__class__ = RedactedRecord
     if record.exc_info and record.exc_info[0] is not None:
+        # Formatters use exc_text when it is set: the exception's message never gets there.
         if foreign:
             record.exc_text = _exception_text(record.exc_info)
         else:
             text = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
             record.exc_text = redact(text)
-        record.exc_info = None
     return record
 
 

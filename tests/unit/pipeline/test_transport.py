@@ -22,9 +22,9 @@ def test_plaintext_by_default() -> None:
 
 
 def test_sasl_ssl_for_librdkafka_and_faust(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.integration.tls import write_test_ca
+    from pipeline.certificates import write_server_tls
 
-    ca = write_test_ca(tmp_path)
+    ca = write_server_tls(tmp_path).ca_file
     monkeypatch.setenv("OMNISTITCH_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
     monkeypatch.setenv("OMNISTITCH_KAFKA_SASL_MECHANISM", "SCRAM-SHA-256")
     monkeypatch.setenv("OMNISTITCH_KAFKA_SASL_USERNAME", "worker")

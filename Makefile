@@ -33,8 +33,8 @@ $(JARS_STAMP): stack/pom.xml
 
 setup: $(VENV_STAMP) $(JARS_STAMP) ## Create .venv with the project + dev extras and fetch the Kafka/registry jars (idempotent)
 
-up: setup ## Start Kafka (KRaft) on 127.0.0.1:9092 and the schema registry on :8081, create the topics
-	$(OMNI) stack up
+up: setup ## Start Kafka (KRaft) on 127.0.0.1:9092 and the registry on :8081, create the topics; SECURE=1 adds SASL_SSL on :9094
+	$(OMNI) stack up $(if $(SECURE),--secure,)
 
 down: ## Stop the local stack (no JVM left; success when nothing runs)
 	@if [ -x $(OMNI) ]; then $(OMNI) stack down; else echo "nothing to stop (no .venv)"; fi

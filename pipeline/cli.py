@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pipeline.exceptions import ConfigurationError, OmnistitchError
@@ -31,8 +32,50 @@ def _say(message: str) -> None:
     print(message, flush=True)
 
 
+def _secure_config(settings: Settings) -> tuple[StackConfig, Path]:
+    """The stack with a SASL_SSL listener; its SCRAM user's password is made once and kept
+    (with the other client settings) in <stack dir>/secure.env, readable by its owner only."""
+    import dataclasses
+    import secrets
+
+    env_file = settings.stack_dir / "secure.env"
+    found = {}
+    if env_file.exists():
+        for line in env_file.read_text().splitlines():
+            name, _, value = line.partition("=")
+            found[name] = value
+    password = found.get("OMNISTITCH_KAFKA_SASL_PASSWORD") or secrets.token_urlsafe(24)
+    config = dataclasses.replace(
+        stack_config(settings),
+        secure_port=settings.secure_port,
+        secure_users=(("omnistitch", password),),
+    )
+    settings.stack_dir.mkdir(parents=True, exist_ok=True)
+    ca = settings.stack_dir / "kafka" / "tls" / "ca.pem"
+    env_file.write_text(
+        "\n".join(
+            [
+                f"OMNISTITCH_BOOTSTRAP_SERVERS={config.secure_bootstrap_servers}",
+                "OMNISTITCH_KAFKA_SECURITY_PROTOCOL=SASL_SSL",
+                "OMNISTITCH_KAFKA_SASL_MECHANISM=SCRAM-SHA-512",
+                "OMNISTITCH_KAFKA_SASL_USERNAME=omnistitch",
+                f"OMNISTITCH_KAFKA_SASL_PASSWORD={password}",
+                f"OMNISTITCH_KAFKA_SSL_CA_FILE={ca.resolve()}",
+                "",
+            ]
+        )
+    )
+    env_file.chmod(0o600)
+    return config, env_file
+
+
 def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
-    stack = LocalStack(stack_config(settings))
+    secure_env = None
+    if getattr(args, "secure", False):
+        config, secure_env = _secure_config(settings)
+        stack = LocalStack(config)
+    else:
+        stack = LocalStack(stack_config(settings))
     if args.action == "up":
         elapsed = stack.up(report=_say)
         result = create_topics(
@@ -51,6 +94,8 @@ def cmd_stack(args: argparse.Namespace, settings: Settings) -> int:
             f"stack up in {elapsed:.1f}s: Kafka {KAFKA_VERSION} on {settings.bootstrap_servers}, "
             f"Apicurio Registry {REGISTRY_VERSION} on {stack.config.registry_url}"
         )
+        if secure_env is not None:
+            _say(f"SASL_SSL client settings (secrets, owner-only): set -a; . {secure_env}")
     elif args.action == "down":
         stack.down(report=_say)
     elif args.action == "status":
@@ -380,6 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
     stack.add_argument("--lines", type=int, default=40, help="log lines to show (logs)")
     stack.add_argument(
         "--allow-stopped", action="store_true", help="status exits 0 even if stopped"
+    )
+    stack.add_argument(
+        "--secure",
+        action="store_true",
+        help="up: also a SASL_SSL listener (SCRAM) on OMNISTITCH_SECURE_PORT, with a CA and a "
+        "user of its own; the client settings are written to <stack dir>/secure.env",
     )
     stack.set_defaults(func=cmd_stack)
 

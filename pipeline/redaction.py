@@ -60,7 +60,7 @@ def _exception_text(exc_info: Any) -> str:
 class RedactedRecord(logging.LogRecord):
     """A log record whose message is scrubbed whenever a handler formats it."""
 
-    def getMessage(self) -> str:  # noqa: N802 - logging's name
+    def getMessage(self) -> str:
         return redact(super().getMessage())
 
 

@@ -224,6 +224,9 @@ class Settings(BaseSettings):
     )
     kafka_port: int = Field(9092, description="Local broker's client port (127.0.0.1).")
     controller_port: int = Field(9093, description="Local KRaft controller port (127.0.0.1).")
+    secure_port: int = Field(
+        9094, description="Local broker's SASL_SSL port (`make up SECURE=1`), on localhost."
+    )
     registry_port: int = Field(8081, description="Local schema registry port (127.0.0.1).")
     kafka_heap: str = Field("512m", description="Max heap of the local broker JVM.")
     registry_heap: str = Field("384m", description="Max heap of the local registry JVM.")

@@ -25,7 +25,10 @@ def test_urls_lose_their_credentials() -> None:
 
 
 def test_library_records_keep_no_values(captured: pytest.LogCaptureFixture) -> None:
-    raw = b'{"email": "jane.doe@example.de", "phone": "+49 170 1234567", "writeKey": "wk-super-secret-1"}'
+    raw = (
+        b'{"email": "jane.doe@example.de", "phone": "+49 170 1234567", '
+        b'"writeKey": "wk-super-secret-1"}'
+    )
     logging.getLogger("aiohttp.server").error("Error handling request %r", raw)
     name = "".join(["Jür", "gen Müller"])  # not in any source line a traceback shows
     try:

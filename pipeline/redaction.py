@@ -10,7 +10,9 @@ handlers, faust's worker included) that
 - replaces every registered secret (write keys, SASL and registry passwords, tokens) by ``***``;
 - replaces e-mail addresses by ``<email>`` and ``+``-prefixed phone numbers by ``<phone>``;
 - for records of other libraries: exceptions among the arguments and the exception being logged
-  keep their class name and traceback frames, never their message.
+  keep their class name and traceback frames, never their message; raw bytes (message keys and
+  values: faust and aiokafka log them at DEBUG) and message, event or record objects become a
+  placeholder with their type (and size).
 """
 
 from __future__ import annotations
@@ -64,12 +66,25 @@ class RedactedRecord(logging.LogRecord):
         return redact(super().getMessage())
 
 
+_CARRIERS = ("Message", "Event", "Record", "Request", "Payload")
+
+
+def _placeholder(arg: Any) -> Any:
+    """An argument of a library's log call, unless it may carry data."""
+    if isinstance(arg, bytes | bytearray | memoryview):
+        return f"<{len(arg)} bytes>"
+    name = type(arg).__name__
+    if isinstance(arg, BaseException) or any(word in name for word in _CARRIERS):
+        return f"<{name}>"
+    return arg
+
+
 def _scrub(record: logging.LogRecord) -> logging.LogRecord:
     foreign = not record.name.startswith(_OWN)
     if foreign and isinstance(record.args, tuple):
-        record.args = tuple(
-            f"<{type(a).__name__}>" if isinstance(a, BaseException) else a for a in record.args
-        )
+        record.args = tuple(_placeholder(a) for a in record.args)
+    elif foreign and isinstance(record.args, dict):
+        record.args = {k: _placeholder(v) for k, v in record.args.items()}
     record.__class__ = RedactedRecord
     if record.exc_info and record.exc_info[0] is not None:
         # Formatters use exc_text when it is set: the exception's message never gets there.

@@ -37,6 +37,7 @@ def test_library_records_keep_no_values(captured: pytest.LogCaptureFixture) -> N
         logging.getLogger("aiohttp.server").exception("bad %s", exc)
         logging.getLogger("faust.worker").error("Crashed reason=%r", exc)
     logging.getLogger("httpx").info("HTTP Request: GET http://bob:pw1234@reg/subjects")
+    logging.getLogger("faust.transport").debug("Sending (key=%r value=%r)", b"k", raw)
     text = captured.text
     for secret in (
         "jane.doe@example.de",

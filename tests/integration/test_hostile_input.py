@@ -17,12 +17,12 @@ from pathlib import Path
 
 import psutil
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from pipeline.contract import ChannelEvent, Identifier, JourneyEvent
 from pipeline.dead_letters import MAX_KEPT_BYTES, DeadLetter, Reason
 from pipeline.serialization import RegistrySerde
-from pipeline.topics import DEAD_LETTERS, EVENTS, JOURNEYS
+from pipeline.topics import CUSTOMER_OPS, DEAD_LETTERS, EVENTS, JOURNEYS
 from tests.factories import make_event
 from tests.integration.conftest import KafkaEndpoints, WorkerProcess, consume, drain
 
@@ -135,8 +135,16 @@ def test_hostile_records_neither_stall_the_worker_nor_vanish(
     json_id = _foreign_schema_id(kafka.registry_url, unique_name("json-subject"))
     send("json-schema-id", b"\x00" + json_id.to_bytes(4, "big") + b"{}")
     expect_letters[Reason.unsupported_schema_type] += 1
+    # 6. Garbage on the internal customer-ops topic, three in a row on one partition: each
+    # raises in the profile stage. Before #10 a raising agent left its message unacked and
+    # faust either committed past it (one) or stopped committing the partition (two or more).
+    ops = CUSTOMER_OPS.name(prefix)
+    for _ in range(3):
+        producer.produce(ops, key=b"cus-garbage", value=b"{not json", partition=0)
+    expect_letters[Reason.processing_error] += 3
     assert producer.flush(30) == 0
 
+    app_id = unique_name("hostile")
     worker = worker_process(
         [sys.executable, "-m", "pipeline.cli", "worker"],
         {
@@ -144,7 +152,7 @@ def test_hostile_records_neither_stall_the_worker_nor_vanish(
             "OMNISTITCH_SCHEMA_REGISTRY_URL": kafka.registry_url,
             "OMNISTITCH_TOPIC_PREFIX": prefix,
             "OMNISTITCH_PARTITIONS": "2",
-            "OMNISTITCH_APP_ID": unique_name("hostile"),
+            "OMNISTITCH_APP_ID": app_id,
             "OMNISTITCH_DATA_DIR": str(tmp_path / "data"),
             "OMNISTITCH_STATS_INTERVAL_S": "2",
         },
@@ -178,6 +186,9 @@ def test_hostile_records_neither_stall_the_worker_nor_vanish(
     for m in letters:
         letter = DeadLetter.from_message(m.key(), m.value(), m.headers() or [])
         assert letter.value is not None and len(letter.value) <= MAX_KEPT_BYTES
+        if letter.rejection.reason is Reason.processing_error:
+            assert (letter.stage, letter.exception) == ("profile", "JSONDecodeError")
+            assert letter.value == b"{not json" and letter.origin.topic == ops
         if m.key() == b"compressed-3mb":
             assert letter.original_bytes == len(bomb) and letter.value == bomb[:MAX_KEPT_BYTES]
         if m.key() == b"exact-mib":
@@ -188,6 +199,17 @@ def test_hostile_records_neither_stall_the_worker_nor_vanish(
     time.sleep(2)
     assert len(drain(kafka.bootstrap_servers, DEAD_LETTERS.name(prefix), idle_s=2)) == len(letters)
     log = worker.tail(5_000_000)
-    assert "processing error" not in log, log[-4000:]
+    assert log.count("processing error: stage=profile exception=JSONDecodeError") == 3
     assert "Crashed" not in log, log[-4000:]
     assert worker.stop() == 0
+    # Every input partition of every stage is committed to its end: nothing skipped, no gap.
+    consumer = Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": app_id})
+    try:
+        for name in (topic, ops):
+            for partition in (0, 1):
+                tp = TopicPartition(name, partition)
+                _low, high = consumer.get_watermark_offsets(tp, timeout=10)
+                (committed,) = consumer.committed([tp], timeout=10)
+                assert committed.offset == high, (name, partition, committed.offset, high)
+    finally:
+        consumer.close()

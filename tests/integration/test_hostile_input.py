@@ -208,8 +208,10 @@ def test_hostile_records_neither_stall_the_worker_nor_vanish(
         for name in (topic, ops):
             for partition in (0, 1):
                 tp = TopicPartition(name, partition)
-                _low, high = consumer.get_watermark_offsets(tp, timeout=10)
+                low, high = consumer.get_watermark_offsets(tp, timeout=10)
                 (committed,) = consumer.committed([tp], timeout=10)
-                assert committed.offset == high, (name, partition, committed.offset, high)
+                # An empty partition has nothing to commit (offset -1001: none).
+                done = committed.offset == high or (high == low and committed.offset < 0)
+                assert done, (name, partition, committed.offset, high)
     finally:
         consumer.close()

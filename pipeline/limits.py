@@ -40,31 +40,50 @@ class Limits:
     max_text_bytes: int = 256  # event_id, event_type, source, consent purposes
 
     def check(self, event: ChannelEvent) -> Rejection | None:
-        """The first limit the event exceeds, as a Rejection; None when it fits."""
+        """The first limit the event exceeds, as a Rejection; None when it fits.
+
+        Fast when everything fits (the common case): a string of n characters has at most 4n
+        UTF-8 bytes, so fields are only encoded when their length comes near a limit."""
         for name in ("event_id", "event_type", "source"):
             found = _over(getattr(event, name), self.max_text_bytes, name)
             if found:
                 return found
-        if len(event.identifiers) > self.max_identifiers:
-            return _refuse(f"identifiers: {len(event.identifiers)} > {self.max_identifiers}")
-        for index, identifier in enumerate(event.identifiers):
-            found = _over(
-                identifier.namespace, self.max_namespace_bytes, f"identifiers.{index}.namespace"
-            ) or _over(identifier.value, self.max_identifier_bytes, f"identifiers.{index}.value")
-            if found:
-                return found
-        for name, value in event.traits:
-            found = _over(value or "", self.max_trait_bytes, f"traits.{name}")
-            if found:
-                return found
-        if len(event.properties) > self.max_properties:
-            return _refuse(f"properties: {len(event.properties)} > {self.max_properties}")
-        for key, value in event.properties.items():
-            found = _over(key, self.max_property_key_bytes, "properties.<key>") or _over(
-                value, self.max_property_bytes, f"properties.{_safe_key(key)}"
-            )
-            if found:
-                return found
+        identifiers = event.identifiers
+        if len(identifiers) > self.max_identifiers:
+            return _refuse(f"identifiers: {len(identifiers)} > {self.max_identifiers}")
+        if identifiers and (
+            max(len(i.namespace) for i in identifiers) * 4 > self.max_namespace_bytes
+            or max(len(i.value) for i in identifiers) * 4 > self.max_identifier_bytes
+        ):
+            for index, identifier in enumerate(identifiers):
+                found = _over(
+                    identifier.namespace,
+                    self.max_namespace_bytes,
+                    f"identifiers.{index}.namespace",
+                ) or _over(
+                    identifier.value, self.max_identifier_bytes, f"identifiers.{index}.value"
+                )
+                if found:
+                    return found
+        traits: dict[str, str | None] = event.traits.__dict__
+        if max((len(v) for v in traits.values() if v), default=0) * 4 > self.max_trait_bytes:
+            for name, value in traits.items():
+                found = _over(value or "", self.max_trait_bytes, f"traits.{name}")
+                if found:
+                    return found
+        properties = event.properties
+        if len(properties) > self.max_properties:
+            return _refuse(f"properties: {len(properties)} > {self.max_properties}")
+        if properties and (
+            max(map(len, properties)) * 4 > self.max_property_key_bytes
+            or max(map(len, properties.values())) * 4 > self.max_property_bytes
+        ):
+            for key, value in properties.items():
+                found = _over(key, self.max_property_key_bytes, "properties.<key>") or _over(
+                    value, self.max_property_bytes, f"properties.{_safe_key(key)}"
+                )
+                if found:
+                    return found
         consent = event.consent or {}
         if len(consent) > self.max_consent_purposes:
             return _refuse(f"consent: {len(consent)} > {self.max_consent_purposes}")

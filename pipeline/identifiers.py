@@ -51,6 +51,8 @@ _NO_REPLY_LOCAL = re.compile(
     r"bounces?|nobody|noemail|no[-_.]?mail|keine[-_.]?mail)$"
 )
 _SEPARATORS = re.compile(r"[\s\-_.:/()+]")
+# A namespace, once canonical: lower-case letters, digits, "_" and "." (no key separator "|").
+_NAMESPACE = re.compile(r"[a-z0-9_.]+")
 # C0 and C1 control characters: no real identifier has one (and each costs six bytes in JSON).
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -61,6 +63,7 @@ class DropReason(StrEnum):
     invalid_email = "invalid_email"
     invalid_phone = "invalid_phone"
     control_characters = "control_characters"
+    invalid_namespace = "invalid_namespace"
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -104,6 +107,8 @@ class Normaliser:
 
     def _normalise(self, namespace: str, value: str) -> Node | DropReason:
         namespace = canonical_namespace(namespace)
+        if not _NAMESPACE.fullmatch(namespace):
+            return DropReason.invalid_namespace
         value = value.strip()
         if not value:
             return DropReason.empty

@@ -106,3 +106,10 @@ def test_event_nodes_include_trait_contacts_and_count_drops() -> None:
     )
     assert nodes == [Node("email", "zoe@example.ie"), Node("phone", "+491701234567")]
     assert dropped == {DropReason.invalid_phone: 1, DropReason.junk: 1}
+
+
+@pytest.mark.parametrize("namespace", ["\r", "  ", "e|mail", "ëmail", "a\x00b"])
+def test_a_namespace_that_is_not_a_plain_name_is_dropped(namespace: str) -> None:
+    """Found by the fuzz test: "\\r" became an empty namespace; "|" would forge graph keys."""
+    nodes, dropped = Normaliser().nodes([Identifier(namespace=namespace, value="v-123456")])
+    assert nodes == [] and dropped == {DropReason.invalid_namespace: 1}

@@ -3,7 +3,8 @@
 Everything is measured in this one run on this machine, against a real broker (the project's
 local stack on free ports, or KAFKA_BOOTSTRAP_SERVERS / SCHEMA_REGISTRY_URL):
 
-1. N generated events go to two fresh topic sets; the pass-through agent (bench.passthrough_app)
+1. N generated events go to fresh topic sets; a plain confluent-kafka loop (bench.raw_loop: the
+   practical limit of Python on this machine), the pass-through agent (bench.passthrough_app)
    and `omnistitch worker` each process them. Throughput = events / (last - first output record
    timestamp), so start-up and rebalancing are not counted; printed side by side with the ratio.
    Two more sets go through bench.skeleton_app: the worker's three stages (intake, one-partition
@@ -209,6 +210,24 @@ def main() -> int:
         results["passthrough"] = span_rate(read_all(bootstrap, output, len(events), 120))
         print(f"  pass-through: {results['passthrough']:,.0f} events/s", flush=True)
 
+        # -- 1a'. the same work as a plain confluent-kafka loop (the practical limit) -----------
+        prefix = f"bench-raw-{uuid.uuid4().hex[:6]}."
+        create_topics(bootstrap, prefix, args.partitions)
+        raw_output = prefix + "raw-out"
+        admin.create_topics([NewTopic(raw_output, args.partitions, 1)])[raw_output].result(30)
+        produce(bootstrap, serde, EVENTS.name(prefix), events)
+        raw_env = {
+            **env,
+            "OMNISTITCH_TOPIC_PREFIX": prefix,
+            "OMNISTITCH_APP_ID": prefix + "app",
+            "BENCH_PASSTHROUGH_OUTPUT": raw_output,
+        }
+        proc = start([sys.executable, "-m", "bench.raw_loop"], raw_env, work / "raw.log")
+        wait_count(bootstrap, raw_output, len(events), 900)
+        stop(proc)
+        results["raw"] = span_rate(read_all(bootstrap, raw_output, len(events), 120))
+        print(f"  raw confluent-kafka loop: {results['raw']:,.0f} events/s", flush=True)
+
         distinct = len({e.event_id for e in events})
 
         def fresh_input(name: str) -> str:
@@ -282,9 +301,14 @@ def main() -> int:
     pt = results["passthrough"]
     ratio = results["worker"] / pt
     print()
+    raw = results["raw"]
     print(f"{'measure':<40} {'value':>14}  target")
+    print(f"{'raw confluent-kafka loop (decode, produce)':<40} {raw:>10,.0f} ev/s")
     print(f"{'pass-through (faust, decode, produce)':<40} {results['passthrough']:>10,.0f} ev/s")
     print(f"{'stitching worker':<40} {results['worker']:>10,.0f} ev/s")
+    met_raw = "met" if results["worker"] / raw >= 0.3 else "NOT met"
+    print(f"{'ratio worker / raw loop':<40} {results['worker'] / raw:>14.2f}  >= 0.30 {met_raw}")
+    print(f"{'ratio pass-through / raw loop':<40} {pt / raw:>14.2f}")
     met_ratio = "met" if ratio >= 0.5 else "NOT met"
     replay_rate = summary.events_per_second
     met_replay = "met" if replay_rate >= 50_000 else "NOT met"

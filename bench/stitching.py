@@ -16,7 +16,7 @@ local stack on free ports, or KAFKA_BOOTSTRAP_SERVERS / SCHEMA_REGISTRY_URL):
 3. Latency: with the worker running, events are produced at a fixed rate; event-to-profile
    latency = timestamp of the journey record (written in the same step as the profile update)
    minus the time the event was produced; p50 and p99.
-4. Peak RSS of the worker process during 1 and 3.
+4. Peak RSS of the worker (its faust process and its intake process together) during 1 and 3.
 """
 
 from __future__ import annotations
@@ -73,7 +73,8 @@ def broker() -> Iterator[tuple[str, str]]:
 
 
 class RssWatch:
-    """Peak resident memory of a process, sampled every 100 ms."""
+    """Peak resident memory of a process and its children (the worker's intake process),
+    sampled every 100 ms."""
 
     def __init__(self, pid: int) -> None:
         self.peak = 0
@@ -85,7 +86,8 @@ class RssWatch:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.peak = max(self.peak, self._proc.memory_info().rss)
+                family = [self._proc, *self._proc.children(recursive=True)]
+                self.peak = max(self.peak, sum(p.memory_info().rss for p in family))
             except psutil.Error:
                 return
             time.sleep(0.1)

@@ -4,7 +4,8 @@
     (N partitions, key = customer id) ──profile──▶ profiles (compacted), journeys
                                  └─────────────────────────────▶ identity-changes
 
-1. intake (partitioned): decode and validate; invalid records go to the dead-letter topic.
+1. intake (partitioned): decode and validate; invalid records go to the dead-letter topic. It
+   runs on confluent-kafka in a process of its own (pipeline.intake_loop), not in this app.
 2. link (one partition, so one writer): the customer graph (pipeline.graph) in the ``graph``
    table; emits identity changes, folds for merges and every event routed to its customer.
 3. profile (partitioned by customer id): the ``customers`` table (pipeline.profile); every
@@ -37,7 +38,6 @@ from pipeline.dead_letters import (
 )
 from pipeline.exceptions import DecodeError, OutputTooLargeError, RegistryUnavailableError
 from pipeline.graph import Graph, to_ms
-from pipeline.intake import accept
 from pipeline.profile import (
     Journal,
     ProfileBook,
@@ -52,7 +52,6 @@ from pipeline.topics import (
     ACCEPTED,
     CUSTOMER_OPS,
     DEAD_LETTERS,
-    EVENTS,
     IDENTITY_CHANGES,
     JOURNEYS,
     PROFILES,
@@ -129,7 +128,6 @@ def build_app(
 ) -> faust.App:
     """The worker's faust app, configured from settings."""
     codec = serde or RegistrySerde.from_access(settings.registry_access())
-    policy = settings.intake_policy()
     stitch = settings.stitch_config()
     prefix = settings.topic_prefix
     app = new_app(settings)
@@ -140,7 +138,6 @@ def build_app(
         "max_write_buffer_number": 2,
     }
 
-    events_topic = raw_topic(app, EVENTS.name(prefix))
     accepted_topic = raw_topic(app, ACCEPTED.name(prefix), partitions=1)
     ops_topic = raw_topic(app, CUSTOMER_OPS.name(prefix), partitions=settings.partitions)
     dead_topic = raw_topic(app, DEAD_LETTERS.name(prefix))
@@ -204,7 +201,7 @@ def build_app(
         return found
 
     counts = DeadLetterCounts()
-    stats = {"accepted": 0, "linked": 0, "profiled": 0, "processing_errors": 0}
+    stats = {"linked": 0, "profiled": 0, "processing_errors": 0}
     # (topic, key, value): what handling one record sends, once its state is committed.
     Outputs = list[tuple[Any, bytes, bytes | None]]
 
@@ -297,21 +294,6 @@ def build_app(
     def decode_event(topic: str, data: bytes) -> dict[str, Any]:
         return codec.decode(topic, data, ChannelEvent)
 
-    def take_in(message: Any) -> Outputs | Rejection:
-        outcome = accept(
-            message.value, lambda d: decode_event(EVENTS.name(prefix), d), clock(), policy
-        )
-        if isinstance(outcome, Rejection):
-            return outcome
-        value = codec.encode(ACCEPTED.name(prefix), outcome)
-        return [(accepted_topic, outcome.event_id.encode(), value)]
-
-    @app.agent(events_topic, concurrency=1)
-    async def intake(stream: Any) -> None:
-        async for event in stream.events():
-            if await guarded("intake", event.message, take_in):
-                stats["accepted"] += 1
-
     def linking(message: Any) -> Outputs:
         accepted = ChannelEvent.from_avro(decode_event(ACCEPTED.name(prefix), message.value))
         now = clock()
@@ -386,7 +368,6 @@ def build_app(
     @app.timer(settings.stats_interval_s)
     async def log_counts() -> None:
         snapshot = (
-            stats["accepted"],
             stats["linked"],
             stats["profiled"],
             counts.as_dict(),
@@ -395,14 +376,9 @@ def build_app(
         )
         if not last_logged or last_logged[-1] != snapshot:
             log.info(
-                "intake: accepted=%d dead_letters=%s linked=%d profile_messages=%d "
+                "stitching: linked=%d profile_messages=%d dead_letters=%s "
                 "processing_errors=%d graph=%s",
-                snapshot[0],
-                snapshot[3],
-                snapshot[1],
-                snapshot[2],
-                snapshot[4],
-                snapshot[5],
+                *snapshot,
             )
             last_logged[:] = [snapshot]
 

@@ -200,8 +200,77 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     serde = RegistrySerde.from_access(settings.registry_access())
     serde.register(settings.topic_prefix)
     app = build_app(settings, serde=serde)
-    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
-    worker.execute_from_commandline()
+    intake = IntakeProcess()
+    intake.start()
+    try:
+        worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+        worker.execute_from_commandline()
+    finally:
+        intake.stop()
+    return 0
+
+
+class IntakeProcess:
+    """The worker's intake stage (pipeline.intake_loop) as a child process, restarted when it
+    ends unexpectedly, stopped with the worker; it ends by itself if the worker is killed."""
+
+    def __init__(self) -> None:
+        import os
+        import sys
+
+        self.argv = [sys.executable, "-m", "pipeline.cli", "intake", "--parent", str(os.getpid())]
+        self.proc: Any = None
+        self.stopping = False
+        self.thread: Any = None
+
+    def start(self) -> None:
+        import threading
+
+        self._spawn()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+
+    def _spawn(self) -> None:
+        import subprocess
+
+        self.proc = subprocess.Popen(self.argv)
+
+    def _watch(self) -> None:
+        import logging
+        import time
+
+        delay = 1.0
+        while not self.stopping:
+            code = self.proc.wait()
+            if self.stopping:
+                return
+            logging.getLogger("omnistitch.worker").warning(
+                "intake process ended (exit %s); restarting in %.0fs", code, delay
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+            if not self.stopping:
+                self._spawn()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        import subprocess
+
+        self.stopping = True
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def cmd_intake(args: argparse.Namespace, settings: Settings) -> int:
+    from pipeline.intake_loop import run_intake
+
+    _logging(settings)
+    run_intake(settings, parent=args.parent or 0)
     return 0
 
 
@@ -488,6 +557,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run the faust worker (intake, stitching)")
     worker.add_argument("--model", help="match model JSON (omnistitch train); default built-in")
     worker.set_defaults(func=cmd_worker)
+
+    intake = sub.add_parser(
+        "intake", help="run only the worker's intake stage (omnistitch worker starts it)"
+    )
+    intake.add_argument("--parent", type=int, help="end when this process is gone")
+    intake.set_defaults(func=cmd_intake)
 
     collector = sub.add_parser(
         "collector", help="run the HTTP collector (Segment tracking API and webhooks)"

@@ -21,6 +21,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from pipeline.contract import ChannelEvent, Identifier, JourneyEvent
 from pipeline.dead_letters import MAX_KEPT_BYTES, DeadLetter, Reason
+from pipeline.intake_loop import group_id
 from pipeline.serialization import RegistrySerde
 from pipeline.topics import CUSTOMER_OPS, DEAD_LETTERS, EVENTS, JOURNEYS
 from tests.factories import make_event
@@ -203,9 +204,10 @@ def test_hostile_records_neither_stall_the_worker_nor_vanish(
     assert "Crashed" not in log, log[-4000:]
     assert worker.stop() == 0
     # Every input partition of every stage is committed to its end: nothing skipped, no gap.
-    consumer = Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": app_id})
-    try:
-        for name in (topic, ops):
+    groups = {topic: group_id(app_id), ops: app_id}  # intake has a group of its own
+    for name, group in groups.items():
+        consumer = Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": group})
+        try:
             for partition in (0, 1):
                 tp = TopicPartition(name, partition)
                 low, high = consumer.get_watermark_offsets(tp, timeout=10)
@@ -213,5 +215,5 @@ def test_hostile_records_neither_stall_the_worker_nor_vanish(
                 # An empty partition has nothing to commit (offset -1001: none).
                 done = committed.offset == high or (high == low and committed.offset < 0)
                 assert done, (name, partition, committed.offset, high)
-    finally:
-        consumer.close()
+        finally:
+            consumer.close()

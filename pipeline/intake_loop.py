@@ -9,7 +9,9 @@ replay), the producer is flushed and every delivery checked, and only then are t
 offsets committed; a batch whose deliveries did not all succeed is consumed again. A record
 whose handling raises becomes a ``processing_error`` dead letter; a schema registry that
 cannot be reached is waited for. Repeats downstream are harmless: linking is idempotent by
-event id. The consumer group is ``<app id>.intake`` (faust's group uses its own assignor).
+event id. The consumer group is ``<app id>.intake`` (faust's group uses its own assignor); a
+partition it has never committed starts where the faust group of earlier versions (``<app id>``)
+had committed, so an upgrade does not read the whole topic again.
 """
 
 from __future__ import annotations
@@ -199,9 +201,35 @@ class IntakeLoop:
         )
         return len(messages)
 
+    def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
+        """Partitions without a commit of this group start at the earlier faust group's."""
+        from confluent_kafka import Consumer
+
+        committed = consumer.committed(partitions, timeout=10)
+        fresh = [tp for tp in committed if tp.offset < 0]
+        if fresh:
+            legacy = Consumer(
+                {**self.settings.kafka_security().librdkafka(), "group.id": self.settings.app_id}
+            )
+            try:
+                earlier = {tp.partition: tp.offset for tp in legacy.committed(fresh, timeout=10)}
+            finally:
+                legacy.close()
+            for tp in partitions:
+                if earlier.get(tp.partition, -1) >= 0 and tp.partition in {
+                    f.partition for f in fresh
+                }:
+                    tp.offset = earlier[tp.partition]
+                    log.info(
+                        "intake: partition %d starts at the earlier commit %d",
+                        tp.partition,
+                        tp.offset,
+                    )
+        consumer.assign(partitions)
+
     def run(self) -> None:
         """Until SIGTERM/SIGINT (or the parent worker is gone): batches, then a clean close."""
-        self.consumer.subscribe([self.source])
+        self.consumer.subscribe([self.source], on_assign=self._on_assign)
         last_log = time.monotonic()
         logged: tuple[Any, ...] = ()
         try:

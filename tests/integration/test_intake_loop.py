@@ -1,0 +1,67 @@
+"""The intake loop in-process on the real broker: batches committed after delivery, and a
+partition it never committed starts where the faust group of earlier versions had committed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from pipeline.intake_loop import IntakeLoop, group_id
+from pipeline.serialization import RegistrySerde
+from pipeline.settings import Settings
+from pipeline.topics import ACCEPTED, EVENTS, create_topics
+from tests.factories import make_event
+from tests.integration.conftest import KafkaEndpoints, consume, drain
+
+pytestmark = pytest.mark.integration
+
+
+def test_an_upgrade_starts_at_the_earlier_commit_and_commits_after_delivery(
+    kafka: KafkaEndpoints, unique_name: Callable[[str], str]
+) -> None:
+    prefix = unique_name("loop") + "."
+    create_topics(kafka.bootstrap_servers, prefix, 1)
+    settings = Settings(
+        bootstrap_servers=kafka.bootstrap_servers,
+        schema_registry_url=kafka.registry_url,
+        topic_prefix=prefix,
+        partitions=1,
+        app_id=unique_name("app"),
+    )
+    serde = RegistrySerde(kafka.registry_url)
+    topic = EVENTS.name(prefix)
+    events = [make_event(occurred_at=datetime.now(UTC)) for _ in range(10)]
+    producer = Producer({"bootstrap.servers": kafka.bootstrap_servers})
+    for event in events:
+        producer.produce(topic, key=event.event_id.encode(), value=serde.encode(topic, event))
+    assert producer.flush(30) == 0
+    # The faust group of an earlier version had handled the first four records.
+    legacy = Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": settings.app_id})
+    legacy.commit(offsets=[TopicPartition(topic, 0, 4)], asynchronous=False)
+    legacy.close()
+
+    loop = IntakeLoop(settings, serde)
+    loop.consumer.subscribe([topic], on_assign=loop._on_assign)
+    handled = 0
+    for _ in range(40):
+        handled += loop.step()
+        if handled >= 6:
+            break
+    loop.producer.flush(10)
+    loop.consumer.close()
+    assert handled == 6
+
+    accepted = consume(kafka.bootstrap_servers, ACCEPTED.name(prefix), 6, 30)
+    assert [m.key().decode() for m in accepted] == [e.event_id for e in events[4:]]
+    assert len(drain(kafka.bootstrap_servers, ACCEPTED.name(prefix), idle_s=1)) == 6
+    check = Consumer(
+        {"bootstrap.servers": kafka.bootstrap_servers, "group.id": group_id(settings.app_id)}
+    )
+    try:
+        (committed,) = check.committed([TopicPartition(topic, 0)], timeout=10)
+    finally:
+        check.close()
+    assert committed.offset == 10

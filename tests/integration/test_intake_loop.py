@@ -65,3 +65,54 @@ def test_an_upgrade_starts_at_the_earlier_commit_and_commits_after_delivery(
     finally:
         check.close()
     assert committed.offset == 10
+
+
+def test_a_batch_whose_deliveries_fail_is_not_committed_and_is_read_again(
+    kafka: KafkaEndpoints, unique_name: Callable[[str], str]
+) -> None:
+    from pipeline.stack import free_port
+
+    prefix = unique_name("loopfail") + "."
+    create_topics(kafka.bootstrap_servers, prefix, 1)
+    settings = Settings(
+        bootstrap_servers=kafka.bootstrap_servers,
+        schema_registry_url=kafka.registry_url,
+        topic_prefix=prefix,
+        partitions=1,
+        app_id=unique_name("app"),
+        delivery_timeout_s=3,
+    )
+    serde = RegistrySerde(kafka.registry_url)
+    topic = EVENTS.name(prefix)
+    events = [make_event(occurred_at=datetime.now(UTC)) for _ in range(5)]
+    producer = Producer({"bootstrap.servers": kafka.bootstrap_servers})
+    for event in events:
+        producer.produce(topic, key=event.event_id.encode(), value=serde.encode(topic, event))
+    assert producer.flush(30) == 0
+
+    loop = IntakeLoop(settings, serde)
+    working = loop.producer
+    # Kafka unreachable for the producer: nothing can be delivered within the timeout.
+    loop.producer = Producer(
+        {"bootstrap.servers": f"127.0.0.1:{free_port()}", "message.timeout.ms": 2000}
+    )
+    loop.consumer.subscribe([topic], on_assign=loop._on_assign)
+    attempts = [loop.step() for _ in range(3)]
+    assert not any(attempts)  # every batch failed: none counted as handled
+    check = Consumer(
+        {"bootstrap.servers": kafka.bootstrap_servers, "group.id": group_id(settings.app_id)}
+    )
+    try:
+        (committed,) = check.committed([TopicPartition(topic, 0)], timeout=10)
+        assert committed.offset < 0  # nothing committed
+        # Kafka back: the same records are read again, delivered and committed.
+        loop.producer = working
+        handled = sum(loop.step() for _ in range(20))
+        loop.consumer.close()
+        assert handled == 5
+        (committed,) = check.committed([TopicPartition(topic, 0)], timeout=10)
+        assert committed.offset == 5
+    finally:
+        check.close()
+    keys = {m.key().decode() for m in drain(kafka.bootstrap_servers, ACCEPTED.name(prefix))}
+    assert keys == {e.event_id for e in events}

@@ -97,8 +97,11 @@ def test_a_batch_whose_deliveries_fail_is_not_committed_and_is_read_again(
         {"bootstrap.servers": f"127.0.0.1:{free_port()}", "message.timeout.ms": 2000}
     )
     loop.consumer.subscribe([topic], on_assign=loop._on_assign)
-    attempts = [loop.step() for _ in range(3)]
-    assert not any(attempts)  # every batch failed: none counted as handled
+    for _ in range(10):
+        assert loop.step() == 0  # a failed batch counts nothing as handled
+        if loop.accepted >= 5:
+            break
+    assert loop.accepted >= 5  # the records were consumed and handed over, never delivered
     check = Consumer(
         {"bootstrap.servers": kafka.bootstrap_servers, "group.id": group_id(settings.app_id)}
     )

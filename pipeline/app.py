@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +33,7 @@ from pipeline.dead_letters import (
     DeadLetterCounts,
     Origin,
     Rejection,
+    log_processing_error,
     processing_error,
 )
 from pipeline.exceptions import DecodeError, OutputTooLargeError, RegistryUnavailableError
@@ -277,17 +277,8 @@ def build_app(
 
     async def _failed(stage: str, message: Any, exc: Exception) -> None:
         stats["processing_errors"] += 1
-        frame = traceback.extract_tb(exc.__traceback__)[-1:] or None
-        where = f"{frame[0].filename.rsplit('/', 1)[-1]}:{frame[0].lineno}" if frame else "?"
-        # The class and where it was raised, never the exception's message (personal data).
-        log.warning(
-            "processing error: stage=%s exception=%s at=%s origin=%s/%d@%d",
-            stage,
-            type(exc).__name__,
-            where,
-            message.topic,
-            message.partition,
-            message.offset,
+        log_processing_error(
+            log, stage, exc, Origin(message.topic, message.partition, message.offset)
         )
         await dead_letter(message, processing_error(stage, exc), stage, type(exc).__name__)
 

@@ -17,6 +17,8 @@ Dead letters hold personal data (the original bytes): their topic's retention is
 from __future__ import annotations
 
 import hashlib
+import logging
+import traceback
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -151,6 +153,24 @@ def processing_error(stage: str, exc: BaseException) -> Rejection:
     """The rejection of a record whose handling raised: the class, never the message (which
     may quote personal data)."""
     return Rejection(Reason.processing_error, f"{stage} raised {type(exc).__name__}")
+
+
+def log_processing_error(
+    log: logging.Logger, stage: str, exc: BaseException, origin: Origin
+) -> None:
+    """The log line of a processing error: the stage, the exception's class and where it was
+    raised, the record's origin — never the exception's message (it may quote personal data)."""
+    frame = traceback.extract_tb(exc.__traceback__)[-1:]
+    where = f"{frame[0].filename.rsplit('/', 1)[-1]}:{frame[0].lineno}" if frame else "?"
+    log.warning(
+        "processing error: stage=%s exception=%s at=%s origin=%s/%d@%d",
+        stage,
+        type(exc).__name__,
+        where,
+        origin.topic,
+        origin.partition,
+        origin.offset,
+    )
 
 
 class DeadLetterCounts:

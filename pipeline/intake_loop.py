@@ -20,7 +20,6 @@ import logging
 import os
 import signal
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +30,7 @@ from pipeline.dead_letters import (
     DeadLetterCounts,
     Origin,
     Rejection,
+    log_processing_error,
     processing_error,
 )
 from pipeline.exceptions import RegistryUnavailableError
@@ -100,7 +100,7 @@ class IntakeLoop:
 
     def _dead_letter(self, message: Any, rejection: Rejection, error: str | None = None) -> None:
         letter = DeadLetter(
-            Origin(message.topic(), message.partition(), message.offset()),
+            _origin(message),
             rejection,
             message.key(),
             message.value(),
@@ -131,17 +131,7 @@ class IntakeLoop:
             raise
         except Exception as exc:
             self.processing_errors += 1
-            frame = traceback.extract_tb(exc.__traceback__)[-1:]
-            where = f"{frame[0].filename.rsplit('/', 1)[-1]}:{frame[0].lineno}" if frame else "?"
-            log.warning(
-                "processing error: stage=%s exception=%s at=%s origin=%s/%d@%d",
-                STAGE,
-                type(exc).__name__,
-                where,
-                message.topic(),
-                message.partition(),
-                message.offset(),
-            )
+            log_processing_error(log, STAGE, exc, _origin(message))
             self._dead_letter(message, processing_error(STAGE, exc), type(exc).__name__)
             return
         self.producer.produce(
@@ -250,6 +240,10 @@ class IntakeLoop:
 
     def stop(self, *_args: Any) -> None:
         self.running = False
+
+
+def _origin(message: Any) -> Origin:
+    return Origin(str(message.topic()), int(message.partition() or 0), int(message.offset() or 0))
 
 
 def _where(message: Any) -> tuple[str, int]:

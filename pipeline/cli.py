@@ -200,6 +200,8 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     serde = RegistrySerde.from_access(settings.registry_access())
     serde.register(settings.topic_prefix)
     app = build_app(settings, serde=serde)
+    from pipeline.intake_loop import IntakeProcess
+
     intake = IntakeProcess()
     intake.start()
     try:
@@ -208,62 +210,6 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         intake.stop()
     return 0
-
-
-class IntakeProcess:
-    """The worker's intake stage (pipeline.intake_loop) as a child process, restarted when it
-    ends unexpectedly, stopped with the worker; it ends by itself if the worker is killed."""
-
-    def __init__(self) -> None:
-        import os
-        import sys
-
-        self.argv = [sys.executable, "-m", "pipeline.cli", "intake", "--parent", str(os.getpid())]
-        self.proc: Any = None
-        self.stopping = False
-        self.thread: Any = None
-
-    def start(self) -> None:
-        import threading
-
-        self._spawn()
-        self.thread = threading.Thread(target=self._watch, daemon=True)
-        self.thread.start()
-
-    def _spawn(self) -> None:
-        import subprocess
-
-        self.proc = subprocess.Popen(self.argv)
-
-    def _watch(self) -> None:
-        import logging
-        import time
-
-        delay = 1.0
-        while not self.stopping:
-            code = self.proc.wait()
-            if self.stopping:
-                return
-            logging.getLogger("omnistitch.worker").warning(
-                "intake process ended (exit %s); restarting in %.0fs", code, delay
-            )
-            time.sleep(delay)
-            delay = min(delay * 2, 30.0)
-            if not self.stopping:
-                self._spawn()
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        import subprocess
-
-        self.stopping = True
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def cmd_intake(args: argparse.Namespace, settings: Settings) -> int:

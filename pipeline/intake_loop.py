@@ -19,6 +19,9 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -205,10 +208,8 @@ class IntakeLoop:
                 earlier = {tp.partition: tp.offset for tp in legacy.committed(fresh, timeout=10)}
             finally:
                 legacy.close()
-            for tp in partitions:
-                if earlier.get(tp.partition, -1) >= 0 and tp.partition in {
-                    f.partition for f in fresh
-                }:
+            for tp in partitions:  # ``earlier`` holds the fresh partitions only
+                if earlier.get(tp.partition, -1) >= 0:
                     tp.offset = earlier[tp.partition]
                     log.info(
                         "intake: partition %d starts at the earlier commit %d",
@@ -263,3 +264,45 @@ def run_intake(settings: Settings, parent: int = 0) -> None:
     signal.signal(signal.SIGINT, loop.stop)
     log.info("intake: consuming %s as group %s", loop.source, group_id(settings.app_id))
     loop.run()
+
+
+class IntakeProcess:
+    """The worker's intake stage (IntakeLoop, `omnistitch intake`) as a child process, restarted when it
+    ends unexpectedly, stopped with the worker; it ends by itself if the worker is killed."""
+
+    def __init__(self) -> None:
+        self.argv = [sys.executable, "-m", "pipeline.cli", "intake", "--parent", str(os.getpid())]
+        self.proc: Any = None
+        self.stopping = False
+        self.thread: Any = None
+
+    def start(self) -> None:
+        self._spawn()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+
+    def _spawn(self) -> None:
+        self.proc = subprocess.Popen(self.argv)
+
+    def _watch(self) -> None:
+        delay = 1.0
+        while not self.stopping:
+            code = self.proc.wait()
+            if self.stopping:
+                return
+            log.warning("intake process ended (exit %s); restarting in %.0fs", code, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 30.0)
+            if not self.stopping:
+                self._spawn()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        self.stopping = True
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()

@@ -267,8 +267,9 @@ def run_intake(settings: Settings, parent: int = 0) -> None:
 
 
 class IntakeProcess:
-    """The worker's intake stage (IntakeLoop, `omnistitch intake`) as a child process, restarted when it
-    ends unexpectedly, stopped with the worker; it ends by itself if the worker is killed."""
+    """The worker's intake stage (IntakeLoop, ``omnistitch intake``) as a child process:
+    restarted when it ends unexpectedly, stopped with the worker; it ends by itself if the
+    worker is killed."""
 
     def __init__(self) -> None:
         self.argv = [sys.executable, "-m", "pipeline.cli", "intake", "--parent", str(os.getpid())]

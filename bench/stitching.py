@@ -190,47 +190,11 @@ def main() -> int:
     with broker() as (bootstrap, registry):
         serde = RegistrySerde(registry)
         results: dict[str, float] = {}
-        # -- 1a. pass-through baseline ---------------------------------------------------------
-        prefix = f"bench-pt-{uuid.uuid4().hex[:6]}."
-        create_topics(bootstrap, prefix, args.partitions)
-        output = prefix + "passthrough-out"
-        admin = AdminClient({"bootstrap.servers": bootstrap})
-        admin.create_topics([NewTopic(output, args.partitions, 1)])[output].result(30)
-        produce(bootstrap, serde, EVENTS.name(prefix), events)
         env = {
             "OMNISTITCH_BOOTSTRAP_SERVERS": bootstrap,
             "OMNISTITCH_SCHEMA_REGISTRY_URL": registry,
-            "OMNISTITCH_TOPIC_PREFIX": prefix,
             "OMNISTITCH_PARTITIONS": str(args.partitions),
-            "OMNISTITCH_APP_ID": prefix + "app",
-            "OMNISTITCH_DATA_DIR": str(work / "pt"),
-            "BENCH_PASSTHROUGH_OUTPUT": output,
         }
-        proc = start([sys.executable, "-m", "bench.passthrough_app"], env, work / "passthrough.log")
-        wait_count(bootstrap, output, len(events), 900)
-        stop(proc)
-        results["passthrough"] = span_rate(read_all(bootstrap, output, len(events), 120))
-        print(f"  pass-through: {results['passthrough']:,.0f} events/s", flush=True)
-
-        # -- 1a'. the same work as a plain confluent-kafka loop (the practical limit) -----------
-        prefix = f"bench-raw-{uuid.uuid4().hex[:6]}."
-        create_topics(bootstrap, prefix, args.partitions)
-        raw_output = prefix + "raw-out"
-        admin.create_topics([NewTopic(raw_output, args.partitions, 1)])[raw_output].result(30)
-        produce(bootstrap, serde, EVENTS.name(prefix), events)
-        raw_env = {
-            **env,
-            "OMNISTITCH_TOPIC_PREFIX": prefix,
-            "OMNISTITCH_APP_ID": prefix + "app",
-            "BENCH_PASSTHROUGH_OUTPUT": raw_output,
-        }
-        proc = start([sys.executable, "-m", "bench.raw_loop"], raw_env, work / "raw.log")
-        wait_count(bootstrap, raw_output, len(events), 900)
-        stop(proc)
-        results["raw"] = span_rate(read_all(bootstrap, raw_output, len(events), 120))
-        print(f"  raw confluent-kafka loop: {results['raw']:,.0f} events/s", flush=True)
-
-        distinct = len({e.event_id for e in events})
 
         def fresh_input(name: str) -> str:
             """A new topic set holding the events, and env pointing at it; its prefix."""
@@ -241,6 +205,26 @@ def main() -> int:
             env["OMNISTITCH_APP_ID"] = prefix + "app"
             env["OMNISTITCH_DATA_DIR"] = str(work / name)
             return prefix
+
+        def copy_rate(module: str, name: str) -> float:
+            """Events/s of a process that copies the events to an output topic (decoding and
+            validating each), on a fresh topic set of its own."""
+            output = fresh_input(name) + f"{name}-out"
+            admin.create_topics([NewTopic(output, args.partitions, 1)])[output].result(30)
+            env["BENCH_PASSTHROUGH_OUTPUT"] = output
+            proc = start([sys.executable, "-m", module], env, work / f"{name}.log")
+            wait_count(bootstrap, output, len(events), 900)
+            stop(proc)
+            return span_rate(read_all(bootstrap, output, len(events), 120))
+
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        # -- 1a. pass-through baseline, and the same work as a plain confluent-kafka loop ------
+        results["passthrough"] = copy_rate("bench.passthrough_app", "pt")
+        print(f"  pass-through: {results['passthrough']:,.0f} events/s", flush=True)
+        results["raw"] = copy_rate("bench.raw_loop", "raw")
+        print(f"  raw confluent-kafka loop: {results['raw']:,.0f} events/s", flush=True)
+
+        distinct = len({e.event_id for e in events})
 
         # -- 1b. the worker's topology without stitching (the floor of that design) -------------
         for stages in (3, 2):

@@ -268,6 +268,21 @@ def connector_env(kafka: KafkaEndpoints, prefix: str, tmp_path: Path) -> dict[st
     }
 
 
+def wait_healthy(base: str, proc: WorkerProcess, timeout_s: float = 60) -> None:
+    """Wait until a collector process answers 200 on /health (fails the test if it dies)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/health", timeout=2) as resp:  # noqa: S310
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, proc.tail()
+        assert proc.proc is not None and proc.proc.poll() is None, proc.tail()
+        time.sleep(0.3)
+
+
 @pytest.fixture
 def collector(
     kafka: KafkaEndpoints,
@@ -285,16 +300,6 @@ def collector(
     )
     proc.start()
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/health", timeout=2) as resp:  # noqa: S310
-                if resp.status == 200:
-                    break
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, proc.tail()
-        assert proc.proc is not None and proc.proc.poll() is None, proc.tail()
-        time.sleep(0.3)
+    wait_healthy(base, proc)
     yield base, prefix
     assert proc.stop() == 0, proc.tail()

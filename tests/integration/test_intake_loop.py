@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from pipeline.contract import ChannelEvent
 from pipeline.intake_loop import IntakeLoop, group_id
 from pipeline.serialization import RegistrySerde
 from pipeline.settings import Settings
@@ -19,25 +21,36 @@ from tests.integration.conftest import KafkaEndpoints, consume, drain
 pytestmark = pytest.mark.integration
 
 
-def test_an_upgrade_starts_at_the_earlier_commit_and_commits_after_delivery(
-    kafka: KafkaEndpoints, unique_name: Callable[[str], str]
-) -> None:
+def _events_on_fresh_topics(
+    kafka: KafkaEndpoints, unique_name: Callable[[str], str], count: int, **settings: Any
+) -> tuple[Settings, RegistrySerde, str, list[ChannelEvent]]:
+    """One-partition topics under a fresh prefix holding ``count`` events, and the settings of
+    an intake loop on them."""
     prefix = unique_name("loop") + "."
     create_topics(kafka.bootstrap_servers, prefix, 1)
-    settings = Settings(
+    configured = Settings(
         bootstrap_servers=kafka.bootstrap_servers,
         schema_registry_url=kafka.registry_url,
         topic_prefix=prefix,
         partitions=1,
         app_id=unique_name("app"),
+        **settings,
     )
     serde = RegistrySerde(kafka.registry_url)
     topic = EVENTS.name(prefix)
-    events = [make_event(occurred_at=datetime.now(UTC)) for _ in range(10)]
+    events = [make_event(occurred_at=datetime.now(UTC)) for _ in range(count)]
     producer = Producer({"bootstrap.servers": kafka.bootstrap_servers})
     for event in events:
         producer.produce(topic, key=event.event_id.encode(), value=serde.encode(topic, event))
     assert producer.flush(30) == 0
+    return configured, serde, topic, events
+
+
+def test_an_upgrade_starts_at_the_earlier_commit_and_commits_after_delivery(
+    kafka: KafkaEndpoints, unique_name: Callable[[str], str]
+) -> None:
+    settings, serde, topic, events = _events_on_fresh_topics(kafka, unique_name, 10)
+    prefix = settings.topic_prefix
     # The faust group of an earlier version had handled the first four records.
     legacy = Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": settings.app_id})
     legacy.commit(offsets=[TopicPartition(topic, 0, 4)], asynchronous=False)
@@ -72,23 +85,10 @@ def test_a_batch_whose_deliveries_fail_is_not_committed_and_is_read_again(
 ) -> None:
     from pipeline.stack import free_port
 
-    prefix = unique_name("loopfail") + "."
-    create_topics(kafka.bootstrap_servers, prefix, 1)
-    settings = Settings(
-        bootstrap_servers=kafka.bootstrap_servers,
-        schema_registry_url=kafka.registry_url,
-        topic_prefix=prefix,
-        partitions=1,
-        app_id=unique_name("app"),
-        delivery_timeout_s=3,
+    settings, serde, topic, events = _events_on_fresh_topics(
+        kafka, unique_name, 5, delivery_timeout_s=3
     )
-    serde = RegistrySerde(kafka.registry_url)
-    topic = EVENTS.name(prefix)
-    events = [make_event(occurred_at=datetime.now(UTC)) for _ in range(5)]
-    producer = Producer({"bootstrap.servers": kafka.bootstrap_servers})
-    for event in events:
-        producer.produce(topic, key=event.event_id.encode(), value=serde.encode(topic, event))
-    assert producer.flush(30) == 0
+    prefix = settings.topic_prefix
 
     loop = IntakeLoop(settings, serde)
     working = loop.producer

@@ -24,7 +24,7 @@ from pipeline.stack import LocalStack, StackConfig, free_port
 from pipeline.topics import JOURNEYS, create_topics
 from pipeline.transport import KafkaSecurity
 from tests.conftest import REPO_ROOT
-from tests.integration.conftest import WorkerProcess, consume
+from tests.integration.conftest import WorkerProcess, consume, wait_healthy
 
 pytestmark = pytest.mark.integration
 
@@ -101,16 +101,7 @@ def test_worker_and_connectors_over_sasl_ssl_without_personal_data_in_logs(
         process.start()
 
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{base}/health", timeout=2) as resp:  # noqa: S310
-                if resp.status == 200:
-                    break
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, collector.tail()
-        time.sleep(0.3)
+    wait_healthy(base, collector)
     call = {
         "type": "identify",
         "userId": "U-77",

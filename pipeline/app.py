@@ -1,33 +1,39 @@
-"""The faust-streaming worker: thin glue between Kafka and the pure pipeline stages.
+"""The faust-streaming worker: thin glue between Kafka and the stages (pipeline.stages).
 
-    events (N partitions) ──intake──▶ events.accepted (1 partition) ──link──▶ customer-ops
-    (N partitions, key = customer id) ──profile──▶ profiles (compacted), journeys
-                                 └─────────────────────────────▶ identity-changes
+    events (N partitions) ──intake──▶ events.accepted.v2 (1 partition, EventBatch records)
+    ──link──▶ customer-ops.v2 (N partitions, OperationBatch records per partition)
+    ──profile──▶ profiles (compacted), journeys;   link ──▶ identity-changes
 
 1. intake (partitioned): decode and validate; invalid records go to the dead-letter topic. It
-   runs on confluent-kafka in a process of its own (pipeline.intake_loop), not in this app.
+   runs on confluent-kafka in a process of its own (pipeline.intake_loop), not in this app,
+   and forwards accepted events in batches (pipeline.batches).
 2. link (one partition, so one writer): the customer graph (pipeline.graph) in the ``graph``
    table; emits identity changes, folds for merges and every event routed to its customer.
-3. profile (partitioned by customer id): the ``customers`` table (pipeline.profile); every
-   read and write of a customer's state happens while processing a message keyed by that id.
+3. profile (partitioned by customer id): the ``customers`` table (pipeline.profile). An
+   OperationBatch on partition p holds only customers whose id hashes to p, so every read and
+   write of a customer's state happens while faust processes a record of that customer's
+   partition: faust's RocksDB store and changelog pick the partition from the current event
+   (faust-streaming #497), and here the current event is the batch record itself.
 
-Offsets are committed after a record was handled (at-least-once); repeated records are
-recognised by event id (linking) and by the customer's seen event ids (profiles, journeys).
+Each agent handles one batch record at a time (concurrency 1): the stage runs over the batch
+and writes each changed key once, the outputs are sent with confluent-kafka and acknowledged
+(pipeline.delivery), and only then does the stream move on, so offsets are committed after a
+batch was handled (at-least-once); repeats are recognised by event id (linking) and by the
+customer's seen event ids (profiles, journeys).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import faust
 
 from pipeline import durability
+from pipeline.batches import EVENT_BATCH, OPERATION_BATCH
 from pipeline.clock import Clock, system_clock
-from pipeline.contract import ChannelEvent, JourneyEvent
+from pipeline.contract import JourneyEvent
 from pipeline.dead_letters import (
     DeadLetter,
     DeadLetterCounts,
@@ -36,22 +42,18 @@ from pipeline.dead_letters import (
     log_processing_error,
     processing_error,
 )
-from pipeline.exceptions import DecodeError, OutputTooLargeError, RegistryUnavailableError
-from pipeline.graph import Graph, to_ms
-from pipeline.profile import (
-    Journal,
-    ProfileBook,
-    fold_message,
-    possible_message,
-    route_message,
-)
+from pipeline.delivery import Sender
+from pipeline.exceptions import DecodeError, RegistryUnavailableError
+from pipeline.graph import to_ms
+from pipeline.profile import Journal
 from pipeline.serialization import RegistrySerde, Serde
 from pipeline.settings import Settings
-from pipeline.state import StagedStore
+from pipeline.stages import LinkStage, ProfileStage, Topics
 from pipeline.topics import (
     ACCEPTED,
     CUSTOMER_OPS,
     DEAD_LETTERS,
+    EVENTS,
     IDENTITY_CHANGES,
     JOURNEYS,
     PROFILES,
@@ -60,10 +62,6 @@ from pipeline.topics import (
 log = logging.getLogger("omnistitch.worker")
 
 REGISTRY_RETRY_MAX_S = 30.0
-# Far below Kafka's default 1 MiB message size: a table value (changelog record) or an output
-# larger than this is refused before anything is written (limits make it unreachable).
-MAX_STATE_VALUE_BYTES = 512 * 1024
-MAX_OUTPUT_BYTES = 900 * 1024
 
 
 def broker_urls(bootstrap_servers: str) -> list[str]:
@@ -119,10 +117,6 @@ def raw_topic(app: faust.App, name: str, partitions: int | None = None) -> Any:
     )
 
 
-def _json(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 def build_app(
     settings: Settings, clock: Clock = system_clock, serde: Serde | None = None
 ) -> faust.App:
@@ -141,17 +135,9 @@ def build_app(
     accepted_topic = raw_topic(app, ACCEPTED.name(prefix), partitions=1)
     ops_topic = raw_topic(app, CUSTOMER_OPS.name(prefix), partitions=settings.partitions)
     dead_topic = raw_topic(app, DEAD_LETTERS.name(prefix))
-    profiles_topic = raw_topic(app, PROFILES.name(prefix))
-    journeys_topic = raw_topic(app, JOURNEYS.name(prefix))
-    changes_topic = raw_topic(app, IDENTITY_CHANGES.name(prefix))
     graph_table = app.Table("graph", partitions=1, options=rocks)
     customers_table = app.Table("customers", partitions=settings.partitions, options=rocks)
-    # Every record's table writes are staged and committed only when it was handled whole.
-    graph_state = StagedStore(TableStore(graph_table), MAX_STATE_VALUE_BYTES)
-    customers_state = StagedStore(TableStore(customers_table), MAX_STATE_VALUE_BYTES)
-    graph = Graph(graph_state, stitch.rules, stitch.matching)
     journal = Journal(int(settings.journey_window_s * 1000))
-    book = ProfileBook(customers_state, stitch.survivorship, journal=journal, rules=stitch.rules)
     tail_stale = [True]
 
     @app.on_partitions_assigned.connect
@@ -202,143 +188,105 @@ def build_app(
 
     counts = DeadLetterCounts()
     stats = {"linked": 0, "profiled": 0, "processing_errors": 0}
-    # (topic, key, value): what handling one record sends, once its state is committed.
-    Outputs = list[tuple[Any, bytes, bytes | None]]
+    topics = Topics(
+        events=EVENTS.name(prefix),
+        operations=CUSTOMER_OPS.name(prefix),
+        changes=IDENTITY_CHANGES.name(prefix),
+        profiles=PROFILES.name(prefix),
+        journeys=JOURNEYS.name(prefix),
+    )
+    linker = LinkStage(
+        TableStore(graph_table),
+        codec,
+        topics,
+        clock,
+        stitch,
+        settings.partitions,
+        settings.batch_size,
+    )
+    profiler = ProfileStage(
+        TableStore(customers_table),
+        codec,
+        topics,
+        clock,
+        stitch,
+        journal,
+        settings.partitions,
+        settings.batch_size,
+    )
+    sender = Sender(settings)
 
     async def dead_letter(
-        message: Any, rejection: Rejection, stage: str | None = None, error: str | None = None
+        origin: Origin,
+        key: bytes | None,
+        value: bytes | None,
+        rejection: Rejection,
+        stage: str | None = None,
+        error: str | None = None,
     ) -> None:
         letter = DeadLetter(
-            Origin(message.topic, message.partition, message.offset),
-            rejection,
-            message.key,
-            message.value,
-            clock(),
-            stage=stage,
-            exception=error,
+            origin, rejection, key, value, clock(), stage=stage, exception=error
         ).bounded()
-        await dead_topic.send(key=message.key, value=letter.value, headers=letter.headers())
+        await dead_topic.send(key=key, value=letter.value, headers=letter.headers())
         counts.add(rejection.reason)
         log.info(
             "dead letter: reason=%s origin=%s/%d@%d",
             rejection.reason,
-            message.topic,
-            message.partition,
-            message.offset,
+            origin.topic,
+            origin.partition,
+            origin.offset,
         )
 
-    async def guarded(
-        stage: str,
-        message: Any,
-        work: Callable[[Any], Outputs | Rejection],
-        states: tuple[StagedStore, ...] = (),
-    ) -> bool:
-        """Handle one record: its state changes are committed and its outputs sent, or (when
-        handling raised) nothing is written and the record becomes a dead letter with reason
-        processing_error. A schema registry that cannot be reached is waited for instead."""
+    async def failed(
+        stage: str, origin: Origin, key: bytes | None, value: bytes | None, exc: Exception
+    ) -> None:
+        stats["processing_errors"] += 1
+        log_processing_error(log, stage, exc, origin)
+        await dead_letter(
+            origin, key, value, processing_error(stage, exc), stage, type(exc).__name__
+        )
+
+    async def handle_batch(
+        name: str, message: Any, stage: LinkStage | ProfileStage, avro_name: str, field: str
+    ) -> int:
+        """One batch record: decode, run the stage (its state committed), dead letters for the
+        records that failed, then every output sent and acknowledged; only then does the
+        stream move on (and its offset become committable). Returns the records handled."""
+        origin = Origin(message.topic, message.partition, message.offset)
         delay = 0.5
         while True:
             try:
-                outcome = work(message)
-                if isinstance(outcome, list):
-                    for _topic, _key, value in outcome:
-                        if value is not None and len(value) > MAX_OUTPUT_BYTES:
-                            raise OutputTooLargeError(f"{len(value)} bytes")
-                    for state in states:
-                        state.commit()
+                items = codec.decode_record(message.topic, message.value, avro_name)[field]
+                outcome = stage.run(items)
                 break
             except RegistryUnavailableError as exc:
-                for state in states:
-                    state.rollback()
+                stage.rollback()
                 # Not the record's fault: wait and retry, the offset stays uncommitted.
                 log.warning("schema registry unavailable, retrying in %.1fs: %s", delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, REGISTRY_RETRY_MAX_S)
             except DecodeError as exc:
-                for state in states:
-                    state.rollback()
-                outcome = exc.rejection
-                break
+                await dead_letter(origin, message.key, message.value, exc.rejection)
+                return 0
             except Exception as exc:
-                for state in states:
-                    state.rollback()
-                await _failed(stage, message, exc)
-                return False
-        if isinstance(outcome, Rejection):
-            await dead_letter(message, outcome)
-            return False
-        try:
-            for topic, key, value in outcome:
-                await topic.send(key=key, value=value)
-        except Exception as exc:
-            await _failed(f"{stage}.send", message, exc)
-            return False
-        return True
-
-    async def _failed(stage: str, message: Any, exc: Exception) -> None:
-        stats["processing_errors"] += 1
-        log_processing_error(
-            log, stage, exc, Origin(message.topic, message.partition, message.offset)
-        )
-        await dead_letter(message, processing_error(stage, exc), stage, type(exc).__name__)
-
-    def decode_event(topic: str, data: bytes) -> dict[str, Any]:
-        return codec.decode(topic, data, ChannelEvent)
-
-    def linking(message: Any) -> Outputs:
-        accepted = ChannelEvent.from_avro(decode_event(ACCEPTED.name(prefix), message.value))
-        now = clock()
-        nodes, _dropped = stitch.normaliser.nodes(accepted.identifiers, accepted.traits)
-        linked = graph.link(accepted, nodes, now)
-        out: Outputs = [
-            (
-                changes_topic,
-                change.customer_id.encode(),
-                codec.encode(IDENTITY_CHANGES.name(prefix), change),
-            )
-            for change in linked.changes
-        ]
-        out += [
-            (ops_topic, fold.loser.encode(), _json(fold_message(fold.winner)))
-            for fold in linked.folds
-        ]
-        for a, b in linked.possible:
-            out.append((ops_topic, a.encode(), _json(possible_message(b))))
-            out.append((ops_topic, b.encode(), _json(possible_message(a))))
-        route = route_message(accepted, linked.nodes, linked.duplicate)
-        out.append((ops_topic, linked.customer_id.encode(), _json(route)))
-        return out
+                stage.rollback()
+                await failed(name, origin, message.key, message.value, exc)
+                return 0
+        for index, error in outcome.failures:
+            if isinstance(stage, LinkStage):
+                where, key, value = stage.dead_letter(index)
+            else:
+                where, key, value = origin, message.key, stage.dead_letter(index)
+            await failed(name, where, key, value, error)
+        await sender.send(outcome.outputs)
+        return len(items) - len(outcome.failures)
 
     @app.agent(accepted_topic, concurrency=1)
     async def link(stream: Any) -> None:
         async for event in stream.events():
-            if await guarded("link", event.message, linking, (graph_state,)):
-                stats["linked"] += 1
-
-    def profiling(message: Any) -> Outputs:
-        customer_id = message.key.decode()
-        produced = book.handle(customer_id, json.loads(message.value), clock())
-        out: Outputs = [(profiles_topic, gone.encode(), None) for gone in produced.tombstones]
-        out += [
-            (
-                profiles_topic,
-                snapshot.customer_id.encode(),
-                codec.encode(PROFILES.name(prefix), snapshot),
+            stats["linked"] += await handle_batch(
+                "link", event.message, linker, EVENT_BATCH, "events"
             )
-            for snapshot in produced.profiles
-        ]
-        out += [
-            (
-                journeys_topic,
-                journey.customer_id.encode(),
-                codec.encode(JOURNEYS.name(prefix), journey),
-            )
-            for journey in produced.journeys
-        ]
-        out += [
-            (ops_topic, target.encode(), _json(forward)) for target, forward in produced.forwards
-        ]
-        return out
 
     @app.agent(ops_topic, concurrency=1)
     async def profile(stream: Any) -> None:
@@ -351,8 +299,9 @@ def build_app(
                 )
                 journal.reset(tail, now_ms)
                 log.info("journey tail read: %d journey events of the last window", len(tail))
-            if await guarded("profile", event.message, profiling, (customers_state,)):
-                stats["profiled"] += 1
+            stats["profiled"] += await handle_batch(
+                "profile", event.message, profiler, OPERATION_BATCH, "operations"
+            )
 
     last_logged: list[tuple[Any, ...]] = []
 
@@ -363,7 +312,7 @@ def build_app(
             stats["profiled"],
             counts.as_dict(),
             stats["processing_errors"],
-            dict(graph.stats),
+            dict(linker.graph.stats),
         )
         if not last_logged or last_logged[-1] != snapshot:
             log.info(

@@ -5,13 +5,14 @@ confluent-kafka loop, and intake needs no state).
 ``omnistitch worker`` runs it as a child process (``omnistitch intake``) beside the faust app
 that links and profiles, so it also has a core of its own. At least once: a batch is consumed,
 every record becomes an accepted event or a dead letter (``pipeline.intake``, the same rules as
-replay), the producer is flushed and every delivery checked, and only then are the batch's
-offsets committed; a batch whose deliveries did not all succeed is consumed again. A record
-whose handling raises becomes a ``processing_error`` dead letter; a schema registry that
-cannot be reached is waited for. Repeats downstream are harmless: linking is idempotent by
-event id. The consumer group is ``<app id>.intake`` (faust's group uses its own assignor); a
-partition it has never committed starts where the faust group of earlier versions (``<app id>``)
-had committed, so an upgrade does not read the whole topic again.
+replay), the accepted events leave as EventBatch records (``pipeline.batches``: one record per
+up to ``batch_size`` events), the producer is flushed and every delivery checked, and only then
+are the batch's offsets committed; a batch whose deliveries did not all succeed is consumed
+again. A record whose handling raises becomes a ``processing_error`` dead letter; a schema
+registry that cannot be reached is waited for. Repeats downstream are harmless: linking is
+idempotent by event id. The consumer group is ``<app id>.intake`` (faust's group uses its own
+assignor); a partition it has never committed starts where the faust group of earlier versions
+(``<app id>``) had committed, so an upgrade does not read the whole topic again.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from pipeline.batches import EVENT_BATCH, accepted_event, chunks
 from pipeline.clock import Clock, system_clock
 from pipeline.contract import ChannelEvent
 from pipeline.dead_letters import (
@@ -121,53 +123,62 @@ class IntakeLoop:
         )
         self.counts.add(rejection.reason)
 
-    def handle(self, message: Any) -> None:
-        """An accepted event or a dead letter for one record (RegistryUnavailableError is
-        raised: the batch waits)."""
+    def handle(self, message: Any) -> tuple[dict[str, Any], int] | None:
+        """The accepted event's batch entry (and its size), or None after a dead letter for the
+        record. RegistryUnavailableError is raised: the batch waits."""
         try:
             outcome = accept(message.value(), self._decode, self.clock(), self.policy)
             if isinstance(outcome, Rejection):
                 self._dead_letter(message, outcome)
-                return
-            value = self.serde.encode(self.accepted_topic, outcome)
+                return None
+            origin = _origin(message)
+            entry = accepted_event(outcome.to_avro(), origin.topic, origin.partition, origin.offset)
         except RegistryUnavailableError:
             raise
         except Exception as exc:
             self.processing_errors += 1
             log_processing_error(log, STAGE, exc, _origin(message))
             self._dead_letter(message, processing_error(STAGE, exc), type(exc).__name__)
-            return
-        self.producer.produce(
-            self.accepted_topic,
-            key=outcome.event_id.encode(),
-            value=value,
-            on_delivery=self._delivered,
-        )
-        self.accepted += 1
+            return None
+        return entry, len(message.value())
+
+    def forward(self, entries: list[tuple[dict[str, Any], int]]) -> None:
+        """The accepted events as EventBatch records (batch_size events, MAX_BATCH_BYTES)."""
+        for batch in chunks(entries, self.settings.batch_size):
+            value = self.serde.encode_record(self.accepted_topic, EVENT_BATCH, {"events": batch})
+            self.producer.produce(self.accepted_topic, value=value, on_delivery=self._delivered)
+            self.accepted += len(batch)
 
     def _delivered(self, error: Any, _message: Any) -> None:
         if error is not None:
             self._failed.append(error.name() if hasattr(error, "name") else str(error))
 
     # -- batches -------------------------------------------------------------------------------
-    def step(self, batch_size: int = 500, timeout_s: float = 0.2) -> int:
-        """Consume one batch, handle it, flush, commit. Returns the records handled."""
+    def step(self) -> int:
+        """Consume one batch (batch_size records, waiting at most batch_wait_ms), handle it,
+        forward the accepted events as batch records, flush, commit. Returns the records
+        handled."""
         from confluent_kafka import TopicPartition
 
-        messages = [m for m in self.consumer.consume(batch_size, timeout_s) if not m.error()]
+        wait_s = self.settings.batch_wait_ms / 1000
+        messages = [
+            m for m in self.consumer.consume(self.settings.batch_size, wait_s) if not m.error()
+        ]
         if not messages:
             return 0
         delay = 0.5
         while True:
             self._failed.clear()
+            accepted_before = self.accepted
             try:
-                for message in messages:
-                    self.handle(message)
+                entries = [entry for entry in map(self.handle, messages) if entry is not None]
+                self.forward(entries)
                 break
             except RegistryUnavailableError as exc:
                 # Not the records' fault: wait, then hand the whole batch over again (what
                 # was produced already is repeated, harmless downstream).
                 log.warning("schema registry unavailable, retrying in %.1fs: %s", delay, exc)
+                self.accepted = accepted_before
                 self.producer.flush()
                 time.sleep(delay)
                 delay = min(delay * 2, REGISTRY_RETRY_MAX_S)

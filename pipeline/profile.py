@@ -107,12 +107,24 @@ class Journal:
         self.window_ms = window_ms
         self.since_ms = 0
         self.emitted: dict[str, int] = {}
+        # Noted since ``begin``: forgotten again by ``rollback`` (a batch handled anew).
+        self._noted: list[str] = []
 
     def reset(self, tail: dict[str, int], now_ms: int) -> None:
         self.emitted = dict(tail)
         self.since_ms = now_ms - self.window_ms
 
+    def begin(self) -> None:
+        self._noted.clear()
+
+    def rollback(self) -> None:
+        for event_id in self._noted:
+            self.emitted.pop(event_id, None)
+        self._noted.clear()
+
     def note(self, event_id: str, now_ms: int) -> None:
+        if event_id not in self.emitted:
+            self._noted.append(event_id)
         self.emitted[event_id] = now_ms
         if len(self.emitted) > 100_000:  # keep memory bounded: drop what left the window
             horizon = now_ms - self.window_ms
@@ -128,6 +140,8 @@ class ProfileOutput:
     """What the stage emits for one message."""
 
     profiles: list[CustomerProfile] = field(default_factory=list)
+    # Coalescing books (``coalesce=True``): customers whose profile changed, built later once.
+    touched: list[str] = field(default_factory=list)
     tombstones: list[str] = field(default_factory=list)
     journeys: list[JourneyEvent] = field(default_factory=list)
     # (customer id, message) to send on, keyed by that customer id.
@@ -162,10 +176,14 @@ class ProfileBook:
         journal: Journal | None = None,
         rules: NamespaceRules | None = None,
         bounds: ProfileBounds | None = None,
+        coalesce: bool = False,
     ) -> None:
         """``emit_outputs=False`` keeps the state exactly the same but builds no profile and
         journey records (a replay that only needs customer ids). ``journal``: see Journal;
-        without one (replay) a seen event id is simply a duplicate."""
+        without one (replay) a seen event id is simply a duplicate. ``coalesce``: name the
+        customers whose profile changed in ``ProfileOutput.touched`` instead of building a
+        profile per message (the worker builds one per customer and batch, ``snapshot``)."""
+        self.coalesce = coalesce
         self.store = store
         self.survivorship = survivorship or Survivorship()
         self.emit_outputs = emit_outputs
@@ -214,13 +232,19 @@ class ProfileBook:
             # Older than the seen ids kept: applied long ago (the linker knew the id).
             return ProfileOutput()
         if marked is not None:
-            if self.journal is None or not self.journal.lost(event.event_id, marked):
+            if self.journal is None or not self.emit_outputs:
                 return ProfileOutput()
-            self.journal.note(event.event_id, now_ms)
-            again = context_of(state["touches"], at)
-            return ProfileOutput(
-                journeys=[self._journey(customer_id, event, self._seq(again, state))]
-            )
+            # A repeat of recent work may follow a crash between the state's commit and the
+            # outputs' delivery: the profile once more (idempotent), the journey event only if
+            # the journeys topic does not hold it.
+            out = self._changed(customer_id, state, now)
+            if marked < self.journal.since_ms:
+                return ProfileOutput()
+            if self.journal.lost(event.event_id, marked):
+                self.journal.note(event.event_id, now_ms)
+                again = context_of(state["touches"], at)
+                out.journeys.append(self._journey(customer_id, event, self._seq(again, state)))
+            return out
         context = self._seq(place(state["touches"], at, event.channel), state)
         state["touches_dropped"] = state.get("touches_dropped", 0) + _keep_latest(
             state["touches"], self.bounds.max_touches
@@ -265,13 +289,13 @@ class ProfileBook:
         self.store.set("p|" + customer_id, state)
         if not self.emit_outputs:
             return ProfileOutput()
-        profile = self._profile(customer_id, state, now)
+        out = self._changed(customer_id, state, now)
         if self.journal is not None:
             if event.event_id in self.journal.emitted:
-                return ProfileOutput(profiles=[profile])  # reached Kafka before a crash
+                return out  # its journey event reached Kafka before a crash
             self.journal.note(event.event_id, now_ms)
-        journey = self._journey(customer_id, event, context)
-        return ProfileOutput(profiles=[profile], journeys=[journey])
+        out.journeys.append(self._journey(customer_id, event, context))
+        return out
 
     @staticmethod
     def _journey(customer_id: str, event: ChannelEvent, context: JourneyContext) -> JourneyEvent:
@@ -299,15 +323,18 @@ class ProfileBook:
         self.store.set("p|" + customer_id, state)
         if state["first"] is None or not self.emit_outputs:
             return ProfileOutput()
-        return ProfileOutput(profiles=[self._profile(customer_id, state, now)])
+        return self._changed(customer_id, state, now)
 
     def fold(self, loser: str, winner: str) -> ProfileOutput:
+        """The loser's state goes to the winner; its tombstone follows the winner's merged
+        profile (``absorb``), so consumers never see a customer vanish before its survivor
+        holds its data."""
         state = self.store.get("p|" + loser)
         if state is not None and "fwd" in state:
             return ProfileOutput()  # folded before: a repeated message changes nothing
         self.store.set("p|" + loser, {"fwd": winner})
         message = {"kind": "absorb", "loser": loser, "state": state or _empty_state()}
-        return ProfileOutput(tombstones=[loser], forwards=[(winner, message)])
+        return ProfileOutput(forwards=[(winner, message)])
 
     def absorb(
         self, winner: str, loser: str, other: dict[str, Any], now: datetime
@@ -319,7 +346,12 @@ class ProfileBook:
             )
         state = state or _empty_state()
         if loser in state["merged"]:
-            return ProfileOutput()
+            # Absorbed before: the outputs again (they may not have reached Kafka), no change.
+            if state["first"] is None or not self.emit_outputs:
+                return ProfileOutput(tombstones=[loser])
+            out = self._changed(winner, state, now)
+            out.tombstones.append(loser)
+            return out
         for namespace, values in other["ids"].items():
             mine = state["ids"].setdefault(namespace, [])
             mine.extend(v for v in values if v not in mine)
@@ -369,8 +401,10 @@ class ProfileBook:
         state["version"] += 1
         self.store.set("p|" + winner, state)
         if state["first"] is None or not self.emit_outputs:
-            return ProfileOutput()
-        return ProfileOutput(profiles=[self._profile(winner, state, now)])
+            return ProfileOutput(tombstones=[loser])
+        out = self._changed(winner, state, now)
+        out.tombstones.append(loser)
+        return out
 
     @staticmethod
     def _seq(context: JourneyContext, state: dict[str, Any]) -> JourneyContext:
@@ -391,6 +425,19 @@ class ProfileBook:
             state["seen_dropped"] = state.get("seen_dropped", 0) + 1
 
     # -- output ------------------------------------------------------------------------------
+    def _changed(self, customer_id: str, state: dict[str, Any], now: datetime) -> ProfileOutput:
+        if self.coalesce:
+            return ProfileOutput(touched=[customer_id])
+        return ProfileOutput(profiles=[self._profile(customer_id, state, now)])
+
+    def snapshot(self, customer_id: str, now: datetime) -> CustomerProfile | None:
+        """The customer's profile as its state holds it now; None for a merged-away id or a
+        customer without events."""
+        state = self.store.get("p|" + customer_id)
+        if state is None or "fwd" in state or state["first"] is None:
+            return None
+        return self._profile(customer_id, state, now)
+
     @staticmethod
     def _profile(customer_id: str, state: dict[str, Any], now: datetime) -> CustomerProfile:
         return CustomerProfile(
@@ -419,7 +466,7 @@ def route_message(
     """``repeat``: the linker had seen the event id before (see ProfileBook.add_event)."""
     message: dict[str, Any] = {
         "kind": "route",
-        "event": event.model_dump(mode="json"),
+        "event": event.to_avro(),
         "nodes": [[n.namespace, n.value] for n in nodes],
     }
     if repeat:

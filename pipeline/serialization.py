@@ -1,6 +1,8 @@
 """Avro on Kafka in the Confluent wire format, with the schema registry.
 
-Writing uses confluent-kafka's AvroSerializer (TopicNameStrategy: subject ``<topic>-value``).
+Writing registers the schema (TopicNameStrategy: subject ``<topic>-value``) once per topic, as
+confluent-kafka's AvroSerializer does, and frames fastavro's output itself (no per-record
+callbacks).
 Reading (pipeline.wire) parses the 5-byte header itself and resolves the writer schema by id
 through the registry client, so that every way a record can be broken gets its own reason. A
 registry that cannot be reached is not the record's fault: it raises RegistryUnavailableError,
@@ -9,6 +11,7 @@ and the caller retries instead of dead-lettering.
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Iterable
@@ -16,8 +19,6 @@ from typing import Any, Protocol
 
 import fastavro
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
-from confluent_kafka.schema_registry.avro import AvroSerializer
-from confluent_kafka.serialization import MessageField, SerializationContext
 
 from pipeline import schemas
 from pipeline.contract import ContractModel
@@ -25,7 +26,7 @@ from pipeline.dead_letters import Reason, Rejection
 from pipeline.exceptions import DecodeError, OmnistitchError, RegistryUnavailableError
 from pipeline.topics import ALL_TOPICS, TopicSpec
 from pipeline.transport import RegistryAccess
-from pipeline.wire import decode_confluent
+from pipeline.wire import MAGIC_BYTE, decode_confluent
 
 COMPATIBILITY = "BACKWARD"
 
@@ -36,6 +37,10 @@ class Serde(Protocol):
     def encode(self, topic: str, record: ContractModel) -> bytes: ...
 
     def decode(self, topic: str, data: bytes, model: type[ContractModel]) -> dict[str, Any]: ...
+
+    def encode_record(self, topic: str, avro_name: str, record: dict[str, Any]) -> bytes: ...
+
+    def decode_record(self, topic: str, data: bytes, avro_name: str) -> dict[str, Any]: ...
 
 
 def subject(topic: str) -> str:
@@ -48,7 +53,7 @@ class RegistrySerde:
 
     def __init__(self, url: str, client: SchemaRegistryClient | None = None) -> None:
         self.client = client or SchemaRegistryClient({"url": url})
-        self._serializers: dict[tuple[str, str], AvroSerializer] = {}
+        self._ids: dict[tuple[str, str], bytes] = {}
         self._writers: dict[int, Any] = {}
 
     @classmethod
@@ -57,19 +62,30 @@ class RegistrySerde:
         return cls(access.url, SchemaRegistryClient(access.client_conf()))
 
     def encode(self, topic: str, record: ContractModel) -> bytes:
-        key = (topic, record.avro_name)
-        serializer = self._serializers.get(key)
-        if serializer is None:
-            serializer = AvroSerializer(
-                self.client,
-                schemas.schema_json(record.avro_name),
-                to_dict=lambda obj, _ctx: obj.to_avro(),
-                conf={"auto.register.schemas": True},
-            )
-            self._serializers[key] = serializer
-        data = serializer(record, SerializationContext(topic, MessageField.VALUE))
-        assert data is not None
-        return bytes(data)
+        return self.encode_record(topic, record.avro_name, record.to_avro())
+
+    def encode_record(self, topic: str, avro_name: str, record: dict[str, Any]) -> bytes:
+        """A record of the named schema in the Confluent wire format; the schema is registered
+        under ``<topic>-value`` on first use (as confluent-kafka's AvroSerializer does)."""
+        header = self._ids.get((topic, avro_name))
+        if header is None:
+            schema = Schema(schemas.schema_json(avro_name), "AVRO")
+            try:
+                schema_id = self.client.register_schema(subject(topic), schema)
+            except SchemaRegistryError as exc:
+                if exc.http_status_code >= 500:
+                    raise RegistryUnavailableError(
+                        f"registry answered {exc.http_status_code}"
+                    ) from exc
+                raise
+            except Exception as exc:  # connection refused, timeout: the registry
+                raise RegistryUnavailableError(f"schema registry unreachable: {exc}") from exc
+            header = bytes([MAGIC_BYTE]) + int(schema_id).to_bytes(4, "big")
+            self._ids[(topic, avro_name)] = header
+        out = io.BytesIO()
+        out.write(header)
+        fastavro.schemaless_writer(out, schemas.parsed(avro_name), record)
+        return out.getvalue()
 
     def writer_schema(self, schema_id: int) -> Any:
         cached = self._writers.get(schema_id)
@@ -116,7 +132,10 @@ class RegistrySerde:
         return parsed
 
     def decode(self, topic: str, data: bytes, model: type[ContractModel]) -> dict[str, Any]:
-        return decode_confluent(data, self.writer_schema, schemas.parsed(model.avro_name))
+        return self.decode_record(topic, data, model.avro_name)
+
+    def decode_record(self, topic: str, data: bytes, avro_name: str) -> dict[str, Any]:
+        return decode_confluent(data, self.writer_schema, schemas.parsed(avro_name))
 
     def register(self, prefix: str, specs: Iterable[TopicSpec] = ALL_TOPICS) -> dict[str, int]:
         """Register each topic's value schema (subject ``<topic>-value``, BACKWARD).

@@ -78,6 +78,19 @@ class Settings(BaseSettings):
     app_id: str = Field("omnistitch", description="Faust app id: consumer group and table prefix.")
     log_level: str = Field("info", description="Worker log level.")
     stats_interval_s: float = Field(30.0, gt=0, description="Seconds between counter logs.")
+    batch_size: int = Field(
+        500,
+        ge=1,
+        le=5000,
+        description="Events (or operations) one internal record carries between the worker's "
+        "stages (pipeline.batches).",
+    )
+    batch_wait_ms: int = Field(
+        50,
+        ge=1,
+        le=5000,
+        description="How long intake waits to fill a batch: the latency a batch adds at most.",
+    )
 
     # Intake: what the worker accepts from the events topic.
     max_record_bytes: int = Field(

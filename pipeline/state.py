@@ -59,6 +59,8 @@ class StagedStore:
         self.max_value_bytes = max_value_bytes
         self.copy_reads = copy_reads
         self._pending: dict[str, Any] = {}
+        # Keys written since ``begin``: what one record of a batch wrote (see check_recent).
+        self._recent: set[str] = set()
 
     def get(self, key: str) -> Any | None:
         if key in self._pending:
@@ -69,26 +71,46 @@ class StagedStore:
 
     def set(self, key: str, value: Any) -> None:
         self._pending[key] = value
+        self._recent.add(key)
 
     def delete(self, key: str) -> None:
         self._pending[key] = _DELETED
+        self._recent.add(key)
+
+    def begin(self) -> None:
+        """A new record of a batch starts: ``check_recent`` looks at its writes only."""
+        self._recent.clear()
+
+    def check_recent(self) -> None:
+        """Raise StateValueTooLargeError if a value written since ``begin`` is too large."""
+        for key in self._recent:
+            self._check(key, self._pending[key])
+
+    def _check(self, key: str, value: Any) -> None:
+        if value is not _DELETED:
+            size = len(json.dumps(value).encode())
+            if size > self.max_value_bytes:
+                raise StateValueTooLargeError(
+                    f"a {key.split('|', 1)[0]} record of {size} bytes "
+                    f"(bound {self.max_value_bytes})"
+                )
 
     def commit(self) -> None:
-        for key, value in self._pending.items():
-            if value is not _DELETED:
-                size = len(json.dumps(value).encode())
-                if size > self.max_value_bytes:
-                    self._pending.clear()
-                    raise StateValueTooLargeError(
-                        f"a {key.split('|', 1)[0]} record of {size} bytes "
-                        f"(bound {self.max_value_bytes})"
-                    )
+        """Write every pending key once; nothing at all when a value is too large."""
+        try:
+            for key, value in self._pending.items():
+                self._check(key, value)
+        except StateValueTooLargeError:
+            self.rollback()
+            raise
         for key, value in self._pending.items():
             if value is _DELETED:
                 self.inner.delete(key)
             else:
                 self.inner.set(key, value)
         self._pending.clear()
+        self._recent.clear()
 
     def rollback(self) -> None:
         self._pending.clear()
+        self._recent.clear()

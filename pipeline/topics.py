@@ -43,17 +43,20 @@ EVENTS = TopicSpec(
     config=MappingProxyType({"cleanup.policy": "delete", "retention.ms": _WEEK_MS}),
 )
 ACCEPTED = TopicSpec(
-    "events.accepted.v1",
-    doc="ChannelEvents that passed intake; input of the single-writer linking stage (1 partition).",
-    key="event_id",
-    value_schema="io.omnistitch.ChannelEvent",
+    "events.accepted.v2",
+    doc="Internal: EventBatches of ChannelEvents that passed intake; input of the single-writer "
+    "linking stage (1 partition).",
+    key="none",
+    value_schema="io.omnistitch.internal.EventBatch",
     partitioned=False,
     config=MappingProxyType({"cleanup.policy": "delete", "retention.ms": _WEEK_MS}),
 )
 CUSTOMER_OPS = TopicSpec(
-    "customer-ops.v1",
-    doc="Internal: events routed to customers, folds and absorbs of merges (JSON), by customer.",
-    key="customer_id",
+    "customer-ops.v2",
+    doc="Internal: OperationBatches (events routed to customers, folds and absorbs of merges, "
+    "possible matches) for the customers of one partition (murmur2 of the customer id).",
+    key="none",
+    value_schema="io.omnistitch.internal.OperationBatch",
     config=MappingProxyType({"cleanup.policy": "delete", "retention.ms": _WEEK_MS}),
 )
 PROFILES = TopicSpec(

@@ -109,14 +109,19 @@ def test_fold_hands_the_state_to_the_winner_and_forwards_late_events(
         NOW,
     )
     folded = book.handle("lose", fold_message("win"), NOW)
-    assert folded.tombstones == ["lose"]
+    assert folded.tombstones == [] and folded.profiles == []
     ((target, absorb),) = folded.forwards
     assert target == "win"
     out = book.handle("win", absorb, NOW)
     profile = out.profiles[0]
     assert profile.event_count == 2 and profile.merged_ids == ["lose"]
     assert profile.order_totals == {"EUR": "5"}
-    assert book.handle("win", absorb, NOW).profiles == []  # absorbing twice changes nothing
+    # The loser's tombstone comes with the winner's merged profile, never before it.
+    assert out.tombstones == ["lose"]
+    again = book.handle("win", absorb, NOW)  # absorbing twice changes nothing ...
+    assert again.profiles[0].version == profile.version
+    assert again.profiles[0].event_count == 2
+    assert again.tombstones == ["lose"]  # ... and sends the same outputs again
     late = make_event(occurred_at=at(3))
     forwarded = book.handle("lose", route_message(late, []), NOW)
     assert forwarded.forwards[0][0] == "win" and not forwarded.journeys

@@ -1,0 +1,110 @@
+"""The worker's internal hops, one Kafka record per batch (issue #11).
+
+Between the stages a record carries many events or operations (schemas
+``io.omnistitch.internal.EventBatch`` and ``.OperationBatch``, see docs/contract.md), so faust's
+per-record cost is paid once per batch, not once per event. Public topics are unchanged.
+
+* intake → linking: an EventBatch of up to ``batch_size`` accepted events (and at most
+  ``MAX_BATCH_BYTES`` of them), with the offset each was read at.
+* linking → profiles: an OperationBatch per partition of the profile stage; every operation's
+  customer id hashes to that partition with Kafka's murmur2, exactly where a record keyed by
+  the customer id would go, so the profile stage's state stays where earlier versions put it.
+
+Operations travel as the profile stage's messages (``pipeline.profile``): ``route``, ``fold``,
+``absorb`` and ``possible``; this module converts them to and from their Avro form.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
+
+from pipeline import schemas
+
+EVENT_BATCH = f"{schemas.NAMESPACE}.internal.EventBatch"
+OPERATION_BATCH = f"{schemas.NAMESPACE}.internal.OperationBatch"
+# A batch record stays far below Kafka's 1 MiB default message size: batches are cut at this
+# many bytes of their events (a single event is at most intake's record limit, <= 512 KiB).
+MAX_BATCH_BYTES = 512 * 1024
+
+
+def partition_for(customer_id: str, partitions: int) -> int:
+    """The partition a record keyed by ``customer_id`` goes to (Kafka's default partitioner)."""
+    hashed: int = murmur2(customer_id.encode())
+    return (hashed & 0x7FFFFFFF) % partitions
+
+
+def chunks(
+    items: Iterable[tuple[Any, int]], max_items: int, max_bytes: int = MAX_BATCH_BYTES
+) -> Iterator[list[Any]]:
+    """Consecutive batches of ``(item, size)`` pairs: at most ``max_items`` items and, unless a
+    single item is larger, at most ``max_bytes`` of their sizes."""
+    batch: list[Any] = []
+    size = 0
+    for item, item_size in items:
+        if batch and (len(batch) >= max_items or size + item_size > max_bytes):
+            yield batch
+            batch, size = [], 0
+        batch.append(item)
+        size += item_size
+    if batch:
+        yield batch
+
+
+def accepted_event(
+    event: dict[str, Any], topic: str, partition: int, offset: int
+) -> dict[str, Any]:
+    """One entry of an EventBatch: the event's Avro record and where intake read it."""
+    return {"event": event, "topic": topic, "partition": partition, "offset": offset}
+
+
+def operation(customer_id: str, message: dict[str, Any]) -> dict[str, Any]:
+    """A profile-stage message (pipeline.profile) as an Operation record."""
+    kind = message["kind"]
+    record: dict[str, Any] = {
+        "customer_id": customer_id,
+        "kind": kind,
+        "event": None,
+        "nodes": [],
+        "repeat": False,
+        "other": None,
+        "state": None,
+    }
+    if kind == "route":
+        record["event"] = message["event"]
+        record["nodes"] = [{"namespace": ns, "value": value} for ns, value in message["nodes"]]
+        record["repeat"] = bool(message.get("repeat"))
+    elif kind == "fold":
+        record["other"] = message["winner"]
+    elif kind == "absorb":
+        record["other"] = message["loser"]
+        record["state"] = json.dumps(message["state"], separators=(",", ":"), ensure_ascii=False)
+    elif kind == "possible":
+        record["other"] = message["other"]
+    else:
+        raise ValueError(f"unknown operation kind {kind!r}")
+    return record
+
+
+def message_of(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """An Operation record back as (customer id, profile-stage message)."""
+    kind = record["kind"]
+    message: dict[str, Any] = {"kind": kind}
+    if kind == "route":
+        message["event"] = record["event"]
+        message["nodes"] = [[n["namespace"], n["value"]] for n in record["nodes"]]
+        if record.get("repeat"):
+            message["repeat"] = True
+    elif kind == "fold":
+        message["winner"] = record["other"]
+    elif kind == "absorb":
+        message["loser"] = record["other"]
+        message["state"] = json.loads(record["state"])
+    elif kind == "possible":
+        message["other"] = record["other"]
+    else:
+        raise ValueError(f"unknown operation kind {kind!r}")
+    return record["customer_id"], message

@@ -21,10 +21,13 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Message
 
+from pipeline.batches import EVENT_BATCH
+from pipeline.serialization import RegistrySerde
 from pipeline.stack import (
     KAFKA_VERSION,
     REGISTRY_API_PATH,
@@ -33,7 +36,7 @@ from pipeline.stack import (
     StackConfig,
     free_port,
 )
-from pipeline.topics import ALL_TOPICS, create_topics
+from pipeline.topics import ACCEPTED, ALL_TOPICS, create_topics
 from tests.conftest import REPO_ROOT
 
 
@@ -250,6 +253,38 @@ def drain(
                 last_new = time.monotonic()
     finally:
         consumer.close()
+    return got
+
+
+def accepted_entries(
+    bootstrap_servers: str,
+    serde: RegistrySerde,
+    prefix: str,
+    count: int,
+    timeout_s: float = 60.0,
+    on_timeout: str = "",
+) -> list[dict[str, Any]]:
+    """The entries (event and origin) of the EventBatch records intake wrote to the accepted
+    topic, in order: at least ``count`` of them (fails the test on timeout), then whatever
+    else arrives within a second (duplicates show)."""
+    topic = ACCEPTED.name(prefix)
+    consumer = _reader(bootstrap_servers, topic)
+    got: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        extra_deadline = None
+        while time.monotonic() < (extra_deadline or deadline):
+            msg = consumer.poll(0.3)
+            if msg is not None and not msg.error():
+                value = msg.value()
+                assert value is not None
+                got += serde.decode_record(topic, value, EVENT_BATCH)["events"]
+            if len(got) >= count and extra_deadline is None:
+                extra_deadline = time.monotonic() + 1.0
+    finally:
+        consumer.close()
+    if len(got) < count:
+        pytest.fail(f"{topic}: expected {count} events, got {len(got)}\n{on_timeout}")
     return got
 
 

@@ -19,6 +19,7 @@ import psutil
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from pipeline.batches import OPERATION_BATCH, operation, partition_for
 from pipeline.contract import ChannelEvent, Identifier, JourneyEvent
 from pipeline.dead_letters import MAX_KEPT_BYTES, DeadLetter, Reason
 from pipeline.intake_loop import group_id
@@ -136,13 +137,21 @@ def test_hostile_records_neither_stall_the_worker_nor_vanish(
     json_id = _foreign_schema_id(kafka.registry_url, unique_name("json-subject"))
     send("json-schema-id", b"\x00" + json_id.to_bytes(4, "big") + b"{}")
     expect_letters[Reason.unsupported_schema_type] += 1
-    # 6. Garbage on the internal customer-ops topic, three in a row on one partition: each
-    # raises in the profile stage. Before #10 faust restarted the crashed agent and committed
-    # past such records (checked with one and with two in a row): no dead letter, no trace.
+    # 6. Garbage on the internal customer-ops topic, three in a row on one partition: each an
+    # OperationBatch whose operation raises in the profile stage (its state is not JSON).
+    # Before #10 faust restarted the crashed agent and committed past such records (checked
+    # with one and with two in a row): no dead letter, no trace. And one record that is no
+    # OperationBatch at all.
     ops = CUSTOMER_OPS.name(prefix)
+    bad_op = operation("cus-garbage", {"kind": "absorb", "loser": "cus-x", "state": {}})
+    bad_op["state"] = "{not json"
+    garbage_partition = partition_for("cus-garbage", 2)
     for _ in range(3):
-        producer.produce(ops, key=b"cus-garbage", value=b"{not json", partition=0)
+        value = serde.encode_record(ops, OPERATION_BATCH, {"operations": [bad_op]})
+        producer.produce(ops, value=value, partition=garbage_partition)
     expect_letters[Reason.processing_error] += 3
+    producer.produce(ops, key=b"not-a-batch", value=b"{not json", partition=garbage_partition)
+    expect_letters[Reason.bad_magic_byte] += 1
     assert producer.flush(30) == 0
 
     app_id = unique_name("hostile")
@@ -189,7 +198,11 @@ def test_hostile_records_neither_stall_the_worker_nor_vanish(
         assert letter.value is not None and len(letter.value) <= MAX_KEPT_BYTES
         if letter.rejection.reason is Reason.processing_error:
             assert (letter.stage, letter.exception) == ("profile", "JSONDecodeError")
-            assert letter.value == b"{not json" and letter.origin.topic == ops
+            assert letter.origin.topic == ops
+            kept = serde.decode_record(ops, letter.value, OPERATION_BATCH)
+            assert kept == {"operations": [bad_op]}, "the failed operation, alone"
+        if letter.rejection.reason is Reason.bad_magic_byte and letter.origin.topic == ops:
+            assert letter.value == b"{not json"
         if m.key() == b"compressed-3mb":
             assert letter.original_bytes == len(bomb) and letter.value == bomb[:MAX_KEPT_BYTES]
         if m.key() == b"exact-mib":

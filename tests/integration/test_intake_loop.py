@@ -16,7 +16,7 @@ from pipeline.serialization import RegistrySerde
 from pipeline.settings import Settings
 from pipeline.topics import ACCEPTED, EVENTS, create_topics
 from tests.factories import make_event
-from tests.integration.conftest import KafkaEndpoints, consume, drain
+from tests.integration.conftest import KafkaEndpoints, accepted_entries, drain
 
 pytestmark = pytest.mark.integration
 
@@ -67,9 +67,11 @@ def test_an_upgrade_starts_at_the_earlier_commit_and_commits_after_delivery(
     loop.consumer.close()
     assert handled == 6
 
-    accepted = consume(kafka.bootstrap_servers, ACCEPTED.name(prefix), 6, 30)
-    assert [m.key().decode() for m in accepted] == [e.event_id for e in events[4:]]
-    assert len(drain(kafka.bootstrap_servers, ACCEPTED.name(prefix), idle_s=1)) == 6
+    accepted = accepted_entries(kafka.bootstrap_servers, serde, prefix, 6, 30)
+    assert [a["event"]["event_id"] for a in accepted] == [e.event_id for e in events[4:]]
+    assert [(a["topic"], a["offset"]) for a in accepted] == [(topic, n) for n in range(4, 10)]
+    # One batch record carried them (the six records came in one consume).
+    assert len(drain(kafka.bootstrap_servers, ACCEPTED.name(prefix), idle_s=1)) == 1
     check = Consumer(
         {"bootstrap.servers": kafka.bootstrap_servers, "group.id": group_id(settings.app_id)}
     )
@@ -117,5 +119,5 @@ def test_a_batch_whose_deliveries_fail_is_not_committed_and_is_read_again(
         assert committed.offset == 5
     finally:
         check.close()
-    keys = {m.key().decode() for m in drain(kafka.bootstrap_servers, ACCEPTED.name(prefix))}
-    assert keys == {e.event_id for e in events}
+    accepted = accepted_entries(kafka.bootstrap_servers, serde, prefix, 5, 30)
+    assert {a["event"]["event_id"] for a in accepted} == {e.event_id for e in events}

@@ -15,9 +15,9 @@ from confluent_kafka import Producer
 from pipeline.contract import ChannelEvent, Traits
 from pipeline.dead_letters import DeadLetter, Reason
 from pipeline.serialization import RegistrySerde
-from pipeline.topics import ACCEPTED, DEAD_LETTERS, EVENTS, create_topics
+from pipeline.topics import DEAD_LETTERS, EVENTS, create_topics
 from tests.factories import make_event, make_rich_event
-from tests.integration.conftest import KafkaEndpoints, WorkerProcess, consume
+from tests.integration.conftest import KafkaEndpoints, WorkerProcess, accepted_entries, consume
 
 pytestmark = pytest.mark.integration
 
@@ -103,8 +103,8 @@ def test_worker_dead_letters_every_bad_record_and_passes_the_good_ones(
     letters = consume(
         kafka.bootstrap_servers, DEAD_LETTERS.name(prefix), len(bads), 120, worker.tail()
     )
-    accepted = consume(
-        kafka.bootstrap_servers, ACCEPTED.name(prefix), len(goods), 60, worker.tail()
+    accepted = accepted_entries(
+        kafka.bootstrap_servers, serde, prefix, len(goods), 60, worker.tail()
     )
 
     assert len(letters) == len(bads), "each bad record exactly once"
@@ -123,13 +123,10 @@ def test_worker_dead_letters_every_bad_record_and_passes_the_good_ones(
     assert len(accepted) == len(goods)
     decoded = {
         event.event_id: event
-        for event in (
-            ChannelEvent.from_avro(serde.decode(ACCEPTED.name(prefix), m.value(), ChannelEvent))
-            for m in accepted
-        )
+        for event in (ChannelEvent.from_avro(entry["event"]) for entry in accepted)
     }
     assert decoded == {g.event_id: g for g in goods}
-    assert {m.key().decode() for m in accepted} == {g.event_id for g in goods}
+    assert {entry["topic"] for entry in accepted} == {events_topic}
 
     # Counters per reason, in the worker's log (without personal data).
     expected_counts = {}

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from connectors.generator import synthetic_stream
+from pipeline import garbage
 from pipeline.replay import replay
 
 
@@ -24,6 +25,7 @@ def main() -> int:
     path = Path(tempfile.mkdtemp(prefix="omnistitch-profile-")) / "events.jsonl"
     events = synthetic_stream(args.persons, args.events, seed=42)
     path.write_text("".join(e.to_json() + "\n" for e in events))
+    garbage.tune()  # as `omnistitch replay` does
     plain = replay(path, io.StringIO(), progress=False)
     print(f"replay without profiler: {plain.events_per_second:,.0f} ev/s")
     profiler = cProfile.Profile()

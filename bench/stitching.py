@@ -1,22 +1,24 @@
-"""`make bench`: stitching throughput next to a Faust pass-through, replay speed, latency, RSS.
+"""`make bench`: the stitching worker next to a plain confluent-kafka loop and a faust
+pass-through, the linker alone, two workers, replay, latency and memory, all in one run.
 
 Everything is measured in this one run on this machine, against a real broker (the project's
 local stack on free ports, or KAFKA_BOOTSTRAP_SERVERS / SCHEMA_REGISTRY_URL):
 
 1. N generated events go to fresh topic sets; a plain confluent-kafka loop (bench.raw_loop: the
-   practical limit of Python on this machine), the pass-through agent (bench.passthrough_app)
-   and `omnistitch worker` each process them. Throughput = events / (last - first output record
-   timestamp), so start-up and rebalancing are not counted; printed side by side with the ratio.
-   Two more sets go through bench.skeleton_app: the worker's three stages (intake, one-partition
-   linking, profiles by customer) with their Kafka work, one table write per stateful stage and
-   no stitching, and the same with linking and profiles in one stage: the floors of those
-   topologies, printed next to both.
-2. `omnistitch replay`'s engine over the same events in-process (memory store): events/s, next
+   practical limit of Python on this machine), the pass-through agent (bench.passthrough_app,
+   the worker's faust settings) and `omnistitch worker` each process them. Throughput = events
+   / (last - first output record timestamp), so start-up and rebalancing are not counted.
+2. The linker alone: intake (``OMNISTITCH_WORKER_STAGES=intake``) fills the accepted topic
+   first; then a worker running only the link stage turns its EventBatches into
+   OperationBatches: routed events / span of the operation records.
+3. Two workers (each intake + link + profile; one of them gets the one-partition linker) on a
+   fresh topic set, next to one.
+4. Latency: with the worker running, events are produced at a fixed rate (default 1,000/s);
+   event-to-profile latency = timestamp of the journey record (sent with the profile update of
+   the same batch) minus the time the event was produced; p50 and p99.
+5. `omnistitch replay`'s engine over the same events in-process (memory store): events/s, next
    to the rate of parsing and validating the same lines into ChannelEvent alone (its floor).
-3. Latency: with the worker running, events are produced at a fixed rate; event-to-profile
-   latency = timestamp of the journey record (written in the same step as the profile update)
-   minus the time the event was produced; p50 and p99.
-4. Peak RSS of the worker (its faust process and its intake process together) during 1 and 3.
+6. Peak RSS of every process: the worker's faust process and its intake process, apart.
 """
 
 from __future__ import annotations
@@ -41,11 +43,13 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from connectors.generator import synthetic_stream
+from pipeline import garbage
+from pipeline.batches import EVENT_BATCH, OPERATION_BATCH
 from pipeline.contract import ChannelEvent, JourneyEvent
 from pipeline.replay import replay
 from pipeline.serialization import RegistrySerde
 from pipeline.stack import LocalStack, StackConfig, free_port
-from pipeline.topics import EVENTS, JOURNEYS, create_topics
+from pipeline.topics import ACCEPTED, CUSTOMER_OPS, EVENTS, JOURNEYS, create_topics
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,29 +77,38 @@ def broker() -> Iterator[tuple[str, str]]:
 
 
 class RssWatch:
-    """Peak resident memory of a process and its children (the worker's intake process),
-    sampled every 100 ms."""
+    """Peak resident memory of a process and of each of its children (the worker's intake
+    process), apart, sampled every 100 ms."""
 
-    def __init__(self, pid: int) -> None:
-        self.peak = 0
+    def __init__(self, pid: int, name: str) -> None:
+        self.name = name
+        self.peaks: dict[str, int] = {}
         self._proc = psutil.Process(pid)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
+    def _label(self, proc: psutil.Process) -> str:
+        if proc.pid == self._proc.pid:
+            return f"{self.name} (faust: link, profile)"
+        return f"{self.name} intake process" if "intake" in proc.cmdline() else f"{self.name} child"
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                family = [self._proc, *self._proc.children(recursive=True)]
-                self.peak = max(self.peak, sum(p.memory_info().rss for p in family))
+                for proc in [self._proc, *self._proc.children(recursive=True)]:
+                    label = self._label(proc)
+                    self.peaks[label] = max(self.peaks.get(label, 0), proc.memory_info().rss)
             except psutil.Error:
+                pass
+            if not self._proc.is_running():
                 return
             time.sleep(0.1)
 
-    def stop(self) -> int:
+    def stop(self) -> dict[str, int]:
         self._stop.set()
         self._thread.join()
-        return self.peak
+        return self.peaks
 
 
 def produce(bootstrap: str, serde: RegistrySerde, topic: str, events: list[ChannelEvent]) -> None:
@@ -172,12 +185,41 @@ def span_rate(messages: list[Any]) -> float:
     return len(messages) / seconds if seconds > 0 else float("inf")
 
 
+def routed_operations(bootstrap: str, serde: RegistrySerde, prefix: str, count: int) -> float:
+    """Operations/s of the linker: route operations over the span of the OperationBatch
+    records holding ``count`` of them."""
+    topic = CUSTOMER_OPS.name(prefix)
+    deadline = time.monotonic() + 900
+    while True:
+        records = read_all(bootstrap, topic, end_offsets(bootstrap, topic), 120)
+        routes = [
+            sum(op["kind"] == "route" for op in batch["operations"])
+            for batch in (serde.decode_record(topic, m.value(), OPERATION_BATCH) for m in records)
+        ]
+        if sum(routes) >= count:
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit(f"bench: the linker routed {sum(routes)} of {count} events")
+        time.sleep(1.0)
+    stamps = sorted(m.timestamp()[1] for m in records)
+    # The first record's own events were linked before its timestamp: count from the second.
+    first = min(range(len(records)), key=lambda i: records[i].timestamp()[1])
+    seconds = (stamps[-1] - stamps[0]) / 1000
+    return (sum(routes) - routes[first]) / seconds if seconds > 0 else float("inf")
+
+
+def accepted_count(bootstrap: str, serde: RegistrySerde, prefix: str) -> int:
+    topic = ACCEPTED.name(prefix)
+    records = read_all(bootstrap, topic, end_offsets(bootstrap, topic), 120)
+    return sum(len(serde.decode_record(topic, m.value(), EVENT_BATCH)["events"]) for m in records)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--persons", type=int, default=4_000)
     parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--rate", type=int, default=200, help="events/s of the latency phase")
+    parser.add_argument("--rate", type=int, default=1000, help="events/s of the latency phase")
     parser.add_argument("--latency-seconds", type=int, default=20)
     args = parser.parse_args()
     events = synthetic_stream(args.persons, args.events, seed=42)
@@ -186,6 +228,7 @@ def main() -> int:
         f"bench: {len(events)} events of {args.persons} persons, {args.partitions} partitions",
         flush=True,
     )
+    rss: dict[str, int] = {}
 
     with broker() as (bootstrap, registry):
         serde = RegistrySerde(registry)
@@ -204,6 +247,7 @@ def main() -> int:
             env["OMNISTITCH_TOPIC_PREFIX"] = prefix
             env["OMNISTITCH_APP_ID"] = prefix + "app"
             env["OMNISTITCH_DATA_DIR"] = str(work / name)
+            env.pop("OMNISTITCH_WORKER_STAGES", None)
             return prefix
 
         def copy_rate(module: str, name: str) -> float:
@@ -213,53 +257,42 @@ def main() -> int:
             admin.create_topics([NewTopic(output, args.partitions, 1)])[output].result(30)
             env["BENCH_PASSTHROUGH_OUTPUT"] = output
             proc = start([sys.executable, "-m", module], env, work / f"{name}.log")
+            watch = RssWatch(proc.pid, name)
             wait_count(bootstrap, output, len(events), 900)
+            rss.update(watch.stop())
             stop(proc)
             return span_rate(read_all(bootstrap, output, len(events), 120))
 
         admin = AdminClient({"bootstrap.servers": bootstrap})
-        # -- 1a. pass-through baseline, and the same work as a plain confluent-kafka loop ------
-        results["passthrough"] = copy_rate("bench.passthrough_app", "pt")
-        print(f"  pass-through: {results['passthrough']:,.0f} events/s", flush=True)
-        results["raw"] = copy_rate("bench.raw_loop", "raw")
+        # -- 1. raw loop, pass-through, worker -------------------------------------------------
+        results["raw"] = copy_rate("bench.raw_loop", "raw-loop")
         print(f"  raw confluent-kafka loop: {results['raw']:,.0f} events/s", flush=True)
+        results["passthrough"] = copy_rate("bench.passthrough_app", "pass-through")
+        print(f"  pass-through: {results['passthrough']:,.0f} events/s", flush=True)
 
         distinct = len({e.event_id for e in events})
-
-        # -- 1b. the worker's topology without stitching (the floor of that design) -------------
-        for stages in (3, 2):
-            prefix = fresh_input(f"sk{stages}")
-            env["BENCH_SKELETON_STAGES"] = str(stages)
-            log = work / f"skeleton-{stages}.log"
-            proc = start([sys.executable, "-m", "bench.skeleton_app"], env, log)
-            wait_count(bootstrap, JOURNEYS.name(prefix), len(events), 1800)
-            stop(proc)
-            journeys = read_all(bootstrap, JOURNEYS.name(prefix), len(events), 120)
-            results[f"floor{stages}"] = span_rate(journeys)
-            rate = results[f"floor{stages}"]
-            print(f"  {stages} stages, no stitching: {rate:,.0f} events/s", flush=True)
-
-        # -- 1c. stitching worker --------------------------------------------------------------
         prefix = fresh_input("st")
         proc = start([sys.executable, "-m", "pipeline.cli", "worker"], env, work / "worker.log")
-        rss = RssWatch(proc.pid)
+        watch = RssWatch(proc.pid, "worker")
         wait_count(bootstrap, JOURNEYS.name(prefix), distinct, 1800)
         results["worker"] = span_rate(read_all(bootstrap, JOURNEYS.name(prefix), distinct, 120))
         print(f"  stitching worker: {results['worker']:,.0f} events/s", flush=True)
 
-        # -- 3. latency at a fixed rate, worker still running -----------------------------------
+        # -- 4. latency at a fixed rate, worker still running -----------------------------------
         live = synthetic_stream(args.persons, args.rate * args.latency_seconds, seed=43)
         producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
         sent_at: dict[str, float] = {}
         topic = EVENTS.name(prefix)
+        encoded = [(e.event_id, serde.encode(topic, e)) for e in live]
         t0 = time.time()
-        for i, event in enumerate(live):
+        for i, (event_id, value) in enumerate(encoded):
             due = t0 + i / args.rate
             time.sleep(max(0.0, due - time.time()))
-            sent_at[event.event_id] = time.time()
-            producer.produce(topic, key=event.event_id.encode(), value=serde.encode(topic, event))
+            sent_at[event_id] = time.time()
+            producer.produce(topic, key=event_id.encode(), value=value)
             producer.poll(0)
         producer.flush(60)
+        achieved = len(encoded) / (time.time() - t0)
         wait_count(bootstrap, JOURNEYS.name(prefix), distinct + len(live), 600)
         latencies = []
         for msg in read_all(bootstrap, JOURNEYS.name(prefix), distinct + len(live), 120):
@@ -267,12 +300,49 @@ def main() -> int:
             produced = sent_at.get(journey["event"]["event_id"])
             if produced is not None:
                 latencies.append(msg.timestamp()[1] / 1000 - produced)
-        peak_rss = rss.stop()
+        rss.update(watch.stop())
         stop(proc)
+        print(f"  latency phase: {len(latencies)} events at {achieved:,.0f} ev/s", flush=True)
 
-        # -- 2. replay in-process ---------------------------------------------------------------
+        # -- 2. the linker alone ---------------------------------------------------------------
+        prefix = fresh_input("link")
+        env["OMNISTITCH_WORKER_STAGES"] = "intake"
+        proc = start([sys.executable, "-m", "pipeline.cli", "worker"], env, work / "intake.log")
+        deadline = time.monotonic() + 900
+        while accepted_count(bootstrap, serde, prefix) < len(events):
+            if time.monotonic() > deadline:
+                raise SystemExit("bench: intake did not accept every event")
+            time.sleep(1.0)
+        stop(proc)
+        env["OMNISTITCH_WORKER_STAGES"] = "link"
+        proc = start([sys.executable, "-m", "pipeline.cli", "worker"], env, work / "linker.log")
+        watch = RssWatch(proc.pid, "linker alone")
+        results["linker"] = routed_operations(bootstrap, serde, prefix, len(events))
+        rss.update(watch.stop())
+        stop(proc)
+        print(f"  linker alone: {results['linker']:,.0f} events/s", flush=True)
+
+        # -- 3. two workers ----------------------------------------------------------------------
+        prefix = fresh_input("two")
+        pair = []
+        for n in (1, 2):
+            env["OMNISTITCH_DATA_DIR"] = str(work / f"two-{n}")
+            pair.append(
+                start([sys.executable, "-m", "pipeline.cli", "worker"], env, work / f"two-{n}.log")
+            )
+        watches = [RssWatch(p.pid, f"worker {n} of 2") for n, p in enumerate(pair, start=1)]
+        wait_count(bootstrap, JOURNEYS.name(prefix), distinct, 1800)
+        results["two"] = span_rate(read_all(bootstrap, JOURNEYS.name(prefix), distinct, 120))
+        for w in watches:
+            rss.update(w.stop())
+        for p in pair:
+            stop(p)
+        print(f"  two workers: {results['two']:,.0f} events/s", flush=True)
+
+        # -- 5. replay in-process ---------------------------------------------------------------
         jsonl = work / "events.jsonl"
         jsonl.write_text("".join(e.to_json() + "\n" for e in events))
+        garbage.tune()  # as `omnistitch replay` does
         summary = replay(jsonl, io.StringIO(), progress=False)
         # The floor of any replay: parsing and validating the lines into the contract's model.
         lines = jsonl.read_text().splitlines()
@@ -284,33 +354,48 @@ def main() -> int:
     latencies.sort()
     p50 = statistics.median(latencies) * 1000
     p99 = latencies[int(0.99 * (len(latencies) - 1))] * 1000
-    pt = results["passthrough"]
-    ratio = results["worker"] / pt
-    print()
-    raw = results["raw"]
-    print(f"{'measure':<40} {'value':>14}  target")
-    print(f"{'raw confluent-kafka loop (decode, produce)':<40} {raw:>10,.0f} ev/s")
-    print(f"{'pass-through (faust, decode, produce)':<40} {results['passthrough']:>10,.0f} ev/s")
-    print(f"{'stitching worker':<40} {results['worker']:>10,.0f} ev/s")
-    met_raw = "met" if results["worker"] / raw >= 0.3 else "NOT met"
-    print(f"{'ratio worker / raw loop':<40} {results['worker'] / raw:>14.2f}  >= 0.30 {met_raw}")
-    print(f"{'ratio pass-through / raw loop':<40} {pt / raw:>14.2f}")
-    met_ratio = "met" if ratio >= 0.5 else "NOT met"
+    raw, pt, worker = results["raw"], results["passthrough"], results["worker"]
     replay_rate = summary.events_per_second
-    met_replay = "met" if replay_rate >= 50_000 else "NOT met"
-    print(f"{'ratio worker / pass-through':<40} {ratio:>14.2f}  >= 0.50 {met_ratio}")
-    for stages in (3, 2):
-        floor = results[f"floor{stages}"]
-        name = f"{stages} stages, no stitching (floor)"
-        print(f"{name:<40} {floor:>10,.0f} ev/s  ratio to pass-through {floor / pt:.2f}")
-    print(f"{'ratio worker / 3-stage floor':<40} {results['worker'] / results['floor3']:>14.2f}")
-    replay_name = "replay (in-process, memory store)"
-    print(f"{replay_name:<40} {replay_rate:>10,.0f} ev/s  >= 50,000 {met_replay}")
-    parse_name = "parse + validate only (replay's floor)"
-    print(f"{parse_name:<40} {parse_rate:>10,.0f} ev/s")
-    print(f"{'event-to-profile latency p50 @ ' + str(args.rate) + ' ev/s':<40} {p50:>11.1f} ms")
-    print(f"{'event-to-profile latency p99 @ ' + str(args.rate) + ' ev/s':<40} {p99:>11.1f} ms")
-    print(f"{'worker peak RSS':<40} {peak_rss / 2**20:>11.0f} MiB")
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "NOT met"
+
+    rows = [
+        ("raw confluent-kafka loop (decode, produce)", f"{raw:,.0f} ev/s", ""),
+        ("faust pass-through (decode, produce)", f"{pt:,.0f} ev/s", ""),
+        ("stitching worker (1)", f"{worker:,.0f} ev/s", ""),
+        (
+            "ratio worker / raw loop",
+            f"{worker / raw:.2f}",
+            f">= 0.30 {verdict(worker >= 0.3 * raw)}",
+        ),
+        ("ratio worker / pass-through", f"{worker / pt:.2f}", ""),
+        ("ratio pass-through / raw loop", f"{pt / raw:.2f}", ""),
+        (
+            "linker alone (batches in, operations out)",
+            f"{results['linker']:,.0f} ev/s",
+            f">= 20,000 {verdict(results['linker'] >= 20_000)}",
+        ),
+        ("two workers", f"{results['two']:,.0f} ev/s", f"{results['two'] / worker:.2f}x one"),
+        (
+            "replay (in-process, memory store)",
+            f"{replay_rate:,.0f} ev/s",
+            f">= 50,000 {verdict(replay_rate >= 50_000)}",
+        ),
+        ("parse + validate only (pydantic)", f"{parse_rate:,.0f} ev/s", ""),
+        (f"event-to-profile p50 @ {achieved:,.0f} ev/s", f"{p50:.0f} ms", ""),
+        (
+            f"event-to-profile p99 @ {achieved:,.0f} ev/s",
+            f"{p99:.0f} ms",
+            f"<= 200 ms {verdict(p99 <= 200)}",
+        ),
+    ]
+    rows += [(f"peak RSS {name}", f"{peak / 2**20:.0f} MiB", "") for name, peak in rss.items()]
+    print()
+    print(f"| {'measure':<44} | {'value':>12} | target |")
+    print(f"|{'-' * 46}|{'-' * 14}|--------|")
+    for name, value, target in rows:
+        print(f"| {name:<44} | {value:>12} | {target} |")
     print(f"(logs and data: {work})")
     return 0
 

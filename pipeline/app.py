@@ -49,6 +49,7 @@ from pipeline.profile import Journal
 from pipeline.serialization import RegistrySerde, Serde
 from pipeline.settings import Settings
 from pipeline.stages import LinkStage, ProfileStage, Topics
+from pipeline.state import MemoryStore, Store
 from pipeline.topics import (
     ACCEPTED,
     CUSTOMER_OPS,
@@ -135,8 +136,18 @@ def build_app(
     accepted_topic = raw_topic(app, ACCEPTED.name(prefix), partitions=1)
     ops_topic = raw_topic(app, CUSTOMER_OPS.name(prefix), partitions=settings.partitions)
     dead_topic = raw_topic(app, DEAD_LETTERS.name(prefix))
-    graph_table = app.Table("graph", partitions=1, options=rocks)
-    customers_table = app.Table("customers", partitions=settings.partitions, options=rocks)
+    stages = settings.stages()
+    # Only the tables of the stages this worker runs (no standby copies of the others).
+    graph_store: Store = (
+        TableStore(app.Table("graph", partitions=1, options=rocks))
+        if "link" in stages
+        else MemoryStore()
+    )
+    customers_store: Store = (
+        TableStore(app.Table("customers", partitions=settings.partitions, options=rocks))
+        if "profile" in stages
+        else MemoryStore()
+    )
     journal = Journal(int(settings.journey_window_s * 1000))
     tail_stale = [True]
 
@@ -196,7 +207,7 @@ def build_app(
         journeys=JOURNEYS.name(prefix),
     )
     linker = LinkStage(
-        TableStore(graph_table),
+        graph_store,
         codec,
         topics,
         clock,
@@ -205,7 +216,7 @@ def build_app(
         settings.batch_size,
     )
     profiler = ProfileStage(
-        TableStore(customers_table),
+        customers_store,
         codec,
         topics,
         clock,
@@ -281,14 +292,12 @@ def build_app(
         await sender.send(outcome.outputs)
         return len(items) - len(outcome.failures)
 
-    @app.agent(accepted_topic, concurrency=1)
     async def link(stream: Any) -> None:
         async for event in stream.events():
             stats["linked"] += await handle_batch(
                 "link", event.message, linker, EVENT_BATCH, "events"
             )
 
-    @app.agent(ops_topic, concurrency=1)
     async def profile(stream: Any) -> None:
         async for event in stream.events():
             if tail_stale[0]:
@@ -302,6 +311,11 @@ def build_app(
             stats["profiled"] += await handle_batch(
                 "profile", event.message, profiler, OPERATION_BATCH, "operations"
             )
+
+    if "link" in stages:
+        app.agent(accepted_topic, name="link", concurrency=1)(link)
+    if "profile" in stages:
+        app.agent(ops_topic, name="profile", concurrency=1)(profile)
 
     last_logged: list[tuple[Any, ...]] = []
 

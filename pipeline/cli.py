@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pipeline import garbage
 from pipeline.exceptions import ConfigurationError, OmnistitchError
 from pipeline.settings import Settings
 from pipeline.stack import KAFKA_VERSION, REGISTRY_VERSION, LocalStack, StackConfig
@@ -199,16 +200,23 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     check_kafka(settings.kafka_security())
     serde = RegistrySerde.from_access(settings.registry_access())
     serde.register(settings.topic_prefix)
-    app = build_app(settings, serde=serde)
-    from pipeline.intake_loop import IntakeProcess
+    from pipeline.intake_loop import IntakeProcess, run_intake
 
-    intake = IntakeProcess()
-    intake.start()
+    garbage.tune()
+    stages = settings.stages()
+    if stages == {"intake"}:
+        run_intake(settings)
+        return 0
+    app = build_app(settings, serde=serde)
+    intake = IntakeProcess() if "intake" in stages else None
+    if intake is not None:
+        intake.start()
     try:
         worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
         worker.execute_from_commandline()
     finally:
-        intake.stop()
+        if intake is not None:
+            intake.stop()
     return 0
 
 
@@ -216,6 +224,7 @@ def cmd_intake(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.intake_loop import run_intake
 
     _logging(settings)
+    garbage.tune()
     run_intake(settings, parent=args.parent or 0)
     return 0
 
@@ -393,6 +402,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    garbage.tune()
     from contextlib import ExitStack
     from pathlib import Path
 

@@ -22,11 +22,13 @@ def to_millis(value: datetime) -> datetime:
 
     A timestamp without a zone is taken as UTC.
     """
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    value = value.astimezone(UTC)
-    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    micro = value.microsecond
+    return value.replace(microsecond=micro - micro % 1000) if micro % 1000 else value
 
+
+_set = object.__setattr__
 
 # A timestamp as Avro's timestamp-millis holds it: UTC, millisecond precision.
 Millis = Annotated[datetime, AfterValidator(to_millis)]
@@ -56,6 +58,19 @@ class ContractModel(BaseModel):
     @classmethod
     def avro_schema(cls) -> dict[str, Any]:
         return schemas.load(cls.avro_name)
+
+    @classmethod
+    def from_valid(cls, values: dict[str, Any]) -> Self:
+        """An instance from values that are valid already and name every field: what
+        ``model_construct`` does, without its per-field loop over aliases and defaults (it
+        costs more than the stitching of an event). Checked against validation by
+        tests/unit/pipeline/test_contract.py."""
+        model = cls.__new__(cls)
+        _set(model, "__dict__", values)
+        _set(model, "__pydantic_fields_set__", set(values))
+        _set(model, "__pydantic_extra__", None)
+        _set(model, "__pydantic_private__", None)
+        return model
 
 
 class Channel(StrEnum):
@@ -111,6 +126,11 @@ class Traits(ContractModel):
         return all(value is None or not value.strip() for value in self.model_dump().values())
 
 
+_CHANNELS: dict[str, Channel] = {c.value: c for c in Channel}
+_NO_TRAITS: dict[str, None] = dict.fromkeys(Traits.model_fields)
+_EMPTY_TRAITS = Traits()
+
+
 class ChannelEvent(ContractModel):
     avro_name: ClassVar[str] = schemas.CHANNEL_EVENT
     event_id: str
@@ -131,6 +151,31 @@ class ChannelEvent(ContractModel):
         if isinstance(value, str) and value not in Channel.__members__:
             return Channel.unknown
         return value
+
+    @classmethod
+    def trusted(cls, record: dict[str, Any]) -> ChannelEvent:
+        """The event of a record that was validated before (an internal topic, replay's typed
+        decoder): built without validating again (pydantic's ``model_construct``; ~10x
+        cheaper). ``record`` has the Avro form: every field present, timestamps as UTC
+        datetimes with millisecond precision, the channel as its name."""
+        traits = record["traits"]
+        return cls.from_valid(
+            {
+                "event_id": record["event_id"],
+                "event_type": record["event_type"],
+                "channel": _CHANNELS.get(record["channel"], Channel.unknown),
+                "source": record["source"],
+                "occurred_at": record["occurred_at"],
+                "received_at": record["received_at"],
+                "identifiers": [
+                    Identifier.from_valid({"namespace": i["namespace"], "value": i["value"]})
+                    for i in record["identifiers"]
+                ],
+                "traits": Traits.from_valid({**_NO_TRAITS, **traits}) if traits else _EMPTY_TRAITS,
+                "properties": record["properties"],
+                "consent": record["consent"],
+            }
+        )
 
 
 class CustomerProfile(ContractModel):

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from pipeline.contract import ChangeType, ChannelEvent, Evidence, IdentityChange
+from pipeline.contract import ChangeType, ChannelEvent, Evidence, IdentityChange, to_millis
 from pipeline.identifiers import Node
 from pipeline.matching import MatchConfig, Matcher
 from pipeline.namespaces import NamespaceRules
@@ -63,6 +63,29 @@ def merge_forwarding(changes: Iterable[IdentityChange]) -> Callable[[str], str]:
         return customer_id
 
     return final
+
+
+def _change(
+    change_id: str,
+    change_type: ChangeType,
+    customer_id: str,
+    reason: str,
+    evidence: list[Evidence],
+    occurred_at: datetime,
+    old_customer_ids: list[str] | None = None,
+) -> IdentityChange:
+    """An IdentityChange of values valid by construction (no validation in the hot path)."""
+    return IdentityChange.from_valid(
+        {
+            "change_id": change_id,
+            "change_type": change_type,
+            "customer_id": customer_id,
+            "old_customer_ids": old_customer_ids or [],
+            "reason": reason,
+            "evidence": evidence,
+            "occurred_at": to_millis(occurred_at),
+        }
+    )
 
 
 def _change_id(*parts: str) -> str:
@@ -223,7 +246,7 @@ class Graph:
         if active:
             self._attach(active[0][0], customer, event, at, "first_seen", None)
         result.changes.append(
-            IdentityChange(
+            _change(
                 change_id=_change_id("created", event.event_id),
                 change_type=ChangeType.created,
                 customer_id=customer,
@@ -334,7 +357,7 @@ class Graph:
             self.matcher.absorb(winner, loser)
         result.folds.append(Fold(loser, winner))
         result.changes.append(
-            IdentityChange(
+            _change(
                 change_id=_change_id("merged", event.event_id, loser, winner),
                 change_type=ChangeType.merged,
                 customer_id=winner,
@@ -374,7 +397,7 @@ class Graph:
         self.store.set("n|" + node.key, record)
         if not quarantine:
             return None
-        return IdentityChange(
+        return _change(
             change_id=_change_id("quarantined", node.key),
             change_type=ChangeType.quarantined,
             customer_id=self.resolve(record["c"]),
@@ -399,7 +422,7 @@ class Graph:
             if rule == UNIQUE_CONFLICT
             else f"link refused: more {namespace} values than one profile may hold"
         )
-        return IdentityChange(
+        return _change(
             change_id=_change_id("conflict", event.event_id, customer, other or "", node.key),
             change_type=ChangeType.conflict,
             customer_id=customer,
@@ -413,11 +436,14 @@ class Graph:
     def _evidence(
         event: ChannelEvent, rule: str, nodes: list[Node], details: dict[str, str] | None = None
     ) -> Evidence:
-        return Evidence(
-            event_id=event.event_id,
-            source=event.source,
-            occurred_at=event.occurred_at,
-            rule=rule,
-            identifiers=[n.to_identifier() for n in nodes],
-            details=details or {},
+        return Evidence.from_valid(
+            {
+                "event_id": event.event_id,
+                "source": event.source,
+                "occurred_at": event.occurred_at,
+                "rule": rule,
+                "identifiers": [n.to_identifier() for n in nodes],
+                "score": None,
+                "details": details or {},
+            }
         )

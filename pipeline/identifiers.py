@@ -78,7 +78,7 @@ class Node:
         return f"{self.namespace}|{self.value}"
 
     def to_identifier(self) -> Identifier:
-        return Identifier(namespace=self.namespace, value=self.value)
+        return Identifier.from_valid({"namespace": self.namespace, "value": self.value})
 
 
 def canonical_namespace(namespace: str) -> str:

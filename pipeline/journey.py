@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from pipeline.contract import Channel
@@ -19,6 +20,9 @@ class JourneyContext:
     previous_channel: Channel | None
     channel_switch: bool
     time_since_previous_ms: int | None
+
+
+_time = itemgetter(0)
 
 
 def _describe(
@@ -36,14 +40,14 @@ def _describe(
 
 def place(touches: list[list[Any]], at_ms: int, channel: Channel) -> JourneyContext:
     """Insert the touch into the sorted list and describe its position."""
-    index = bisect.bisect_right([t[0] for t in touches], at_ms)
+    index = bisect.bisect_right(touches, at_ms, key=_time)
     touches.insert(index, [at_ms, channel.value])
     return _describe(touches, index, at_ms, channel)
 
 
 def context_of(touches: list[list[Any]], at_ms: int) -> JourneyContext:
     """The context of a touch already in the list (to emit its journey event again)."""
-    index = bisect.bisect_left([t[0] for t in touches], at_ms)
+    index = bisect.bisect_left(touches, at_ms, key=_time)
     channel = Channel(str(touches[index][1])) if index < len(touches) else None
     return _describe(touches, index, at_ms, channel)
 

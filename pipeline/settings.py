@@ -85,6 +85,14 @@ class Settings(BaseSettings):
         description="Events (or operations) one internal record carries between the worker's "
         "stages (pipeline.batches).",
     )
+    worker_stages: str = Field(
+        "intake,link,profile",
+        pattern=r"^(intake|link|profile)(,(intake|link|profile))*$",
+        description="The stages `omnistitch worker` runs, comma-separated: intake (its own "
+        "process), link (one partition: one linker in a deployment), profile (partitioned). "
+        "A deployment runs every stage somewhere; e.g. one worker with `intake,link` and "
+        "others with `intake,profile`.",
+    )
     batch_wait_ms: int = Field(
         50,
         ge=1,
@@ -308,6 +316,9 @@ class Settings(BaseSettings):
             max_properties=self.max_properties,
             max_property_bytes=self.max_property_bytes,
         )
+
+    def stages(self) -> frozenset[str]:
+        return frozenset(self.worker_stages.split(","))
 
     def intake_policy(self) -> IntakePolicy:
         return IntakePolicy(

@@ -136,3 +136,38 @@ def make_stream(
     from connectors.generator import synthetic_stream
 
     return synthetic_stream(persons, events, seed, duplicates, start or NOW - timedelta(days=3))
+
+
+class MemorySerde:
+    """The Serde contract without a registry: Confluent framing with a fixed id per schema
+    name, fastavro for the body (the stages' unit tests)."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+
+    def encode_record(self, topic: str, avro_name: str, record: dict[str, Any]) -> bytes:
+        import io
+
+        import fastavro
+
+        from pipeline import schemas
+
+        schema_id = self.ids.setdefault(avro_name, len(self.ids) + 1)
+        out = io.BytesIO()
+        out.write(b"\x00" + schema_id.to_bytes(4, "big"))
+        fastavro.schemaless_writer(out, schemas.parsed(avro_name), record)
+        return out.getvalue()
+
+    def decode_record(self, topic: str, data: bytes, avro_name: str) -> dict[str, Any]:
+        from pipeline import schemas
+        from pipeline.wire import decode_confluent
+
+        names = {schema_id: name for name, schema_id in self.ids.items()}
+        parsed = schemas.parsed(avro_name)
+        return decode_confluent(data, lambda i: schemas.parsed(names[i]), parsed)
+
+    def encode(self, topic: str, record: Any) -> bytes:
+        return self.encode_record(topic, record.avro_name, record.to_avro())
+
+    def decode(self, topic: str, data: bytes, model: Any) -> dict[str, Any]:
+        return self.decode_record(topic, data, model.avro_name)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from pipeline.contract import (
     ChangeType,
@@ -26,7 +26,15 @@ from pipeline.graph import merge_forwarding
 from pipeline.serialization import RegistrySerde
 from pipeline.state import MemoryStore
 from pipeline.stitcher import Stitcher
-from pipeline.topics import EVENTS, IDENTITY_CHANGES, JOURNEYS, PROFILES, create_topics
+from pipeline.topics import (
+    ACCEPTED,
+    CUSTOMER_OPS,
+    EVENTS,
+    IDENTITY_CHANGES,
+    JOURNEYS,
+    PROFILES,
+    create_topics,
+)
 from tests.factories import make_event, make_stream
 from tests.integration.conftest import KafkaEndpoints, WorkerProcess, drain
 
@@ -305,3 +313,72 @@ def test_the_worker_links_a_probabilistic_match_and_reports_a_possible_one(
     profiles = run.profiles()
     assert profiles[customer["pm-web"]].possible_matches == [customer["pm-chat"]]
     assert profiles[customer["pm-chat"]].possible_matches == [customer["pm-web"]]
+
+
+def _tables(data_dir: Path) -> dict[str, dict[bytes, bytes]]:
+    """Every RocksDB table partition under a worker's data directory: file name → its keys
+    and values as stored (faust's own bookkeeping keys left out)."""
+    from rocksdict import AccessType, Options, Rdict
+
+    found: dict[str, dict[bytes, bytes]] = {}
+    for path in sorted(data_dir.rglob("*.db")):
+        db = Rdict(str(path), Options(raw_mode=True), access_type=AccessType.read_only())
+        try:
+            found[path.name] = {
+                key: value for key, value in db.items() if not key.startswith(b"__faust")
+            }
+        finally:
+            db.close()
+    return found
+
+
+def _wait_committed(run: Run, topics: list[str], timeout_s: float = 120) -> None:
+    """Until the worker's consumer group has committed every partition of ``topics`` to its
+    end: every batch record handled, nothing in flight."""
+    group = run.env["OMNISTITCH_APP_ID"]
+    consumer = Consumer({"bootstrap.servers": run.kafka.bootstrap_servers, "group.id": group})
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            behind = []
+            for topic in topics:
+                partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+                for partition in partitions:
+                    tp = TopicPartition(topic, partition)
+                    low, high = consumer.get_watermark_offsets(tp, timeout=10)
+                    (committed,) = consumer.committed([tp], timeout=10)
+                    if high > low and committed.offset < high:
+                        behind.append((topic, partition, committed.offset, high))
+            if not behind:
+                return
+            time.sleep(1)
+    finally:
+        consumer.close()
+    pytest.fail(f"offsets not committed to the end: {behind}")
+
+
+@pytest.mark.parametrize("partitions", [1, 4], ids=["1p", "4p"])
+def test_state_restored_from_the_changelogs_equals_the_state_before_the_restart(
+    run_factory: Callable[[int], Run], tmp_path: Path, partitions: int
+) -> None:
+    run = run_factory(partitions)
+    run.produce(EVENTS_IN)
+    first = run.worker("first")
+    first.start()
+    run.wait_for_journeys(DISTINCT)
+    _wait_committed(run, [ACCEPTED.name(run.prefix), CUSTOMER_OPS.name(run.prefix)])
+    assert first.stop() == 0
+    before = _tables(tmp_path / "data-first")
+    # A worker with an empty data directory rebuilds every table from its changelog topic.
+    second = run.worker("second")
+    second.start()
+    _wait_ready([second])
+    assert second.stop() == 0
+    after = _tables(tmp_path / "data-second")
+
+    graph = [name for name in before if name.startswith("graph-")]
+    customers = [name for name in before if name.startswith("customers-")]
+    assert len(graph) == 1 and len(customers) == partitions, sorted(before)
+    assert sum(len(before[name]) for name in graph) > len(DISTINCT), "graph keys were written"
+    assert all(before[name] for name in customers), "every customers partition holds state"
+    assert after == before

@@ -29,6 +29,7 @@ import logging
 from typing import Any
 
 import faust
+from faust.types import TP
 
 from pipeline import durability
 from pipeline.batches import EVENT_BATCH, OPERATION_BATCH
@@ -42,14 +43,13 @@ from pipeline.dead_letters import (
     log_processing_error,
     processing_error,
 )
-from pipeline.delivery import Sender
+from pipeline.delivery import Output, Sender
 from pipeline.exceptions import DecodeError, RegistryUnavailableError
 from pipeline.graph import to_ms
 from pipeline.profile import Journal
 from pipeline.serialization import RegistrySerde, Serde
 from pipeline.settings import Settings
 from pipeline.stages import LinkStage, ProfileStage, Topics
-from pipeline.state import MemoryStore, Store
 from pipeline.topics import (
     ACCEPTED,
     CUSTOMER_OPS,
@@ -70,20 +70,50 @@ def broker_urls(bootstrap_servers: str) -> list[str]:
 
 
 class TableStore:
-    """The Store contract on a faust table (values JSON, like the table's changelog)."""
+    """The Store contract on a faust table whose changelog the worker writes itself.
+
+    ``table[key] = value`` would hand every changelog record to faust's producer buffer, which
+    sends one record at a time: measured here, a batch stage writing a few thousand keys per
+    second left 64,000 changelog records queued and linked 1,400 events/s. So writes go to the
+    table's RocksDB store directly (the partition of the current event, the batch record, as
+    faust's own writes do) and the changelog records, the exact bytes the store holds, are
+    collected for ``changelog()``: the worker sends them with the batch's outputs and waits for
+    every acknowledgement before the stream moves on, so a committed offset never precedes its
+    state's changelog. Recovery and standbys read the changelog as faust wrote it.
+    """
 
     def __init__(self, table: Any) -> None:
         self.table = table
+        self.pending: list[tuple[bytes, bytes | None]] = []
 
     def get(self, key: str) -> Any | None:
-        return self.table.get(key)
+        return self.table.data.get(key)
 
     def set(self, key: str, value: Any) -> None:
-        self.table[key] = value
+        data = self.table.data
+        key_bytes, value_bytes = data._encode_key(key), data._encode_value(value)
+        data._set(key_bytes, value_bytes)
+        self.pending.append((key_bytes, value_bytes))
 
     def delete(self, key: str) -> None:
-        if key in self.table:
-            del self.table[key]
+        data = self.table.data
+        key_bytes = data._encode_key(key)
+        data._del(key_bytes)
+        self.pending.append((key_bytes, None))
+
+    def changelog(self, partition: int) -> list[Output]:
+        """The changelog records of the writes since the last call (``partition``: the current
+        event's, where faust keeps the keys written while handling it)."""
+        topic = self.table.changelog_topic.get_topic_name()
+        out: list[Output] = [(topic, k, v, partition) for k, v in self.pending]
+        self.pending = []
+        return out
+
+    def persisted(self, partition: int, offset: int) -> None:
+        """Remember in RocksDB how far the changelog is reflected (as faust does after its own
+        changelog sends), so that a restart reads only what follows."""
+        topic = self.table.changelog_topic.get_topic_name()
+        self.table.data.set_persisted_offset(TP(topic, partition), offset)
 
 
 def new_app(settings: Settings) -> faust.App:
@@ -138,15 +168,13 @@ def build_app(
     dead_topic = raw_topic(app, DEAD_LETTERS.name(prefix))
     stages = settings.stages()
     # Only the tables of the stages this worker runs (no standby copies of the others).
-    graph_store: Store = (
-        TableStore(app.Table("graph", partitions=1, options=rocks))
-        if "link" in stages
-        else MemoryStore()
+    graph_store = TableStore(
+        app.Table("graph", partitions=1, options=rocks) if "link" in stages else None
     )
-    customers_store: Store = (
-        TableStore(app.Table("customers", partitions=settings.partitions, options=rocks))
+    customers_store = TableStore(
+        app.Table("customers", partitions=settings.partitions, options=rocks)
         if "profile" in stages
-        else MemoryStore()
+        else None
     )
     journal = Journal(int(settings.journey_window_s * 1000))
     tail_stale = [True]
@@ -258,13 +286,19 @@ def build_app(
         )
 
     async def handle_batch(
-        name: str, message: Any, stage: LinkStage | ProfileStage, avro_name: str, field: str
+        name: str,
+        message: Any,
+        stage: LinkStage | ProfileStage,
+        table: TableStore,
+        avro_name: str,
+        field: str,
     ) -> int:
         """One batch record: decode, run the stage (its state committed), dead letters for the
         records that failed, then every output sent and acknowledged; only then does the
         stream move on (and its offset become committable). Returns the records handled."""
         origin = Origin(message.topic, message.partition, message.offset)
         delay = 0.5
+        table.pending = []
         while True:
             try:
                 items = codec.decode_record(message.topic, message.value, avro_name)[field]
@@ -289,13 +323,18 @@ def build_app(
             else:
                 where, key, value = origin, message.key, stage.dead_letter(index)
             await failed(name, where, key, value, error)
-        await sender.send(outcome.outputs)
+        changelog = table.changelog(message.partition)
+        delivered = await sender.send(changelog + outcome.outputs)
+        if changelog:
+            topic = changelog[0][0]
+            if (topic, message.partition) in delivered:
+                table.persisted(message.partition, delivered[(topic, message.partition)])
         return len(items) - len(outcome.failures)
 
     async def link(stream: Any) -> None:
         async for event in stream.events():
             stats["linked"] += await handle_batch(
-                "link", event.message, linker, EVENT_BATCH, "events"
+                "link", event.message, linker, graph_store, EVENT_BATCH, "events"
             )
 
     async def profile(stream: Any) -> None:
@@ -309,7 +348,7 @@ def build_app(
                 journal.reset(tail, now_ms)
                 log.info("journey tail read: %d journey events of the last window", len(tail))
             stats["profiled"] += await handle_batch(
-                "profile", event.message, profiler, OPERATION_BATCH, "operations"
+                "profile", event.message, profiler, customers_store, OPERATION_BATCH, "operations"
             )
 
     if "link" in stages:

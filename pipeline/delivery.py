@@ -45,14 +45,18 @@ class Sender:
             }
         )
 
-    def _send_all(self, outputs: list[Output]) -> int:
-        """Produce and flush; the index of the first output not delivered (len when all were)."""
+    def _send_all(self, outputs: list[Output], offsets: dict[tuple[str, int], int]) -> int:
+        """Produce and flush; the index of the first output not delivered (len when all were).
+        ``offsets`` gets the last offset delivered per topic and partition."""
         failed: list[int] = []
 
         def delivered(index: int) -> Any:
-            def callback(error: Any, _message: Any) -> None:
+            def callback(error: Any, message: Any) -> None:
                 if error is not None:
                     failed.append(index)
+                    return
+                where = (message.topic(), message.partition())
+                offsets[where] = max(offsets.get(where, -1), message.offset())
 
             return callback
 
@@ -73,14 +77,16 @@ class Sender:
             return 0 if not failed else min(failed)
         return min(failed) if failed else len(outputs)
 
-    async def send(self, outputs: list[Output]) -> None:
-        """Every output delivered, in order (see the module doc)."""
+    async def send(self, outputs: list[Output]) -> dict[tuple[str, int], int]:
+        """Every output delivered, in order (see the module doc); the last offset written per
+        topic and partition."""
         loop = asyncio.get_running_loop()
         delay = 0.5
+        offsets: dict[tuple[str, int], int] = {}
         while outputs:
-            done = await loop.run_in_executor(None, self._send_all, outputs)
+            done = await loop.run_in_executor(None, self._send_all, outputs, offsets)
             if done == len(outputs):
-                return
+                return offsets
             log.warning(
                 "%d of %d outputs not delivered; sending them again in %.1fs",
                 len(outputs) - done,
@@ -90,6 +96,7 @@ class Sender:
             outputs = outputs[done:]
             await asyncio.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_S)
+        return offsets
 
     def close(self) -> None:
         self.producer.flush(self.timeout_s)

@@ -36,6 +36,7 @@ from pipeline.batches import (
 from pipeline.clock import Clock
 from pipeline.contract import ChannelEvent
 from pipeline.dead_letters import Origin
+from pipeline.delivery import Output
 from pipeline.exceptions import (
     OmnistitchError,
     OutputTooLargeError,
@@ -53,9 +54,6 @@ from pipeline.stitcher import StitchConfig
 # larger than this is refused before anything is written (limits make it unreachable).
 MAX_STATE_VALUE_BYTES = 512 * 1024
 MAX_OUTPUT_BYTES = 900 * 1024
-
-# (topic, key, value, partition): one record to send; partition None: by key.
-Output = tuple[str, bytes | None, bytes | None, int | None]
 
 
 @dataclass(frozen=True)

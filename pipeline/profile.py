@@ -198,7 +198,7 @@ class ProfileBook:
         if kind == "route":
             return self.add_event(
                 customer_id,
-                ChannelEvent.model_validate(message["event"]),
+                ChannelEvent.trusted(message["event"]),  # validated by intake
                 [Node(ns, value) for ns, value in message["nodes"]],
                 now,
                 repeat=bool(message.get("repeat")),

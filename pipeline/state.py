@@ -8,8 +8,9 @@ so the same logic runs over a dict (unit tests, in-memory replay), a local Rocks
 from __future__ import annotations
 
 import copy
-import json
 from typing import Any, Protocol
+
+import msgspec
 
 from pipeline.exceptions import StateValueTooLargeError
 
@@ -88,7 +89,7 @@ class StagedStore:
 
     def _check(self, key: str, value: Any) -> None:
         if value is not _DELETED:
-            size = len(json.dumps(value).encode())
+            size = len(msgspec.json.encode(value))
             if size > self.max_value_bytes:
                 raise StateValueTooLargeError(
                     f"a {key.split('|', 1)[0]} record of {size} bytes "

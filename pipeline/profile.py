@@ -25,7 +25,14 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from pipeline.contract import Channel, ChannelEvent, CustomerProfile, JourneyEvent, Traits
+from pipeline.contract import (
+    Channel,
+    ChannelEvent,
+    CustomerProfile,
+    JourneyEvent,
+    Traits,
+    to_millis,
+)
 from pipeline.graph import to_ms
 from pipeline.identifiers import Node
 from pipeline.journey import JourneyContext, context_of, merge_touches, place
@@ -299,13 +306,15 @@ class ProfileBook:
 
     @staticmethod
     def _journey(customer_id: str, event: ChannelEvent, context: JourneyContext) -> JourneyEvent:
-        return JourneyEvent(
-            customer_id=customer_id,
-            event=event,
-            sequence_number=context.sequence_number,
-            previous_channel=context.previous_channel,
-            channel_switch=context.channel_switch,
-            time_since_previous_ms=context.time_since_previous_ms,
+        return JourneyEvent.from_valid(  # every value valid by construction
+            {
+                "customer_id": customer_id,
+                "event": event,
+                "sequence_number": context.sequence_number,
+                "previous_channel": context.previous_channel,
+                "channel_switch": context.channel_switch,
+                "time_since_previous_ms": context.time_since_previous_ms,
+            }
         )
 
     def possible(self, customer_id: str, other: str, now: datetime) -> ProfileOutput:
@@ -440,23 +449,29 @@ class ProfileBook:
 
     @staticmethod
     def _profile(customer_id: str, state: dict[str, Any], now: datetime) -> CustomerProfile:
-        return CustomerProfile(
-            customer_id=customer_id,
-            identifiers={ns: list(values) for ns, values in state["ids"].items()},
-            traits=Traits(**{name: entry[0] for name, entry in state["traits"].items()}),
-            channels=[
-                Channel(c) for c, _ in sorted(state["channels"].items(), key=lambda kv: kv[1])
-            ],
-            first_seen=_from_ms(state["first"]),
-            last_seen=_from_ms(state["last"]),
-            event_count=state["events"],
-            order_count=state["orders"],
-            order_totals=dict(state["totals"]),
-            consent={purpose: entry[0] for purpose, entry in state["consent"].items()},
-            merged_ids=list(state["merged"]),
-            possible_matches=[p for p in state.get("possible", []) if p not in state["merged"]],
-            version=state["version"],
-            updated_at=now,
+        traits = dict.fromkeys(TRAIT_NAMES)
+        traits.update((name, entry[0]) for name, entry in state["traits"].items())
+        return CustomerProfile.from_valid(  # every value valid by construction (the state's)
+            {
+                "customer_id": customer_id,
+                "identifiers": {ns: list(values) for ns, values in state["ids"].items()},
+                "traits": Traits.from_valid(traits),
+                "channels": [
+                    Channel(c) for c, _ in sorted(state["channels"].items(), key=lambda kv: kv[1])
+                ],
+                "first_seen": to_millis(_from_ms(state["first"])),
+                "last_seen": to_millis(_from_ms(state["last"])),
+                "event_count": state["events"],
+                "order_count": state["orders"],
+                "order_totals": dict(state["totals"]),
+                "consent": {purpose: entry[0] for purpose, entry in state["consent"].items()},
+                "merged_ids": list(state["merged"]),
+                "possible_matches": [
+                    p for p in state.get("possible", []) if p not in state["merged"]
+                ],
+                "version": state["version"],
+                "updated_at": to_millis(now),
+            }
         )
 
 

@@ -9,7 +9,7 @@ from pipeline.contract import Channel, Traits
 from pipeline.identifiers import Node
 from pipeline.journey import place
 from pipeline.profile import ProfileBook, Survivorship, fold_message, route_message
-from pipeline.state import Store
+from pipeline.state import MemoryStore, Store
 from tests.factories import NOW, make_event
 
 T0 = NOW - timedelta(days=2)
@@ -170,3 +170,21 @@ def test_the_journal_re_emits_a_lost_journey_but_not_one_merged_in(
     assert not book.handle("c2", route_message(other, []), NOW).journeys
     forwarded = book.handle("c2", route_message(other, []), NOW).forwards[0]
     assert not book.handle(forwarded[0], forwarded[1], NOW).journeys
+
+
+def test_profiles_and_journeys_built_without_validation_equal_validated_ones() -> None:
+    """The book builds its records from values valid by construction (no validation in the
+    hot path): validating them again changes nothing."""
+    from pipeline.contract import CustomerProfile, JourneyEvent
+    from tests.factories import make_rich_event
+
+    book = ProfileBook(MemoryStore())
+    event = make_rich_event(
+        consent={"email": True}, properties={"amount": "9.5", "currency": "EUR"}
+    )
+    out = book.add_event("c1", event, [], NOW)
+    (profile,) = out.profiles
+    (journey,) = out.journeys
+    assert CustomerProfile.model_validate(profile.model_dump()) == profile
+    assert JourneyEvent.model_validate(journey.model_dump()) == journey
+    assert profile.to_avro() == CustomerProfile.model_validate(profile.model_dump()).to_avro()

@@ -77,8 +77,8 @@ def broker() -> Iterator[tuple[str, str]]:
 
 
 class RssWatch:
-    """Peak resident memory of a process and of each of its children (the worker's intake
-    process), apart, sampled every 100 ms."""
+    """Peak resident memory of a process and of each of its children (the worker's stage
+    processes), apart, sampled every 100 ms."""
 
     def __init__(self, pid: int, name: str) -> None:
         self.name = name
@@ -90,8 +90,11 @@ class RssWatch:
 
     def _label(self, proc: psutil.Process) -> str:
         if proc.pid == self._proc.pid:
-            return f"{self.name} (faust: link, profile)"
-        return f"{self.name} intake process" if "intake" in proc.cmdline() else f"{self.name} child"
+            return f"{self.name} (main process)"
+        argv = proc.cmdline()
+        if "stage" in argv:
+            return f"{self.name}: {argv[argv.index('stage') + 1]} process"
+        return f"{self.name}: child process"
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -133,12 +133,42 @@ class TableStore:
         self.table.data.set_persisted_offset(TP(topic, self.partition), offset)
 
 
-def new_app(settings: Settings) -> faust.App:
+def stage_app_id(settings: Settings, stage: str) -> str:
+    """The faust app id (consumer group, data folder) of a stateful stage: the linker keeps the
+    deployment's app id (its graph table and changelog as before); the profile stage, a
+    consumer group of its own since it runs in its own process, ``<app id>.profile``."""
+    return settings.app_id if stage == "link" else f"{settings.app_id}.{stage}"
+
+
+def changelog_name(settings: Settings, table: str) -> str:
+    """A table's changelog topic, whatever app holds the table: ``<app id>-<table>-changelog``,
+    faust's name when both stages ran in one app."""
+    return f"{settings.app_id}-{table}-changelog"
+
+
+class _NamedChangelogTable(faust.Table):  # type: ignore[type-arg]
+    """A faust table whose changelog topic has a given name (not derived from its app id)."""
+
+    changelog_name = ""
+
+    def _changelog_topic_name(self) -> str:
+        return self.changelog_name
+
+
+def _table(app: faust.App, name: str, partitions: int, changelog: str, **options: Any) -> Any:
+    table = _NamedChangelogTable(
+        app, name=name, partitions=partitions, beacon=app.tables.beacon, options=options
+    )
+    table.changelog_name = changelog
+    return app.tables.add(table)
+
+
+def new_app(settings: Settings, app_id: str | None = None) -> faust.App:
     """A faust app with the worker's configuration (broker, RocksDB stores, commits at
     least once with durable table writes), no agents yet: the worker's and the benchmarks'."""
     durability.install()
     return faust.App(
-        settings.app_id,
+        app_id or settings.app_id,
         broker=broker_urls(settings.bootstrap_servers),
         broker_credentials=settings.kafka_security().faust(),
         store="rocksdb://",
@@ -166,13 +196,18 @@ def raw_topic(app: faust.App, name: str, partitions: int | None = None) -> Any:
 
 
 def build_app(
-    settings: Settings, clock: Clock = system_clock, serde: Serde | None = None
+    settings: Settings,
+    clock: Clock = system_clock,
+    serde: Serde | None = None,
+    stage: str = "link",
 ) -> faust.App:
-    """The worker's faust app, configured from settings."""
+    """The faust app of one stateful stage of the worker (``link`` or ``profile``)."""
+    if stage not in ("link", "profile"):
+        raise ValueError(f"no faust app for stage {stage!r}")
     codec = serde or RegistrySerde.from_access(settings.registry_access())
     stitch = settings.stitch_config()
     prefix = settings.topic_prefix
-    app = new_app(settings)
+    app = new_app(settings, stage_app_id(settings, stage))
     rocks = {
         "block_cache_size": settings.rocksdb_block_cache_mb * 1024 * 1024,
         "block_cache_compressed_size": settings.rocksdb_block_cache_mb * 1024 * 1024 // 4,
@@ -183,14 +218,17 @@ def build_app(
     accepted_topic = raw_topic(app, ACCEPTED.name(prefix), partitions=1)
     ops_topic = raw_topic(app, CUSTOMER_OPS.name(prefix), partitions=settings.partitions)
     dead_topic = raw_topic(app, DEAD_LETTERS.name(prefix))
-    stages = settings.stages()
-    # Only the tables of the stages this worker runs (no standby copies of the others).
+    # Only the table of this stage (no standby copies of the other's).
     graph_store = TableStore(
-        app.Table("graph", partitions=1, options=rocks) if "link" in stages else None
+        _table(app, "graph", 1, changelog_name(settings, "graph"), **rocks)
+        if stage == "link"
+        else None
     )
     customers_store = TableStore(
-        app.Table("customers", partitions=settings.partitions, options=rocks)
-        if "profile" in stages
+        _table(
+            app, "customers", settings.partitions, changelog_name(settings, "customers"), **rocks
+        )
+        if stage == "profile"
         else None
     )
     journal = Journal(int(settings.journey_window_s * 1000))
@@ -366,9 +404,9 @@ def build_app(
                 "profile", event.message, profiler, customers_store, OPERATION_BATCH, "operations"
             )
 
-    if "link" in stages:
+    if stage == "link":
         app.agent(accepted_topic, name="link", concurrency=1)(link)
-    if "profile" in stages:
+    else:
         app.agent(ops_topic, name="profile", concurrency=1)(profile)
 
     last_logged: list[tuple[Any, ...]] = []

@@ -55,10 +55,21 @@ def chunks(
 
 
 def accepted_event(
-    event: dict[str, Any], topic: str, partition: int, offset: int
+    event: dict[str, Any],
+    topic: str,
+    partition: int,
+    offset: int,
+    nodes: list[tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """One entry of an EventBatch: the event's Avro record and where intake read it."""
-    return {"event": event, "topic": topic, "partition": partition, "offset": offset}
+    """One entry of an EventBatch: the event's Avro record, where intake read it and, when
+    intake normalised them, its nodes as (namespace, value) pairs."""
+    return {
+        "event": event,
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "nodes": None if nodes is None else [{"namespace": n, "value": v} for n, v in nodes],
+    }
 
 
 def operation(customer_id: str, message: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -186,46 +187,42 @@ def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    import faust
-
-    from pipeline.app import build_app
     from pipeline.serialization import RegistrySerde
+    from pipeline.supervisor import supervise
 
     if args.model:
         from pathlib import Path
 
         settings = settings.model_copy(update={"match_model": Path(args.model)})
         settings.stitch_config()  # fail now on an unreadable model, not inside the worker
+        os.environ["OMNISTITCH_MATCH_MODEL"] = str(settings.match_model)
     _logging(settings, configure=False)
     check_kafka(settings.kafka_security())
-    serde = RegistrySerde.from_access(settings.registry_access())
-    serde.register(settings.topic_prefix)
-    from pipeline.intake_loop import IntakeProcess, run_intake
+    RegistrySerde.from_access(settings.registry_access()).register(settings.topic_prefix)
+    return supervise(settings.stages())
 
+
+def cmd_stage(args: argparse.Namespace, settings: Settings) -> int:
+    """One stage of the worker (``omnistitch worker`` starts one process per stage)."""
+    from pipeline.supervisor import stop_when_orphaned
+
+    stage = getattr(args, "stage", "intake")
     garbage.tune()
-    stages = settings.stages()
-    if stages == {"intake"}:
-        run_intake(settings)
+    if stage == "intake":
+        from pipeline.intake_loop import run_intake
+
+        _logging(settings)
+        run_intake(settings, parent=args.parent or 0)
         return 0
-    app = build_app(settings, serde=serde)
-    intake = IntakeProcess() if "intake" in stages else None
-    if intake is not None:
-        intake.start()
-    try:
-        worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
-        worker.execute_from_commandline()
-    finally:
-        if intake is not None:
-            intake.stop()
-    return 0
+    import faust
 
+    from pipeline.app import build_app
 
-def cmd_intake(args: argparse.Namespace, settings: Settings) -> int:
-    from pipeline.intake_loop import run_intake
-
-    _logging(settings)
-    garbage.tune()
-    run_intake(settings, parent=args.parent or 0)
+    _logging(settings, configure=False)
+    if args.parent:
+        stop_when_orphaned(args.parent)
+    app = build_app(settings, stage=stage)
+    faust.Worker(app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
     return 0
 
 
@@ -514,11 +511,15 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--model", help="match model JSON (omnistitch train); default built-in")
     worker.set_defaults(func=cmd_worker)
 
-    intake = sub.add_parser(
-        "intake", help="run only the worker's intake stage (omnistitch worker starts it)"
+    stage = sub.add_parser(
+        "stage", help="run one stage of the worker (omnistitch worker starts one per stage)"
     )
+    stage.add_argument("stage", choices=["intake", "link", "profile"])
+    stage.add_argument("--parent", type=int, help="end when this process is gone")
+    stage.set_defaults(func=cmd_stage)
+    intake = sub.add_parser("intake", help="the same as `omnistitch stage intake`")
     intake.add_argument("--parent", type=int, help="end when this process is gone")
-    intake.set_defaults(func=cmd_intake)
+    intake.set_defaults(func=cmd_stage)
 
     collector = sub.add_parser(
         "collector", help="run the HTTP collector (Segment tracking API and webhooks)"

@@ -2,8 +2,8 @@
 batches, off faust's per-message path (issue #11: faust's path costs about 17x a plain
 confluent-kafka loop, and intake needs no state).
 
-``omnistitch worker`` runs it as a child process (``omnistitch intake``) beside the faust app
-that links and profiles, so it also has a core of its own. At least once: a batch is consumed,
+``omnistitch worker`` runs it as a child process (``omnistitch stage intake``, see
+pipeline.supervisor) beside the linking and profile stages. At least once: a batch is consumed,
 every record becomes an accepted event or a dead letter (``pipeline.intake``, the same rules as
 replay), the accepted events leave as EventBatch records (``pipeline.batches``: one record per
 up to ``batch_size`` events), the producer is flushed and every delivery checked, and only then
@@ -18,11 +18,7 @@ assignor); a partition it has never committed starts where the faust group of ea
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -42,6 +38,7 @@ from pipeline.exceptions import RegistryUnavailableError
 from pipeline.intake import accept
 from pipeline.serialization import RegistrySerde, Serde
 from pipeline.settings import Settings
+from pipeline.supervisor import parent_alive
 from pipeline.topics import ACCEPTED, DEAD_LETTERS, EVENTS
 
 log = logging.getLogger("omnistitch.intake")
@@ -69,6 +66,7 @@ class IntakeLoop:
         self.clock = clock
         self.alive = alive
         self.policy = settings.intake_policy()
+        self.normaliser = settings.normaliser()
         prefix = settings.topic_prefix
         self.source = EVENTS.name(prefix)
         self.accepted_topic = ACCEPTED.name(prefix)
@@ -132,7 +130,16 @@ class IntakeLoop:
                 self._dead_letter(message, outcome)
                 return None
             origin = _origin(message)
-            entry = accepted_event(outcome.to_avro(), origin.topic, origin.partition, origin.offset)
+            # Normalisation is pure and per event: done here, in parallel over the intake
+            # processes, so the one-partition linker only links (pipeline.stages.LinkStage).
+            nodes, _dropped = self.normaliser.nodes(outcome.identifiers, outcome.traits)
+            entry = accepted_event(
+                outcome.to_avro(),
+                origin.topic,
+                origin.partition,
+                origin.offset,
+                [(node.namespace, node.value) for node in nodes],
+            )
         except RegistryUnavailableError:
             raise
         except Exception as exc:
@@ -262,11 +269,6 @@ def _where(message: Any) -> tuple[str, int]:
     return str(message.topic()), int(message.partition() or 0)
 
 
-def parent_alive(parent: int) -> Callable[[], bool]:
-    """For a child process: False once the process that started it is gone."""
-    return lambda: os.getppid() == parent
-
-
 def run_intake(settings: Settings, parent: int = 0) -> None:
     """``omnistitch intake``: the loop until stopped; with ``parent``, also until the worker
     process that started it is gone (so a SIGKILLed worker leaves nothing running)."""
@@ -275,46 +277,3 @@ def run_intake(settings: Settings, parent: int = 0) -> None:
     signal.signal(signal.SIGINT, loop.stop)
     log.info("intake: consuming %s as group %s", loop.source, group_id(settings.app_id))
     loop.run()
-
-
-class IntakeProcess:
-    """The worker's intake stage (IntakeLoop, ``omnistitch intake``) as a child process:
-    restarted when it ends unexpectedly, stopped with the worker; it ends by itself if the
-    worker is killed."""
-
-    def __init__(self) -> None:
-        self.argv = [sys.executable, "-m", "pipeline.cli", "intake", "--parent", str(os.getpid())]
-        self.proc: Any = None
-        self.stopping = False
-        self.thread: Any = None
-
-    def start(self) -> None:
-        self._spawn()
-        self.thread = threading.Thread(target=self._watch, daemon=True)
-        self.thread.start()
-
-    def _spawn(self) -> None:
-        self.proc = subprocess.Popen(self.argv)
-
-    def _watch(self) -> None:
-        delay = 1.0
-        while not self.stopping:
-            code = self.proc.wait()
-            if self.stopping:
-                return
-            log.warning("intake process ended (exit %s); restarting in %.0fs", code, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 30.0)
-            if not self.stopping:
-                self._spawn()
-
-    def stop(self, timeout_s: float = 30.0) -> None:
-        self.stopping = True
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()

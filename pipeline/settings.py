@@ -16,6 +16,7 @@ from pipeline.limits import Limits
 from pipeline.transport import KafkaSecurity, RegistryAccess
 
 if TYPE_CHECKING:
+    from pipeline.identifiers import Normaliser
     from pipeline.matching import MatchConfig
     from pipeline.stitcher import StitchConfig
 
@@ -254,18 +255,22 @@ class Settings(BaseSettings):
     ready_timeout_s: float = Field(90.0, gt=0, description="Seconds to wait for the stack.")
 
     def stitch_config(self) -> StitchConfig:
-        from pipeline.identifiers import Normaliser
         from pipeline.namespaces import NamespaceRules
         from pipeline.profile import Survivorship
         from pipeline.stitcher import StitchConfig
 
         return StitchConfig(
-            normaliser=Normaliser(self.default_region, frozenset(self.junk_values)),
+            normaliser=self.normaliser(),
             rules=NamespaceRules.from_json(self.namespace_rules, self.hairball_max_profiles),
             survivorship=Survivorship(tuple(self.source_precedence)),
             intake=self.intake_policy(),
             matching=self.match_config() if self.probabilistic else None,
         )
+
+    def normaliser(self) -> Normaliser:
+        from pipeline.identifiers import Normaliser
+
+        return Normaliser(self.default_region, frozenset(self.junk_values))
 
     def match_config(self) -> MatchConfig:
         from pipeline.comparisons import Model, default_model

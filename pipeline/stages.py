@@ -44,6 +44,7 @@ from pipeline.exceptions import (
     StateValueTooLargeError,
 )
 from pipeline.graph import Graph
+from pipeline.identifiers import Node
 from pipeline.profile import Journal, ProfileBook, fold_message, possible_message
 from pipeline.schemas import CHANNEL_EVENT
 from pipeline.serialization import Serde
@@ -203,9 +204,14 @@ class LinkStage(BatchStage):
         self.operations = []
 
     def one(self, index: int, now: datetime, strict: bool) -> list[Output]:
-        record = self.items[index]["event"]
+        item = self.items[index]
+        record = item["event"]
         event = ChannelEvent.trusted(record)  # validated by intake
-        nodes, _dropped = self.stitch.normaliser.nodes(event.identifiers, event.traits)
+        given = item.get("nodes")
+        if given is None:
+            nodes, _dropped = self.stitch.normaliser.nodes(event.identifiers, event.traits)
+        else:  # normalised by intake, with the same settings
+            nodes = [Node(n["namespace"], n["value"]) for n in given]
         linked = self.graph.link(event, nodes, now)
         topic = self.topics.changes
         out: list[Output] = [

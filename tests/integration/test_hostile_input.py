@@ -217,7 +217,8 @@ def test_hostile_records_neither_stall_the_worker_nor_vanish(
     assert "Crashed" not in log, log[-4000:]
     assert worker.stop() == 0
     # Every input partition of every stage is committed to its end: nothing skipped, no gap.
-    groups = {topic: group_id(app_id), ops: app_id}  # intake has a group of its own
+    # Every stage has a consumer group of its own.
+    groups = {topic: group_id(app_id), ops: f"{app_id}.profile"}
     for name, group in groups.items():
         consumer = Consumer({"bootstrap.servers": kafka.bootstrap_servers, "group.id": group})
         try:

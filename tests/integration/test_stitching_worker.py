@@ -332,16 +332,17 @@ def _tables(data_dir: Path) -> dict[str, dict[bytes, bytes]]:
     return found
 
 
-def _wait_committed(run: Run, topics: list[str], timeout_s: float = 120) -> None:
-    """Until the worker's consumer group has committed every partition of ``topics`` to its
-    end: every batch record handled, nothing in flight."""
-    group = run.env["OMNISTITCH_APP_ID"]
-    consumer = Consumer({"bootstrap.servers": run.kafka.bootstrap_servers, "group.id": group})
+def _wait_committed(run: Run, groups: dict[str, str], timeout_s: float = 120) -> None:
+    """Until each stage's consumer group (topic → group) has committed every partition of its
+    topic to its end: every batch record handled, nothing in flight."""
     deadline = time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline:
-            behind = []
-            for topic in topics:
+    while time.monotonic() < deadline:
+        behind = []
+        for topic, group in groups.items():
+            consumer = Consumer(
+                {"bootstrap.servers": run.kafka.bootstrap_servers, "group.id": group}
+            )
+            try:
                 partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
                 for partition in partitions:
                     tp = TopicPartition(topic, partition)
@@ -349,11 +350,11 @@ def _wait_committed(run: Run, topics: list[str], timeout_s: float = 120) -> None
                     (committed,) = consumer.committed([tp], timeout=10)
                     if high > low and committed.offset < high:
                         behind.append((topic, partition, committed.offset, high))
-            if not behind:
-                return
-            time.sleep(1)
-    finally:
-        consumer.close()
+            finally:
+                consumer.close()
+        if not behind:
+            return
+        time.sleep(1)
     pytest.fail(f"offsets not committed to the end: {behind}")
 
 
@@ -366,7 +367,14 @@ def test_state_restored_from_the_changelogs_equals_the_state_before_the_restart(
     first = run.worker("first")
     first.start()
     run.wait_for_journeys(DISTINCT)
-    _wait_committed(run, [ACCEPTED.name(run.prefix), CUSTOMER_OPS.name(run.prefix)])
+    app_id = run.env["OMNISTITCH_APP_ID"]
+    _wait_committed(
+        run,
+        {
+            ACCEPTED.name(run.prefix): app_id,
+            CUSTOMER_OPS.name(run.prefix): f"{app_id}.profile",
+        },
+    )
     assert first.stop() == 0
     before = _tables(tmp_path / "data-first")
     # A worker with an empty data directory rebuilds every table from its changelog topic.

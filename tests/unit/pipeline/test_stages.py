@@ -55,9 +55,25 @@ class Deployment:
             else:
                 self.sent.append((topic, key, value))
 
-    def link(self, events: list[ChannelEvent]) -> Outcome:
+    def link(self, events: list[ChannelEvent], normalised: bool = False) -> Outcome:
+        """``normalised``: intake normalised the identifiers (else the linker does)."""
+        normaliser = self.linker.stitch.normaliser
         outcome = self.linker.run(
-            [accepted_event(e.to_avro(), "events", 0, n) for n, e in enumerate(events)]
+            [
+                accepted_event(
+                    e.to_avro(),
+                    "events",
+                    0,
+                    n,
+                    [
+                        (node.namespace, node.value)
+                        for node in normaliser.nodes(e.identifiers, e.traits)[0]
+                    ]
+                    if normalised
+                    else None,
+                )
+                for n, e in enumerate(events)
+            ]
         )
         self.collect(outcome)
         return outcome
@@ -122,10 +138,11 @@ def _engine_clustering(events: list[ChannelEvent]) -> set[frozenset[str]]:
 STREAM = make_stream(persons=40, events=400, seed=5, duplicates=20)
 
 
-def test_batches_give_the_engines_clustering_and_one_journey_per_event() -> None:
+@pytest.mark.parametrize("normalised", [False, True], ids=["linker", "intake"])
+def test_batches_give_the_engines_clustering_and_one_journey_per_event(normalised: bool) -> None:
     deployment = Deployment()
     for start in range(0, len(STREAM), 50):
-        deployment.link(STREAM[start : start + 50])
+        deployment.link(STREAM[start : start + 50], normalised)
         deployment.drain()
     journeys = Counter(j.event.event_id for j in deployment.journeys())
     assert set(journeys) == {e.event_id for e in STREAM}

@@ -16,10 +16,12 @@ Operations travel as the profile stage's messages (``pipeline.profile``): ``rout
 
 from __future__ import annotations
 
+import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+import fastavro
 from aiokafka.partitioner import murmur2  # type: ignore[import-untyped]
 
 from pipeline import schemas
@@ -54,17 +56,29 @@ def chunks(
         yield batch
 
 
+# An event as the hops carry it: its ChannelEvent Avro binary and that schema's registry id.
+EventBytes = tuple[bytes, int]
+
+
+def event_body(record: dict[str, Any]) -> bytes:
+    """A ChannelEvent record in Avro binary with this version's schema (no framing)."""
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, schemas.parsed(schemas.CHANNEL_EVENT), record)
+    return out.getvalue()
+
+
 def accepted_event(
-    event: dict[str, Any],
+    event: EventBytes,
     topic: str,
     partition: int,
     offset: int,
     nodes: list[tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """One entry of an EventBatch: the event's Avro record, where intake read it and, when
-    intake normalised them, its nodes as (namespace, value) pairs."""
+    """One entry of an EventBatch: the event's bytes, where intake read it and, when intake
+    normalised them, its nodes as (namespace, value) pairs."""
     return {
-        "event": event,
+        "event": event[0],
+        "event_schema_id": event[1],
         "topic": topic,
         "partition": partition,
         "offset": offset,
@@ -72,20 +86,31 @@ def accepted_event(
     }
 
 
-def operation(customer_id: str, message: dict[str, Any]) -> dict[str, Any]:
-    """A profile-stage message (pipeline.profile) as an Operation record."""
+def operation(
+    customer_id: str,
+    message: dict[str, Any],
+    encode_event: Callable[[dict[str, Any]], EventBytes] | None = None,
+) -> dict[str, Any]:
+    """A profile-stage message (pipeline.profile) as an Operation record. A route carries its
+    event's bytes as they came (``message["event_bytes"]``), or ``encode_event`` makes them."""
     kind = message["kind"]
     record: dict[str, Any] = {
         "customer_id": customer_id,
         "kind": kind,
         "event": None,
+        "event_schema_id": 0,
         "nodes": [],
         "repeat": False,
         "other": None,
         "state": None,
     }
     if kind == "route":
-        record["event"] = message["event"]
+        given = message.get("event_bytes")
+        if given is None:
+            if encode_event is None:
+                raise ValueError("a route without its event's bytes needs an encoder")
+            given = encode_event(message["event"])
+        record["event"], record["event_schema_id"] = given
         record["nodes"] = [{"namespace": ns, "value": value} for ns, value in message["nodes"]]
         record["repeat"] = bool(message.get("repeat"))
     elif kind == "fold":
@@ -100,12 +125,17 @@ def operation(customer_id: str, message: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def message_of(record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """An Operation record back as (customer id, profile-stage message)."""
+def message_of(
+    record: dict[str, Any], decode_event: Callable[[bytes, int], dict[str, Any]]
+) -> tuple[str, dict[str, Any]]:
+    """An Operation record back as (customer id, profile-stage message); a route's event is
+    decoded (``decode_event(bytes, schema id)``) and its bytes kept as ``event_bytes``."""
     kind = record["kind"]
     message: dict[str, Any] = {"kind": kind}
     if kind == "route":
-        message["event"] = record["event"]
+        given = (record["event"], record["event_schema_id"])
+        message["event"] = decode_event(*given)
+        message["event_bytes"] = given
         message["nodes"] = [[n["namespace"], n["value"]] for n in record["nodes"]]
         if record.get("repeat"):
             message["repeat"] = True

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pipeline.batches import EVENT_BATCH, accepted_event, chunks
+from pipeline.batches import EVENT_BATCH, accepted_event, chunks, event_body
 from pipeline.clock import Clock, system_clock
 from pipeline.contract import ChannelEvent
 from pipeline.dead_letters import (
@@ -36,6 +36,7 @@ from pipeline.dead_letters import (
 )
 from pipeline.exceptions import RegistryUnavailableError
 from pipeline.intake import accept
+from pipeline.schemas import CHANNEL_EVENT
 from pipeline.serialization import RegistrySerde, Serde
 from pipeline.settings import Settings
 from pipeline.supervisor import parent_alive
@@ -67,6 +68,7 @@ class IntakeLoop:
         self.alive = alive
         self.policy = settings.intake_policy()
         self.normaliser = settings.normaliser()
+        self._event_schema_id: int | None = None
         prefix = settings.topic_prefix
         self.source = EVENTS.name(prefix)
         self.accepted_topic = ACCEPTED.name(prefix)
@@ -96,6 +98,13 @@ class IntakeLoop:
         self.accepted = 0
         self.processing_errors = 0
         self._failed: list[str] = []
+
+    @property
+    def event_schema_id(self) -> int:
+        """Registry id of this version's ChannelEvent schema (the events topic's subject)."""
+        if self._event_schema_id is None:
+            self._event_schema_id = self.serde.schema_id(self.source, CHANNEL_EVENT)
+        return self._event_schema_id
 
     # -- one record ----------------------------------------------------------------------------
     def _decode(self, data: bytes) -> dict[str, Any]:
@@ -134,7 +143,7 @@ class IntakeLoop:
             # processes, so the one-partition linker only links (pipeline.stages.LinkStage).
             nodes, _dropped = self.normaliser.nodes(outcome.identifiers, outcome.traits)
             entry = accepted_event(
-                outcome.to_avro(),
+                (event_body(outcome.to_avro()), self.event_schema_id),
                 origin.topic,
                 origin.partition,
                 origin.offset,

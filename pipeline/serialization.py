@@ -42,6 +42,10 @@ class Serde(Protocol):
 
     def decode_record(self, topic: str, data: bytes, avro_name: str) -> dict[str, Any]: ...
 
+    def schema_id(self, topic: str, avro_name: str) -> int: ...
+
+    def decode_body(self, data: bytes, schema_id: int, avro_name: str) -> dict[str, Any]: ...
+
 
 def subject(topic: str) -> str:
     """TopicNameStrategy."""
@@ -64,9 +68,28 @@ class RegistrySerde:
     def encode(self, topic: str, record: ContractModel) -> bytes:
         return self.encode_record(topic, record.avro_name, record.to_avro())
 
+    def schema_id(self, topic: str, avro_name: str) -> int:
+        """The registry id of the named schema under ``<topic>-value`` (registered on first
+        use)."""
+        return int.from_bytes(self._header(topic, avro_name)[1:], "big")
+
+    def decode_body(self, data: bytes, schema_id: int, avro_name: str) -> dict[str, Any]:
+        """An Avro body without framing, written with the schema of id ``schema_id``."""
+        return decode_confluent(
+            bytes([MAGIC_BYTE]) + schema_id.to_bytes(4, "big") + data,
+            self.writer_schema,
+            schemas.parsed(avro_name),
+        )
+
     def encode_record(self, topic: str, avro_name: str, record: dict[str, Any]) -> bytes:
         """A record of the named schema in the Confluent wire format; the schema is registered
         under ``<topic>-value`` on first use (as confluent-kafka's AvroSerializer does)."""
+        out = io.BytesIO()
+        out.write(self._header(topic, avro_name))
+        fastavro.schemaless_writer(out, schemas.parsed(avro_name), record)
+        return out.getvalue()
+
+    def _header(self, topic: str, avro_name: str) -> bytes:
         header = self._ids.get((topic, avro_name))
         if header is None:
             schema = Schema(schemas.schema_json(avro_name), "AVRO")
@@ -82,10 +105,7 @@ class RegistrySerde:
                 raise RegistryUnavailableError(f"schema registry unreachable: {exc}") from exc
             header = bytes([MAGIC_BYTE]) + int(schema_id).to_bytes(4, "big")
             self._ids[(topic, avro_name)] = header
-        out = io.BytesIO()
-        out.write(header)
-        fastavro.schemaless_writer(out, schemas.parsed(avro_name), record)
-        return out.getvalue()
+        return header
 
     def writer_schema(self, schema_id: int) -> Any:
         cached = self._writers.get(schema_id)

@@ -25,16 +25,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pipeline import schemas
 from pipeline.batches import (
     MAX_BATCH_BYTES,
     OPERATION_BATCH,
+    EventBytes,
     chunks,
+    event_body,
     message_of,
     operation,
     partition_for,
 )
 from pipeline.clock import Clock
-from pipeline.contract import ChannelEvent
+from pipeline.contract import ChannelEvent, JourneyEvent
 from pipeline.dead_letters import Origin
 from pipeline.delivery import Output
 from pipeline.exceptions import (
@@ -46,10 +49,15 @@ from pipeline.exceptions import (
 from pipeline.graph import Graph
 from pipeline.identifiers import Node
 from pipeline.profile import Journal, ProfileBook, fold_message, possible_message
-from pipeline.schemas import CHANNEL_EVENT
+from pipeline.schemas import CHANNEL_EVENT, JOURNEY_EVENT
 from pipeline.serialization import Serde
 from pipeline.state import StagedStore, Store
 from pipeline.stitcher import StitchConfig
+from pipeline.wire import MAGIC_BYTE, journey_body
+
+_CHANNEL_INDEX = {
+    name: i for i, name in enumerate(schemas.load("io.omnistitch.Channel")["symbols"])
+}
 
 # Far below Kafka's default 1 MiB message size: a table value (changelog record) or an output
 # larger than this is refused before anything is written (limits make it unreachable).
@@ -151,13 +159,21 @@ class BatchStage:
         self.state.rollback()
         self.undo()
 
+    def decode_event(self, data: bytes, schema_id: int) -> dict[str, Any]:
+        return self.serde.decode_body(data, schema_id, CHANNEL_EVENT)
+
+    def encode_event(self, record: dict[str, Any]) -> EventBytes:
+        return event_body(record), self.serde.schema_id(self.topics.events, CHANNEL_EVENT)
+
     def operation_batches(self, operations: list[tuple[str, dict[str, Any]]]) -> list[Output]:
         """Operations grouped by the profile partition of their customer, in order, as
         OperationBatch records of at most batch_size operations and MAX_BATCH_BYTES."""
         by_partition: dict[int, list[dict[str, Any]]] = {}
         for customer_id, message in operations:
             partition = partition_for(customer_id, self.partitions)
-            by_partition.setdefault(partition, []).append(operation(customer_id, message))
+            by_partition.setdefault(partition, []).append(
+                operation(customer_id, message, self.encode_event)
+            )
         out: list[Output] = []
         for partition, records in by_partition.items():
             for batch in chunks(((r, 1) for r in records), self.batch_size):
@@ -205,7 +221,8 @@ class LinkStage(BatchStage):
 
     def one(self, index: int, now: datetime, strict: bool) -> list[Output]:
         item = self.items[index]
-        record = item["event"]
+        given_bytes = (item["event"], item["event_schema_id"])
+        record = self.decode_event(*given_bytes)
         event = ChannelEvent.trusted(record)  # validated by intake
         given = item.get("nodes")
         if given is None:
@@ -225,6 +242,7 @@ class LinkStage(BatchStage):
         route: dict[str, Any] = {
             "kind": "route",
             "event": record,
+            "event_bytes": given_bytes,  # passed on as they came, not encoded again
             "nodes": [[n.namespace, n.value] for n in linked.nodes],
         }
         if linked.duplicate:
@@ -236,17 +254,18 @@ class LinkStage(BatchStage):
         return self.operation_batches(self.operations)
 
     def dead_letter(self, index: int) -> tuple[Origin, bytes | None, bytes | None]:
-        """Where the failed event came from and its bytes as a ChannelEvent record."""
+        """Where the failed event came from, its event id and its bytes as a ChannelEvent
+        record in the Confluent wire format."""
         item = self.items[index]
         origin = Origin(item["topic"], item["partition"], item["offset"])
+        value = bytes([MAGIC_BYTE]) + item["event_schema_id"].to_bytes(4, "big") + item["event"]
         try:
-            value: bytes | None = self.serde.encode_record(
-                self.topics.events, CHANNEL_EVENT, item["event"]
-            )
+            key: bytes | None = self.decode_event(item["event"], item["event_schema_id"])[
+                "event_id"
+            ].encode()
         except Exception:  # the record may be what broke: keep the dead letter anyway
-            value = None
-        key = item["event"].get("event_id") if isinstance(item.get("event"), dict) else None
-        return origin, key.encode() if isinstance(key, str) else None, value
+            key = None
+        return origin, key, value
 
 
 class ProfileStage(BatchStage):
@@ -290,19 +309,40 @@ class ProfileStage(BatchStage):
         self.journal.rollback()
 
     def one(self, index: int, now: datetime, strict: bool) -> list[Output]:
-        customer_id, message = message_of(self.items[index])
+        customer_id, message = message_of(self.items[index], self.decode_event)
         produced = self.book.handle(customer_id, message, now)
-        topic = self.topics.journeys
-        out: list[Output] = [
-            (topic, journey.customer_id.encode(), self.serde.encode(topic, journey), None)
-            for journey in produced.journeys
-        ]
+        out: list[Output] = [self._journey(journey, message) for journey in produced.journeys]
         self.touched.update(dict.fromkeys(produced.touched))
         self.tombstones += produced.tombstones
         self.forwards += produced.forwards
         if strict:  # each record's profiles now, so that a failing one is found
             out += self._profiles(now)
         return out
+
+    def _journey(self, journey: JourneyEvent, message: dict[str, Any]) -> Output:
+        """The journey event's record: around the event's bytes as they came when they are of
+        this version's ChannelEvent schema (no second encoding), else encoded whole."""
+        topic = self.topics.journeys
+        key = journey.customer_id.encode()
+        given = message.get("event_bytes")
+        own = self.serde.schema_id(self.topics.events, CHANNEL_EVENT)
+        if (
+            given is None
+            or given[1] != own
+            or message["event"]["event_id"] != journey.event.event_id
+        ):
+            return (topic, key, self.serde.encode(topic, journey), None)
+        previous = journey.previous_channel
+        body = journey_body(
+            journey.customer_id,
+            given[0],
+            journey.sequence_number,
+            None if previous is None else _CHANNEL_INDEX[previous.value],
+            journey.channel_switch,
+            journey.time_since_previous_ms,
+        )
+        header = bytes([MAGIC_BYTE]) + self.serde.schema_id(topic, JOURNEY_EVENT).to_bytes(4, "big")
+        return (topic, key, header + body, None)
 
     def _profiles(self, now: datetime) -> list[Output]:
         """The latest profile of every customer changed, then the tombstones of customers

@@ -64,3 +64,51 @@ def encode_confluent(schema_id: int, schema: Any, record: dict[str, Any]) -> byt
     out.write(bytes([MAGIC_BYTE]) + schema_id.to_bytes(4, "big"))
     fastavro.schemaless_writer(out, schema, record)
     return out.getvalue()
+
+
+# --------------------------------------------------------------------------------------------
+# Avro binary of a few primitives, to wrap a record that is already encoded (pipeline.batches):
+# a journey event is its customer id, the event's bytes as they came and four small fields.
+# --------------------------------------------------------------------------------------------
+
+
+def avro_long(value: int) -> bytes:
+    """Avro's int/long: zig-zag, then base-128 varint."""
+    n = (value << 1) ^ (value >> 63)
+    out = bytearray()
+    while n & ~0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def avro_string(value: str) -> bytes:
+    data = value.encode("utf-8")
+    return avro_long(len(data)) + data
+
+
+def journey_body(
+    customer_id: str,
+    event_body: bytes,
+    sequence_number: int,
+    previous_channel_index: int | None,
+    channel_switch: bool,
+    time_since_previous_ms: int | None,
+) -> bytes:
+    """A JourneyEvent in Avro binary around an event already in ChannelEvent binary (fields in
+    the order of io.omnistitch.JourneyEvent; unions are [null, ...])."""
+    return b"".join(
+        (
+            avro_string(customer_id),
+            event_body,
+            avro_long(sequence_number),
+            b"\x00"
+            if previous_channel_index is None
+            else b"\x02" + avro_long(previous_channel_index),
+            b"\x01" if channel_switch else b"\x00",
+            b"\x00"
+            if time_since_previous_ms is None
+            else b"\x02" + avro_long(time_since_previous_ms),
+        )
+    )

@@ -166,6 +166,12 @@ class MemorySerde:
         parsed = schemas.parsed(avro_name)
         return decode_confluent(data, lambda i: schemas.parsed(names[i]), parsed)
 
+    def schema_id(self, topic: str, avro_name: str) -> int:
+        return self.ids.setdefault(avro_name, len(self.ids) + 1)
+
+    def decode_body(self, data: bytes, schema_id: int, avro_name: str) -> dict[str, Any]:
+        return self.decode_record("", b"\x00" + schema_id.to_bytes(4, "big") + data, avro_name)
+
     def encode(self, topic: str, record: Any) -> bytes:
         return self.encode_record(topic, record.avro_name, record.to_avro())
 

@@ -264,8 +264,8 @@ def accepted_entries(
     timeout_s: float = 60.0,
     on_timeout: str = "",
 ) -> list[dict[str, Any]]:
-    """The entries (event and origin) of the EventBatch records intake wrote to the accepted
-    topic, in order: at least ``count`` of them (fails the test on timeout), then whatever
+    """The entries (event, decoded, and origin) of the EventBatch records intake wrote to the
+    accepted topic, in order: at least ``count`` of them (fails the test on timeout), then whatever
     else arrives within a second (duplicates show)."""
     topic = ACCEPTED.name(prefix)
     consumer = _reader(bootstrap_servers, topic)
@@ -278,7 +278,11 @@ def accepted_entries(
             if msg is not None and not msg.error():
                 value = msg.value()
                 assert value is not None
-                got += serde.decode_record(topic, value, EVENT_BATCH)["events"]
+                for entry in serde.decode_record(topic, value, EVENT_BATCH)["events"]:
+                    entry["event"] = serde.decode_body(
+                        entry["event"], entry["event_schema_id"], "io.omnistitch.ChannelEvent"
+                    )
+                    got.append(entry)
             if len(got) >= count and extra_deadline is None:
                 extra_deadline = time.monotonic() + 1.0
     finally:

@@ -61,7 +61,7 @@ class Deployment:
         outcome = self.linker.run(
             [
                 accepted_event(
-                    e.to_avro(),
+                    self.linker.encode_event(e.to_avro()),
                     "events",
                     0,
                     n,

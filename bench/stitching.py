@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from connectors.generator import synthetic_stream
@@ -174,9 +174,17 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+def _settled_end_offsets(bootstrap: str, topic: str) -> int:
+    """end_offsets, 0 while the broker still settles a new topic (e.g. not leader yet)."""
+    try:
+        return end_offsets(bootstrap, topic)
+    except KafkaException:
+        return 0
+
+
 def wait_count(bootstrap: str, topic: str, count: int, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
-    while end_offsets(bootstrap, topic) < count:
+    while _settled_end_offsets(bootstrap, topic) < count:
         if time.monotonic() > deadline:
             raise SystemExit(f"bench: {topic} did not reach {count} records in {timeout_s}s")
         time.sleep(0.5)

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii
 from typing import Any
 
@@ -51,7 +53,7 @@ from pipeline.graph import to_ms
 from pipeline.profile import Journal
 from pipeline.serialization import RegistrySerde, Serde
 from pipeline.settings import Settings
-from pipeline.stages import LinkStage, ProfileStage, Topics
+from pipeline.stages import LinkStage, ProfileStage, Topics, offset_key
 from pipeline.topics import (
     ACCEPTED,
     CUSTOMER_OPS,
@@ -69,6 +71,17 @@ REGISTRY_RETRY_MAX_S = 30.0
 
 def broker_urls(bootstrap_servers: str) -> list[str]:
     return [f"kafka://{host.strip()}" for host in bootstrap_servers.split(",") if host.strip()]
+
+
+@dataclass(frozen=True)
+class Missed:
+    """A record read back because no stage handled it (see handle_batch)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
 
 
 def _table_key(key: str) -> bytes:
@@ -348,41 +361,112 @@ def build_app(
         avro_name: str,
         field: str,
     ) -> int:
-        """One batch record: decode, run the stage (its state committed), dead letters for the
-        records that failed, then every output sent and acknowledged; only then does the
-        stream move on (and its offset become committable). Returns the records handled."""
+        """One batch record, after any records of its partition that were never handled.
+
+        The stage's table remembers the last offset it handled per input partition
+        (``offset_key``), written with the batch's state. faust can commit an offset past
+        records no stage handled (seen here when a second worker joined mid-stream: whole batch
+        records of the partitions that moved were never handled), so a gap between that offset
+        and this record is read back from Kafka and handled first. Returns records handled."""
+        table.bind(message.partition)
+        last = table.get(offset_key(message.topic, message.partition))
+        handled = 0
+        if last is not None and message.offset > last + 1:
+            missed = await asyncio.get_running_loop().run_in_executor(
+                None, read_range, message.topic, message.partition, last + 1, message.offset
+            )
+            log.warning(
+                "%s: %d records of %s/%d before offset %d were never handled; handling them now",
+                name,
+                len(missed),
+                message.topic,
+                message.partition,
+                message.offset,
+            )
+            for record in missed:
+                handled += await handle_record(name, record, stage, table, avro_name, field)
+        return handled + await handle_record(name, message, stage, table, avro_name, field)
+
+    async def handle_record(
+        name: str,
+        message: Any,
+        stage: LinkStage | ProfileStage,
+        table: TableStore,
+        avro_name: str,
+        field: str,
+    ) -> int:
+        """Decode, run the stage (its state committed), dead letters for the records that
+        failed, then every output and the table's changelog sent and acknowledged; only then
+        does the stream move on (and its offset become committable)."""
         origin = Origin(message.topic, message.partition, message.offset)
         delay = 0.5
         table.bind(message.partition)
+        outputs: list[Output] = []
+        handled = 0
         while True:
             try:
                 items = codec.decode_record(message.topic, message.value, avro_name)[field]
                 outcome = stage.run(items)
-                break
             except RegistryUnavailableError as exc:
                 stage.rollback()
                 # Not the record's fault: wait and retry, the offset stays uncommitted.
                 log.warning("schema registry unavailable, retrying in %.1fs: %s", delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, REGISTRY_RETRY_MAX_S)
+                continue
             except DecodeError as exc:
                 await dead_letter(origin, message.key, message.value, exc.rejection)
-                return 0
             except Exception as exc:
                 stage.rollback()
                 await failed(name, origin, message.key, message.value, exc)
-                return 0
-        for index, error in outcome.failures:
-            if isinstance(stage, LinkStage):
-                where, key, value = stage.dead_letter(index)
             else:
-                where, key, value = origin, message.key, stage.dead_letter(index)
-            await failed(name, where, key, value, error)
+                for index, error in outcome.failures:
+                    if isinstance(stage, LinkStage):
+                        where, key, value = stage.dead_letter(index)
+                    else:
+                        where, key, value = origin, message.key, stage.dead_letter(index)
+                    await failed(name, where, key, value, error)
+                outputs = outcome.outputs
+                handled = len(items) - len(outcome.failures)
+            break
+        table.set(offset_key(message.topic, message.partition), message.offset)
         changelog = table.changelog()
-        delivered = await sender.send(changelog + outcome.outputs)
-        if changelog and (changelog[0][0], message.partition) in delivered:
+        delivered = await sender.send(changelog + outputs)
+        if (changelog[0][0], message.partition) in delivered:
             table.persisted(delivered[(changelog[0][0], message.partition)])
-        return len(items) - len(outcome.failures)
+        return handled
+
+    def read_range(topic: str, partition: int, start: int, end: int) -> list[Any]:
+        """The records of one partition in [start, end), as far as retention kept them."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        consumer = Consumer(
+            {
+                **settings.kafka_security().librdkafka(),
+                "group.id": f"{settings.app_id}-gap-reader",
+                "enable.auto.commit": False,
+            }
+        )
+        found: list[Any] = []
+        try:
+            low, _high = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=10
+            )
+            consumer.assign([TopicPartition(topic, partition, max(start, low))])
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and max(start, low) < end:
+                msg = consumer.poll(1.0)
+                if msg is None or msg.error():
+                    continue
+                offset = int(msg.offset() or 0)
+                if offset >= end:
+                    break
+                found.append(Missed(topic, partition, offset, msg.key(), msg.value()))
+                if offset == end - 1:
+                    break
+        finally:
+            consumer.close()
+        return found
 
     async def link(stream: Any) -> None:
         async for event in stream.events():

@@ -65,6 +65,12 @@ MAX_STATE_VALUE_BYTES = 512 * 1024
 MAX_OUTPUT_BYTES = 900 * 1024
 
 
+def offset_key(topic: str, partition: int) -> str:
+    """The key under which a stage's table keeps the last offset it handled of an input
+    partition (``o|<topic>|<partition>``; pipeline.app.handle_batch)."""
+    return f"o|{topic}|{partition}"
+
+
 @dataclass(frozen=True)
 class Topics:
     """The names of the topics the stages write (with the deployment's prefix)."""

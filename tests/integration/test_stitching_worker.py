@@ -390,3 +390,28 @@ def test_state_restored_from_the_changelogs_equals_the_state_before_the_restart(
     assert sum(len(before[name]) for name in graph) > len(DISTINCT), "graph keys were written"
     assert all(before[name] for name in customers), "every customers partition holds state"
     assert after == before
+
+
+def test_a_worker_joining_mid_stream_loses_nothing_and_duplicates_no_journey(
+    run_factory: Callable[[int], Run],
+) -> None:
+    """Two workers started together: the first takes every partition and starts on the
+    backlog, then the second joins and partitions move while batches are in flight. faust
+    committed offsets past batch records nobody handled in that moment (seen on this machine:
+    400-750 of 10,000 journeys missing); the stages now handle such gaps first."""
+    stream = make_stream(persons=2000, events=12000, seed=31)
+    run = run_factory(4)
+    # The default session timeout, as in a deployment (and in the run that lost journeys).
+    run.env.pop("OMNISTITCH_SESSION_TIMEOUT_S")
+    run.produce(stream)
+    workers = [run.worker("first"), run.worker("second")]
+    for worker in workers:
+        worker.start()
+    expected = {e.event_id for e in stream}
+    journeys = run.wait_for_journeys(expected)
+    per_event = Counter(j.event.event_id for j in journeys)
+    assert set(per_event) == expected, "nothing lost"
+    assert max(per_event.values()) == 1, "no journey twice"
+    assert run.clustering(journeys) == replay_clustering(stream)
+    for worker in workers:
+        assert worker.stop() == 0

@@ -140,6 +140,7 @@ def main() -> int:
         began = time.monotonic()
         report = send(scenario, base_url, write_key, settings.drop_dir)
         broken = _broken_records(base_url, write_key, settings.drop_dir, seed)
+        sent = time.monotonic()
         print(f"demo: {CUSTOMERS} synthetic customers (seed {seed}) sent through the connectors:")
         print(f"      {report.render()}, plus {broken} broken records")
 
@@ -189,7 +190,12 @@ def main() -> int:
                     return 1
         finally:
             journeys.close()
-        print(f"\ndemo: sent and stitched in {time.monotonic() - began:.0f}s\n")
+        done_at = time.monotonic()
+        print(
+            f"\ndemo: sent in {sent - began:.0f}s (collector rate limit, file polling), "
+            f"all stitched {done_at - sent:.1f}s after the last was sent "
+            f"({done_at - began:.0f}s in all)\n"
+        )
     finally:
         for proc in procs.values():
             proc.terminate()

@@ -16,7 +16,7 @@ BENCH_ARGS ?=
 BENCH_ACCURACY_ARGS ?=
 GENERATE_ARGS ?= --customers 1000 --seed 1 --output .stack/generated.jsonl
 
-.PHONY: bench bench-profile bench-commit-lag bench-accuracy help setup up down status logs topics register-schemas check-schemas worker collector files generate test test-browser test-unit test-integration lint typecheck check demo clean
+.PHONY: bench bench-profile bench-latency bench-commit-lag bench-accuracy help setup up down status logs topics register-schemas check-schemas worker collector files generate test test-browser test-unit test-integration lint typecheck check demo clean
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -98,6 +98,9 @@ bench: setup ## Stitching vs pass-through throughput, replay speed, latency, RSS
 
 bench-profile: setup ## cProfile of replay's engine: where its time goes (BENCH_ARGS="--events 20000")
 	$(BIN)/python -m bench.replay_profile $(BENCH_ARGS)
+
+bench-latency: setup ## Event-to-journey latency hop by hop at a fixed rate, and CPU per process (BENCH_ARGS="--rate 1000")
+	$(BIN)/python -m bench.latency_hops $(BENCH_ARGS)
 
 bench-commit-lag: setup ## Committed vs end offsets of customer-ops while a worker restarts through a backlog (own broker)
 	$(BIN)/python -m bench.commit_lag $(BENCH_ARGS)

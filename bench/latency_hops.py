@@ -94,6 +94,14 @@ def main() -> int:
         cpu = {k: v - cpu_before.get(k, 0.0) for k, v in _cpu_seconds().items()}
         wall = time.time() - began
         stop(worker)
+        from confluent_kafka.admin import AdminClient
+
+        names = sorted(
+            t
+            for t in AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
+            if t.startswith(prefix)
+        )
+        records = {name: end_offsets(bootstrap, name) for name in names}
 
         def stamps(name: str) -> list[object]:
             return read_all(bootstrap, name, end_offsets(bootstrap, name), 120)
@@ -126,6 +134,9 @@ def main() -> int:
     ]
     for name, delays in hops:
         print(f"{name:<36} {_pct(delays)}")
+    print(f"records written per topic, per input event ({len(sent)} events):")
+    for name, count in sorted(records.items(), key=lambda kv: -kv[1]):
+        print(f"  {name.removeprefix(prefix):<36} {count:8d}  {count / len(sent):6.2f}")
     print(f"CPU seconds over {wall:.0f} s of wall time (2 cores: {2 * wall:.0f} CPU seconds):")
     for name, seconds in sorted(cpu.items(), key=lambda kv: -kv[1]):
         print(f"  {name:<24} {seconds:6.1f}")

@@ -231,19 +231,6 @@ def build_app(
     accepted_topic = raw_topic(app, ACCEPTED.name(prefix), partitions=1)
     ops_topic = raw_topic(app, CUSTOMER_OPS.name(prefix), partitions=settings.partitions)
     dead_topic = raw_topic(app, DEAD_LETTERS.name(prefix))
-    # Only the table of this stage (no standby copies of the other's).
-    graph_store = TableStore(
-        _table(app, "graph", 1, changelog_name(settings, "graph"), **rocks)
-        if stage == "link"
-        else None
-    )
-    customers_store = TableStore(
-        _table(
-            app, "customers", settings.partitions, changelog_name(settings, "customers"), **rocks
-        )
-        if stage == "profile"
-        else None
-    )
     journal = Journal(int(settings.journey_window_s * 1000))
     tail_stale = [True]
 
@@ -302,25 +289,24 @@ def build_app(
         profiles=PROFILES.name(prefix),
         journeys=JOURNEYS.name(prefix),
     )
-    linker = LinkStage(
-        graph_store,
-        codec,
-        topics,
-        clock,
-        stitch,
-        settings.partitions,
-        settings.batch_size,
+    # Only the table of this stage (no standby copies of the other's).
+    table_name, table_partitions = (
+        ("graph", 1) if stage == "link" else ("customers", settings.partitions)
     )
-    profiler = ProfileStage(
-        customers_store,
-        codec,
-        topics,
-        clock,
-        stitch,
-        journal,
-        settings.partitions,
-        settings.batch_size,
+    table = TableStore(
+        _table(app, table_name, table_partitions, changelog_name(settings, table_name), **rocks)
     )
+    runner: LinkStage | ProfileStage
+    if stage == "link":
+        runner = LinkStage(
+            table, codec, topics, clock, stitch, settings.partitions, settings.batch_size
+        )
+        avro_name, field = EVENT_BATCH, "events"
+    else:
+        runner = ProfileStage(
+            table, codec, topics, clock, stitch, journal, settings.partitions, settings.batch_size
+        )
+        avro_name, field = OPERATION_BATCH, "operations"
     sender = Sender(settings)
 
     async def dead_letter(
@@ -353,14 +339,7 @@ def build_app(
             origin, key, value, processing_error(stage, exc), stage, type(exc).__name__
         )
 
-    async def handle_batch(
-        name: str,
-        message: Any,
-        stage: LinkStage | ProfileStage,
-        table: TableStore,
-        avro_name: str,
-        field: str,
-    ) -> int:
+    async def handle_batch(message: Any) -> int:
         """One batch record, after any records of its partition that were never handled.
 
         The stage's table remembers the last offset it handled per input partition
@@ -377,24 +356,17 @@ def build_app(
             )
             log.warning(
                 "%s: %d records of %s/%d before offset %d were never handled; handling them now",
-                name,
+                stage,
                 len(missed),
                 message.topic,
                 message.partition,
                 message.offset,
             )
             for record in missed:
-                handled += await handle_record(name, record, stage, table, avro_name, field)
-        return handled + await handle_record(name, message, stage, table, avro_name, field)
+                handled += await handle_record(record)
+        return handled + await handle_record(message)
 
-    async def handle_record(
-        name: str,
-        message: Any,
-        stage: LinkStage | ProfileStage,
-        table: TableStore,
-        avro_name: str,
-        field: str,
-    ) -> int:
+    async def handle_record(message: Any) -> int:
         """Decode, run the stage (its state committed), dead letters for the records that
         failed, then every output and the table's changelog sent and acknowledged; only then
         does the stream move on (and its offset become committable)."""
@@ -406,9 +378,9 @@ def build_app(
         while True:
             try:
                 items = codec.decode_record(message.topic, message.value, avro_name)[field]
-                outcome = stage.run(items)
+                outcome = runner.run(items)
             except RegistryUnavailableError as exc:
-                stage.rollback()
+                runner.rollback()
                 # Not the record's fault: wait and retry, the offset stays uncommitted.
                 log.warning("schema registry unavailable, retrying in %.1fs: %s", delay, exc)
                 await asyncio.sleep(delay)
@@ -417,15 +389,15 @@ def build_app(
             except DecodeError as exc:
                 await dead_letter(origin, message.key, message.value, exc.rejection)
             except Exception as exc:
-                stage.rollback()
-                await failed(name, origin, message.key, message.value, exc)
+                runner.rollback()
+                await failed(stage, origin, message.key, message.value, exc)
             else:
                 for index, error in outcome.failures:
-                    if isinstance(stage, LinkStage):
-                        where, key, value = stage.dead_letter(index)
+                    if isinstance(runner, LinkStage):
+                        where, key, value = runner.dead_letter(index)
                     else:
-                        where, key, value = origin, message.key, stage.dead_letter(index)
-                    await failed(name, where, key, value, error)
+                        where, key, value = origin, message.key, runner.dead_letter(index)
+                    await failed(stage, where, key, value, error)
                 outputs = outcome.outputs
                 handled = len(items) - len(outcome.failures)
             break
@@ -470,9 +442,7 @@ def build_app(
 
     async def link(stream: Any) -> None:
         async for event in stream.events():
-            stats["linked"] += await handle_batch(
-                "link", event.message, linker, graph_store, EVENT_BATCH, "events"
-            )
+            stats["linked"] += await handle_batch(event.message)
 
     async def profile(stream: Any) -> None:
         async for event in stream.events():
@@ -484,9 +454,7 @@ def build_app(
                 )
                 journal.reset(tail, now_ms)
                 log.info("journey tail read: %d journey events of the last window", len(tail))
-            stats["profiled"] += await handle_batch(
-                "profile", event.message, profiler, customers_store, OPERATION_BATCH, "operations"
-            )
+            stats["profiled"] += await handle_batch(event.message)
 
     if stage == "link":
         app.agent(accepted_topic, name="link", concurrency=1)(link)
@@ -502,7 +470,7 @@ def build_app(
             stats["profiled"],
             counts.as_dict(),
             stats["processing_errors"],
-            dict(linker.graph.stats),
+            dict(runner.graph.stats) if isinstance(runner, LinkStage) else {},
         )
         if not last_logged or last_logged[-1] != snapshot:
             log.info(

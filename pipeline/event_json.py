@@ -22,7 +22,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from pipeline.contract import ChannelEvent, to_millis
+from pipeline.contract import ChannelEvent, Traits, to_millis
 
 
 class _Identifier(msgspec.Struct, forbid_unknown_fields=True):
@@ -30,19 +30,13 @@ class _Identifier(msgspec.Struct, forbid_unknown_fields=True):
     value: str
 
 
-class _Traits(msgspec.Struct, forbid_unknown_fields=True):
-    first_name: str | None = None
-    last_name: str | None = None
-    birth_date: str | None = None
-    street: str | None = None
-    house_number: str | None = None
-    address_line2: str | None = None
-    postal_code: str | None = None
-    city: str | None = None
-    region: str | None = None
-    country: str | None = None
-    email: str | None = None
-    phone: str | None = None
+# The contract's traits, every one an optional string: derived from the model, so the two
+# cannot drift apart.
+_Traits = msgspec.defstruct(
+    "_Traits",
+    [(name, str | None, None) for name in Traits.model_fields],
+    forbid_unknown_fields=True,
+)
 
 
 class _Event(msgspec.Struct, forbid_unknown_fields=True):
@@ -53,7 +47,7 @@ class _Event(msgspec.Struct, forbid_unknown_fields=True):
     occurred_at: datetime
     received_at: datetime | None = None
     identifiers: list[_Identifier] = []
-    traits: _Traits | None = None
+    traits: _Traits | None = None  # type: ignore[valid-type]
     properties: dict[str, str] = {}
     consent: dict[str, bool] | None = None
 

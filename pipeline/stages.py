@@ -103,11 +103,23 @@ def _checked(output: Output) -> Output:
 class BatchStage:
     """The batch discipline shared by both stages (see the module doc)."""
 
-    def __init__(self, store: Store, serde: Serde, topics: Topics, clock: Clock) -> None:
+    def __init__(
+        self,
+        store: Store,
+        serde: Serde,
+        topics: Topics,
+        clock: Clock,
+        partitions: int,
+        batch_size: int,
+    ) -> None:
         self.state = StagedStore(store, MAX_STATE_VALUE_BYTES)
         self.serde = serde
         self.topics = topics
         self.clock = clock
+        # The profile stage's partitions and the operations per OperationBatch.
+        self.partitions = partitions
+        self.batch_size = batch_size
+        self.items: list[dict[str, Any]] = []  # the batch being handled
 
     # The stage's part: per attempt, per record, at the end of an attempt.
     def start(self, items: list[dict[str, Any]]) -> None:
@@ -128,6 +140,7 @@ class BatchStage:
         strict = False
         while True:
             self.state.rollback()
+            self.items = items
             self.start(items)
             now = self.clock()
             outputs: list[Output] = []
@@ -196,9 +209,6 @@ class BatchStage:
             )
         return [(topic, None, value, partition)]
 
-    partitions: int = 1
-    batch_size: int = 500
-
 
 class LinkStage(BatchStage):
     """Linking (the single writer of the customer graph) over an EventBatch's events."""
@@ -213,16 +223,12 @@ class LinkStage(BatchStage):
         partitions: int,
         batch_size: int,
     ) -> None:
-        super().__init__(store, serde, topics, clock)
+        super().__init__(store, serde, topics, clock, partitions, batch_size)
         self.stitch = stitch
         self.graph = Graph(self.state, stitch.rules, stitch.matching)
-        self.partitions = partitions
-        self.batch_size = batch_size
-        self.items: list[dict[str, Any]] = []
         self.operations: list[tuple[str, dict[str, Any]]] = []
 
     def start(self, items: list[dict[str, Any]]) -> None:
-        self.items = items
         self.operations = []
 
     def one(self, index: int, now: datetime, strict: bool) -> list[Output]:
@@ -288,7 +294,7 @@ class ProfileStage(BatchStage):
         partitions: int,
         batch_size: int,
     ) -> None:
-        super().__init__(store, serde, topics, clock)
+        super().__init__(store, serde, topics, clock, partitions, batch_size)
         self.journal = journal
         self.book = ProfileBook(
             self.state,
@@ -297,15 +303,11 @@ class ProfileStage(BatchStage):
             rules=stitch.rules,
             coalesce=True,
         )
-        self.partitions = partitions
-        self.batch_size = batch_size
-        self.items: list[dict[str, Any]] = []
         self.touched: dict[str, None] = {}
         self.tombstones: list[str] = []
         self.forwards: list[tuple[str, dict[str, Any]]] = []
 
     def start(self, items: list[dict[str, Any]]) -> None:
-        self.items = items
         self.touched = {}
         self.tombstones = []
         self.forwards = []

@@ -177,3 +177,38 @@ class MemorySerde:
 
     def decode(self, topic: str, data: bytes, model: Any) -> dict[str, Any]:
         return self.decode_record(topic, data, model.avro_name)
+
+
+Clustering = set[frozenset[str]]
+
+
+def replay_clustering(events: list[ChannelEvent]) -> Clustering:
+    """The events grouped by the customer the in-process engine puts them in (replay)."""
+    from collections import defaultdict
+
+    from pipeline.state import MemoryStore
+    from pipeline.stitcher import Stitcher
+
+    stitcher = Stitcher(MemoryStore(), MemoryStore())
+    for event in events:
+        stitcher.process(event)
+    groups: dict[str, set[str]] = defaultdict(set)
+    for event in events:
+        customer = stitcher.customer_of_event(event.event_id)
+        assert customer is not None
+        groups[customer].add(event.event_id)
+    return {frozenset(g) for g in groups.values()}
+
+
+def journey_clustering(journeys: list[JourneyEvent], changes: list[IdentityChange]) -> Clustering:
+    """The events grouped as a consumer of the output topics sees them: each journey event's
+    customer, followed through the merges of the identity changes."""
+    from collections import defaultdict
+
+    from pipeline.graph import merge_forwarding
+
+    final = merge_forwarding(changes)
+    groups: dict[str, set[str]] = defaultdict(set)
+    for journey in journeys:
+        groups[final(journey.customer_id)].add(journey.event.event_id)
+    return {frozenset(g) for g in groups.values()}

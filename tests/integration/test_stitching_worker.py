@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,8 +24,6 @@ from pipeline.contract import (
 )
 from pipeline.graph import merge_forwarding
 from pipeline.serialization import RegistrySerde
-from pipeline.state import MemoryStore
-from pipeline.stitcher import Stitcher
 from pipeline.topics import (
     ACCEPTED,
     CUSTOMER_OPS,
@@ -35,24 +33,16 @@ from pipeline.topics import (
     PROFILES,
     create_topics,
 )
-from tests.factories import make_event, make_stream
+from tests.factories import (
+    Clustering,
+    journey_clustering,
+    make_event,
+    make_stream,
+    replay_clustering,
+)
 from tests.integration.conftest import KafkaEndpoints, WorkerProcess, drain
 
 pytestmark = pytest.mark.integration
-
-Clustering = set[frozenset[str]]
-
-
-def replay_clustering(events: list[ChannelEvent]) -> Clustering:
-    stitcher = Stitcher(MemoryStore(), MemoryStore())
-    for event in events:
-        stitcher.process(event)
-    groups: dict[str, set[str]] = defaultdict(set)
-    for event in events:
-        customer = stitcher.customer_of_event(event.event_id)
-        assert customer is not None
-        groups[customer].add(event.event_id)
-    return {frozenset(g) for g in groups.values()}
 
 
 class Run:
@@ -145,12 +135,7 @@ class Run:
         return {k: v for k, v in latest.items() if v is not None}
 
     def clustering(self, journeys: list[JourneyEvent]) -> Clustering:
-        final = merge_forwarding(self.changes())
-
-        groups: dict[str, set[str]] = defaultdict(set)
-        for journey in journeys:
-            groups[final(journey.customer_id)].add(journey.event.event_id)
-        return {frozenset(g) for g in groups.values()}
+        return journey_clustering(journeys, self.changes())
 
 
 def _settled(worker: WorkerProcess) -> bool:

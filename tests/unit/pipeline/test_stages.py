@@ -12,12 +12,19 @@ import pytest
 from pipeline.batches import OPERATION_BATCH, accepted_event
 from pipeline.contract import ChannelEvent, CustomerProfile, Identifier, JourneyEvent, Traits
 from pipeline.exceptions import StateValueTooLargeError
-from pipeline.graph import merge_forwarding
 from pipeline.profile import Journal
 from pipeline.stages import LinkStage, Outcome, ProfileStage, Topics
 from pipeline.state import MemoryStore
-from pipeline.stitcher import StitchConfig, Stitcher
-from tests.factories import NOW, MemorySerde, make_event, make_stream
+from pipeline.stitcher import StitchConfig
+from tests.factories import (
+    NOW,
+    Clustering,
+    MemorySerde,
+    journey_clustering,
+    make_event,
+    make_stream,
+    replay_clustering,
+)
 
 TOPICS = Topics("events", "ops", "changes", "profiles", "journeys")
 PARTITIONS = 4
@@ -108,7 +115,7 @@ class Deployment:
                 )
         return {k: v for k, v in latest.items() if v is not None}
 
-    def clustering(self) -> set[frozenset[str]]:
+    def clustering(self) -> Clustering:
         from pipeline.contract import IdentityChange
 
         changes = [
@@ -116,23 +123,7 @@ class Deployment:
             for t, _k, v in self.sent
             if t == TOPICS.changes and v is not None
         ]
-        final = merge_forwarding(changes)
-        groups: dict[str, set[str]] = defaultdict(set)
-        for journey in self.journeys():
-            groups[final(journey.customer_id)].add(journey.event.event_id)
-        return {frozenset(g) for g in groups.values()}
-
-
-def _engine_clustering(events: list[ChannelEvent]) -> set[frozenset[str]]:
-    stitcher = Stitcher(MemoryStore(), MemoryStore(), clock=lambda: NOW)
-    for event in events:
-        stitcher.process(event)
-    groups: dict[str, set[str]] = defaultdict(set)
-    for event in events:
-        customer = stitcher.customer_of_event(event.event_id)
-        assert customer is not None
-        groups[customer].add(event.event_id)
-    return {frozenset(g) for g in groups.values()}
+        return journey_clustering(self.journeys(), changes)
 
 
 STREAM = make_stream(persons=40, events=400, seed=5, duplicates=20)
@@ -147,7 +138,7 @@ def test_batches_give_the_engines_clustering_and_one_journey_per_event(normalise
     journeys = Counter(j.event.event_id for j in deployment.journeys())
     assert set(journeys) == {e.event_id for e in STREAM}
     assert max(journeys.values()) == 1
-    expected = _engine_clustering(STREAM)
+    expected = replay_clustering(STREAM)
     assert deployment.clustering() == expected
     profiles = deployment.latest_profiles()
     assert sorted(p.event_count for p in profiles.values()) == sorted(len(g) for g in expected)

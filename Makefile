@@ -16,7 +16,7 @@ BENCH_ARGS ?=
 BENCH_ACCURACY_ARGS ?=
 GENERATE_ARGS ?= --customers 1000 --seed 1 --output .stack/generated.jsonl
 
-.PHONY: bench bench-profile bench-latency bench-commit-lag bench-accuracy help setup up down status logs topics register-schemas check-schemas worker collector files generate test test-browser test-unit test-integration lint typecheck check demo clean
+.PHONY: bench bench-profile bench-latency bench-commit-lag bench-accuracy help setup up down status logs topics register-schemas check-schemas worker collector files generate test test-browser test-unit test-integration lint typecheck imports check demo clean
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -91,7 +91,10 @@ lint: setup ## ruff
 typecheck: setup ## mypy (strict)
 	$(BIN)/mypy
 
-check: lint typecheck ## Lint and type-check
+imports: setup ## import-linter: the layering contracts of pyproject.toml (engine pure, contract alone, connectors apart)
+	$(BIN)/lint-imports
+
+check: lint typecheck imports ## Lint, type-check and check the layering
 
 bench: setup ## Stitching vs pass-through throughput, replay speed, latency, RSS (own broker)
 	$(BIN)/python -m bench.stitching $(BENCH_ARGS)
@@ -109,7 +112,7 @@ bench-accuracy: setup ## F1 of deterministic, default and trained probabilistic 
 	$(BIN)/python -m bench.accuracy $(BENCH_ACCURACY_ARGS)
 
 demo: up ## Run the main job end to end: synthetic customers through the connectors and the stitcher, a report
-	$(BIN)/python -m pipeline.demo
+	$(BIN)/python -m pipeline.cli.demo
 
 clean: down ## Stop the stack and remove its data (keeps .venv and jars)
 	rm -rf .stack

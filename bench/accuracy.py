@@ -27,16 +27,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from connectors.generator import generate, map_touches
-from pipeline.comparisons import Model, default_model
-from pipeline.contract import ChannelEvent
-from pipeline.evaluation import b_cubed, pairwise
-from pipeline.identifiers import Normaliser
-from pipeline.matching import MatchConfig
-from pipeline.names import fold, street_key
-from pipeline.state import MemoryStore
-from pipeline.stitcher import StitchConfig, Stitcher
-from pipeline.training import records_of, train
+from connectors.synthetic.generator import generate, map_touches
+from pipeline.contract.models import ChannelEvent
+from pipeline.engine.comparisons import Model, default_model
+from pipeline.engine.identifiers import Normaliser
+from pipeline.engine.matching import MatchConfig
+from pipeline.engine.names import fold, street_key
+from pipeline.engine.state import MemoryStore
+from pipeline.engine.stitcher import StitchConfig, Stitcher
+from pipeline.quality.evaluation import b_cubed, pairwise
+from pipeline.quality.training import records_of, train
 
 ANCHOR = datetime(2026, 11, 24, tzinfo=UTC)
 # Deterministic linking inside Splink: a shared normalised identifier is decisive (fixed m and u,

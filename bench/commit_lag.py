@@ -16,10 +16,10 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from connectors.generator import synthetic_stream
-from pipeline.serialization import RegistrySerde
-from pipeline.stack import LocalStack, StackConfig, free_port
-from pipeline.topics import CUSTOMER_OPS, EVENTS, create_topics
+from connectors.synthetic.generator import synthetic_stream
+from pipeline.stack.local import LocalStack, StackConfig, free_port
+from pipeline.stream.serialization import RegistrySerde
+from pipeline.stream.topics import CUSTOMER_OPS, EVENTS, create_topics
 
 REPO = Path(__file__).resolve().parents[1]
 

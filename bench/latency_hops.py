@@ -22,12 +22,12 @@ import psutil
 from confluent_kafka import Producer
 
 from bench.stitching import broker, end_offsets, read_all, start, stop
-from connectors.generator import synthetic_stream
-from pipeline.batches import EVENT_BATCH, OPERATION_BATCH
-from pipeline.contract import JourneyEvent
-from pipeline.schemas import CHANNEL_EVENT
-from pipeline.serialization import RegistrySerde
-from pipeline.topics import ACCEPTED, CUSTOMER_OPS, EVENTS, JOURNEYS, create_topics
+from connectors.synthetic.generator import synthetic_stream
+from pipeline.contract.models import JourneyEvent
+from pipeline.contract.schemas import CHANNEL_EVENT
+from pipeline.stream.batches import EVENT_BATCH, OPERATION_BATCH
+from pipeline.stream.serialization import RegistrySerde
+from pipeline.stream.topics import ACCEPTED, CUSTOMER_OPS, EVENTS, JOURNEYS, create_topics
 
 
 def _pct(values: list[float]) -> str:

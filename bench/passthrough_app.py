@@ -9,11 +9,11 @@ from typing import Any
 
 import faust
 
-from pipeline.app import new_app, raw_topic
-from pipeline.contract import ChannelEvent
-from pipeline.serialization import RegistrySerde
+from pipeline.contract.models import ChannelEvent
 from pipeline.settings import Settings
-from pipeline.topics import EVENTS
+from pipeline.stream.app import new_app, raw_topic
+from pipeline.stream.serialization import RegistrySerde
+from pipeline.stream.topics import EVENTS
 
 settings = Settings()
 serde = RegistrySerde(settings.schema_registry_url)

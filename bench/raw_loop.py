@@ -10,10 +10,10 @@ import signal
 
 from confluent_kafka import Consumer, Producer
 
-from pipeline.contract import ChannelEvent
-from pipeline.serialization import RegistrySerde
+from pipeline.contract.models import ChannelEvent
 from pipeline.settings import Settings
-from pipeline.topics import EVENTS
+from pipeline.stream.serialization import RegistrySerde
+from pipeline.stream.topics import EVENTS
 
 BATCH = 1000
 

@@ -11,9 +11,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from connectors.generator import synthetic_stream
+from connectors.synthetic.generator import synthetic_stream
 from pipeline import garbage
-from pipeline.replay import replay
+from pipeline.replay.runner import replay
 
 
 def main() -> int:

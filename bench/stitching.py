@@ -45,16 +45,16 @@ import psutil
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from connectors.generator import synthetic_stream
+from connectors.synthetic.generator import synthetic_stream
 from pipeline import garbage
-from pipeline.batches import EVENT_BATCH, OPERATION_BATCH
-from pipeline.contract import ChannelEvent, JourneyEvent
-from pipeline.event_json import fast_event
-from pipeline.identifiers import Normaliser
-from pipeline.replay import replay
-from pipeline.serialization import RegistrySerde
-from pipeline.stack import LocalStack, StackConfig, free_port
-from pipeline.topics import ACCEPTED, CUSTOMER_OPS, EVENTS, JOURNEYS, create_topics
+from pipeline.contract.event_json import fast_event
+from pipeline.contract.models import ChannelEvent, JourneyEvent
+from pipeline.engine.identifiers import Normaliser
+from pipeline.replay.runner import replay
+from pipeline.stack.local import LocalStack, StackConfig, free_port
+from pipeline.stream.batches import EVENT_BATCH, OPERATION_BATCH
+from pipeline.stream.serialization import RegistrySerde
+from pipeline.stream.topics import ACCEPTED, CUSTOMER_OPS, EVENTS, JOURNEYS, create_topics
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from pipeline.contract import Identifier, Traits
+from pipeline.contract.models import Identifier, Traits
 
 # The generator's ground truth: copied into properties by every mapper, read only by evaluation.
 TRUTH_PROPERTY = "truth_person_id"

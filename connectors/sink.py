@@ -22,13 +22,13 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 
 from pipeline.clock import Clock, system_clock
-from pipeline.contract import ChannelEvent
-from pipeline.dead_letters import DeadLetter, Origin, Rejection
+from pipeline.contract.dead_letters import DeadLetter, Origin, Rejection
+from pipeline.contract.models import ChannelEvent
 from pipeline.exceptions import DeliveryError, RegistryUnavailableError
-from pipeline.serialization import RegistrySerde, Serde
 from pipeline.settings import Settings
-from pipeline.topics import DEAD_LETTERS, EVENTS
-from pipeline.transport import KafkaSecurity, RegistryAccess, kafka_conf
+from pipeline.stream.serialization import RegistrySerde, Serde
+from pipeline.stream.topics import DEAD_LETTERS, EVENTS
+from pipeline.stream.transport import KafkaSecurity, RegistryAccess, kafka_conf
 
 log = logging.getLogger("omnistitch.connectors")
 
@@ -43,7 +43,7 @@ class SinkConfig:
     topic_prefix: str = "omnistitch."
     delivery_timeout_s: float = 15.0
     client_id: str = "omnistitch-connector"
-    # TLS / SASL and registry auth (pipeline.transport); None: plaintext, no auth.
+    # TLS / SASL and registry auth (pipeline.stream.transport); None: plaintext, no auth.
     security: KafkaSecurity | None = None
     registry: RegistryAccess | None = None
 

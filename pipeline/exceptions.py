@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pipeline.dead_letters import Rejection
+    from pipeline.contract.dead_letters import Rejection
 
 
 class OmnistitchError(Exception):

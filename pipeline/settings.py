@@ -5,21 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pipeline.exceptions import ConfigurationError
-from pipeline.intake import IntakePolicy
-from pipeline.limits import Limits
-from pipeline.transport import KafkaSecurity, RegistryAccess
-
-if TYPE_CHECKING:
-    from pipeline.identifiers import Normaliser
-    from pipeline.matching import MatchConfig
-    from pipeline.stitcher import StitchConfig
-
+from pipeline.contract.intake import IntakePolicy
+from pipeline.contract.limits import Limits
+from pipeline.stream.transport import KafkaSecurity, RegistryAccess
 
 ENV_PREFIX = "OMNISTITCH_"
 
@@ -71,7 +63,8 @@ class Settings(BaseSettings):
         None, description="PEM CA file of the registry's TLS certificate."
     )
     topic_prefix: str = Field(
-        "omnistitch.", description="Prefix of every project topic name (see pipeline.topics)."
+        "omnistitch.",
+        description="Prefix of every project topic name (see pipeline.stream.topics).",
     )
     partitions: int = Field(4, ge=1, description="Partitions of the partitioned project topics.")
     replication_factor: int = Field(1, ge=1, description="Replication factor of project topics.")
@@ -84,7 +77,7 @@ class Settings(BaseSettings):
         ge=1,
         le=5000,
         description="Events (or operations) one internal record carries between the worker's "
-        "stages (pipeline.batches).",
+        "stages (pipeline.stream.batches).",
     )
     worker_stages: str = Field(
         "intake,link,profile",
@@ -236,7 +229,7 @@ class Settings(BaseSettings):
     file_mappings: str = Field(
         "",
         description="Column mappings of the file connector as JSON (kind → mapping), "
-        "overriding the defaults of connectors.files; see docs/connectors.md.",
+        "overriding the defaults of connectors.files.loader; see docs/connectors.md.",
     )
 
     # Local stack (make up / down): loopback only.
@@ -253,34 +246,6 @@ class Settings(BaseSettings):
     kafka_heap: str = Field("512m", description="Max heap of the local broker JVM.")
     registry_heap: str = Field("384m", description="Max heap of the local registry JVM.")
     ready_timeout_s: float = Field(90.0, gt=0, description="Seconds to wait for the stack.")
-
-    def stitch_config(self) -> StitchConfig:
-        from pipeline.namespaces import NamespaceRules
-        from pipeline.profile import Survivorship
-        from pipeline.stitcher import StitchConfig
-
-        return StitchConfig(
-            normaliser=self.normaliser(),
-            rules=NamespaceRules.from_json(self.namespace_rules, self.hairball_max_profiles),
-            survivorship=Survivorship(tuple(self.source_precedence)),
-            intake=self.intake_policy(),
-            matching=self.match_config() if self.probabilistic else None,
-        )
-
-    def normaliser(self) -> Normaliser:
-        from pipeline.identifiers import Normaliser
-
-        return Normaliser(self.default_region, frozenset(self.junk_values))
-
-    def match_config(self) -> MatchConfig:
-        from pipeline.comparisons import Model, default_model
-        from pipeline.matching import MatchConfig
-
-        model = Model.load(self.match_model) if self.match_model else default_model()
-        model = model.with_thresholds(self.match_auto_link, self.match_review)
-        if model.thresholds.review > model.thresholds.auto_link:
-            raise ConfigurationError("match review threshold must not exceed auto-link")
-        return MatchConfig(model, max_block_size=self.match_max_block_size)
 
     def kafka_security(self) -> KafkaSecurity:
         return KafkaSecurity(
@@ -336,7 +301,7 @@ class Settings(BaseSettings):
 def unknown_variables(environ: Mapping[str, str]) -> list[str]:
     """``OMNISTITCH_*`` variables no setting reads (a typo would otherwise go unnoticed)."""
     known = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
-    known.add(f"{ENV_PREFIX}SCHEMAS_DIR")  # read by pipeline.schemas
+    known.add(f"{ENV_PREFIX}SCHEMAS_DIR")  # read by pipeline.contract.schemas
     return sorted(
         name
         for name in environ

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.state import Store
+from pipeline.engine.state import Store
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,8 +26,8 @@ def unique_name() -> Callable[[str], str]:
 @pytest.fixture(params=["memory", "rocksdb"])
 def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Store]]:
     """Factory of empty stores; every test using it runs over both backends."""
-    from pipeline.state import MemoryStore
-    from pipeline.stores import RocksDBStore
+    from pipeline.engine.state import MemoryStore
+    from pipeline.replay.stores import RocksDBStore
 
     opened: list[RocksDBStore] = []
 

@@ -6,7 +6,7 @@ import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pipeline.contract import (
+from pipeline.contract.models import (
     ChangeType,
     Channel,
     ChannelEvent,
@@ -133,7 +133,7 @@ def make_stream(
     persons: int, events: int, seed: int = 7, duplicates: int = 0, start: datetime | None = None
 ) -> list[ChannelEvent]:
     """A shuffled, conflict-free stream of events of ``persons`` people (see the generator)."""
-    from connectors.generator import synthetic_stream
+    from connectors.synthetic.generator import synthetic_stream
 
     return synthetic_stream(persons, events, seed, duplicates, start or NOW - timedelta(days=3))
 
@@ -150,7 +150,7 @@ class MemorySerde:
 
         import fastavro
 
-        from pipeline import schemas
+        from pipeline.contract import schemas
 
         schema_id = self.ids.setdefault(avro_name, len(self.ids) + 1)
         out = io.BytesIO()
@@ -159,8 +159,8 @@ class MemorySerde:
         return out.getvalue()
 
     def decode_record(self, topic: str, data: bytes, avro_name: str) -> dict[str, Any]:
-        from pipeline import schemas
-        from pipeline.wire import decode_confluent
+        from pipeline.contract import schemas
+        from pipeline.contract.wire import decode_confluent
 
         names = {schema_id: name for name, schema_id in self.ids.items()}
         parsed = schemas.parsed(avro_name)
@@ -186,8 +186,8 @@ def replay_clustering(events: list[ChannelEvent]) -> Clustering:
     """The events grouped by the customer the in-process engine puts them in (replay)."""
     from collections import defaultdict
 
-    from pipeline.state import MemoryStore
-    from pipeline.stitcher import Stitcher
+    from pipeline.engine.state import MemoryStore
+    from pipeline.engine.stitcher import Stitcher
 
     stitcher = Stitcher(MemoryStore(), MemoryStore())
     for event in events:
@@ -205,7 +205,7 @@ def journey_clustering(journeys: list[JourneyEvent], changes: list[IdentityChang
     customer, followed through the merges of the identity changes."""
     from collections import defaultdict
 
-    from pipeline.graph import merge_forwarding
+    from pipeline.engine.graph import merge_forwarding
 
     final = merge_forwarding(changes)
     groups: dict[str, set[str]] = defaultdict(set)

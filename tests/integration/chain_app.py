@@ -16,7 +16,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from pipeline import durability
+from pipeline.stream import durability
 
 durability.install()  # as in the project's worker: table writes reach Kafka before commits
 ENV = os.environ

@@ -26,9 +26,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Message
 
-from pipeline.batches import EVENT_BATCH
-from pipeline.serialization import RegistrySerde
-from pipeline.stack import (
+from pipeline.stack.local import (
     KAFKA_VERSION,
     REGISTRY_API_PATH,
     REGISTRY_VERSION,
@@ -36,7 +34,9 @@ from pipeline.stack import (
     StackConfig,
     free_port,
 )
-from pipeline.topics import ACCEPTED, ALL_TOPICS, create_topics
+from pipeline.stream.batches import EVENT_BATCH
+from pipeline.stream.serialization import RegistrySerde
+from pipeline.stream.topics import ACCEPTED, ALL_TOPICS, create_topics
 from tests.conftest import REPO_ROOT
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.contract import Channel, ChannelEvent
-from pipeline.serialization import RegistrySerde
-from pipeline.topics import EVENTS
+from pipeline.contract.models import Channel, ChannelEvent
+from pipeline.stream.serialization import RegistrySerde
+from pipeline.stream.topics import EVENTS
 from tests.conftest import REPO_ROOT
 from tests.integration.conftest import WRITE_KEY, KafkaEndpoints, consume
 

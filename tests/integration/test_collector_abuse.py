@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from pipeline.dead_letters import DeadLetter, Reason
-from pipeline.topics import DEAD_LETTERS, EVENTS
+from pipeline.contract.dead_letters import DeadLetter, Reason
+from pipeline.stream.topics import DEAD_LETTERS, EVENTS
 from tests.integration.conftest import WRITE_KEY, KafkaEndpoints, consume
 
 pytestmark = pytest.mark.integration

@@ -20,10 +20,10 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from segment.analytics.client import Client
 from segment.analytics.request import APIError
 
-from pipeline.contract import Channel, ChannelEvent
-from pipeline.dead_letters import DeadLetter, Reason
-from pipeline.serialization import RegistrySerde
-from pipeline.topics import DEAD_LETTERS, EVENTS
+from pipeline.contract.dead_letters import DeadLetter, Reason
+from pipeline.contract.models import Channel, ChannelEvent
+from pipeline.stream.serialization import RegistrySerde
+from pipeline.stream.topics import DEAD_LETTERS, EVENTS
 from tests.integration.conftest import (
     WRITE_KEY,
     KafkaEndpoints,

@@ -9,7 +9,7 @@ import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from pipeline.topics import DEAD_LETTERS, create_topics, purge_before
+from pipeline.stream.topics import DEAD_LETTERS, create_topics, purge_before
 from tests.integration.conftest import KafkaEndpoints, drain
 
 pytestmark = pytest.mark.integration

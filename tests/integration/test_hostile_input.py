@@ -19,12 +19,12 @@ import psutil
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from pipeline.batches import OPERATION_BATCH, operation, partition_for
-from pipeline.contract import ChannelEvent, Identifier, JourneyEvent
-from pipeline.dead_letters import MAX_KEPT_BYTES, DeadLetter, Reason
-from pipeline.intake_loop import group_id
-from pipeline.serialization import RegistrySerde
-from pipeline.topics import CUSTOMER_OPS, DEAD_LETTERS, EVENTS, JOURNEYS
+from pipeline.contract.dead_letters import MAX_KEPT_BYTES, DeadLetter, Reason
+from pipeline.contract.models import ChannelEvent, Identifier, JourneyEvent
+from pipeline.stream.batches import OPERATION_BATCH, operation, partition_for
+from pipeline.stream.intake_loop import group_id
+from pipeline.stream.serialization import RegistrySerde
+from pipeline.stream.topics import CUSTOMER_OPS, DEAD_LETTERS, EVENTS, JOURNEYS
 from tests.factories import make_event
 from tests.integration.conftest import KafkaEndpoints, WorkerProcess, consume, drain
 

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from pipeline.contract import ChannelEvent
-from pipeline.intake_loop import IntakeLoop, group_id
-from pipeline.serialization import RegistrySerde
+from pipeline.contract.models import ChannelEvent
 from pipeline.settings import Settings
-from pipeline.topics import ACCEPTED, EVENTS, create_topics
+from pipeline.stream.intake_loop import IntakeLoop, group_id
+from pipeline.stream.serialization import RegistrySerde
+from pipeline.stream.topics import ACCEPTED, EVENTS, create_topics
 from tests.factories import make_event
 from tests.integration.conftest import KafkaEndpoints, accepted_entries, drain
 
@@ -85,7 +85,7 @@ def test_an_upgrade_starts_at_the_earlier_commit_and_commits_after_delivery(
 def test_a_batch_whose_deliveries_fail_is_not_committed_and_is_read_again(
     kafka: KafkaEndpoints, unique_name: Callable[[str], str]
 ) -> None:
-    from pipeline.stack import free_port
+    from pipeline.stack.local import free_port
 
     settings, serde, topic, events = _events_on_fresh_topics(
         kafka, unique_name, 5, delivery_timeout_s=3

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from pipeline.contract import ChannelEvent, Traits
-from pipeline.dead_letters import DeadLetter, Reason
-from pipeline.serialization import RegistrySerde
-from pipeline.topics import DEAD_LETTERS, EVENTS, create_topics
+from pipeline.contract.dead_letters import DeadLetter, Reason
+from pipeline.contract.models import ChannelEvent, Traits
+from pipeline.stream.serialization import RegistrySerde
+from pipeline.stream.topics import DEAD_LETTERS, EVENTS, create_topics
 from tests.factories import make_event, make_rich_event
 from tests.integration.conftest import KafkaEndpoints, WorkerProcess, accepted_entries, consume
 

@@ -10,11 +10,11 @@ import fastavro
 import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
 
-from pipeline import schemas
-from pipeline.contract import ChannelEvent, ContractModel
-from pipeline.serialization import RegistrySerde, subject
-from pipeline.topics import ALL_TOPICS
-from pipeline.wire import encode_confluent
+from pipeline.contract import schemas
+from pipeline.contract.models import ChannelEvent, ContractModel
+from pipeline.contract.wire import encode_confluent
+from pipeline.stream.serialization import RegistrySerde, subject
+from pipeline.stream.topics import ALL_TOPICS
 from tests.factories import make_change, make_event, make_journey, make_profile, make_rich_event
 from tests.integration.conftest import KafkaEndpoints
 

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from connectors.generator import generate, map_touches, send
-from pipeline.contract import JourneyEvent
-from pipeline.serialization import RegistrySerde
-from pipeline.stack import LocalStack, StackConfig, free_port
-from pipeline.topics import JOURNEYS, create_topics
-from pipeline.transport import KafkaSecurity
+from connectors.synthetic.generator import generate, map_touches, send
+from pipeline.contract.models import JourneyEvent
+from pipeline.stack.local import LocalStack, StackConfig, free_port
+from pipeline.stream.serialization import RegistrySerde
+from pipeline.stream.topics import JOURNEYS, create_topics
+from pipeline.stream.transport import KafkaSecurity
 from tests.conftest import REPO_ROOT
 from tests.integration.conftest import WorkerProcess, consume, wait_healthy
 

@@ -14,8 +14,8 @@ import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from pipeline.exceptions import StackNotReadyError, TopicError
-from pipeline.stack import KafkaNode, LocalStack, StackConfig, free_port, port_open
-from pipeline.topics import ALL_TOPICS, PROFILES, create_topics
+from pipeline.stack.local import KafkaNode, LocalStack, StackConfig, free_port, port_open
+from pipeline.stream.topics import ALL_TOPICS, PROFILES, create_topics
 from tests.conftest import REPO_ROOT
 from tests.integration.conftest import KafkaEndpoints
 

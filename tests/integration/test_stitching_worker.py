@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from pipeline.contract import (
+from pipeline.contract.models import (
     ChangeType,
     ChannelEvent,
     CustomerProfile,
@@ -22,9 +22,9 @@ from pipeline.contract import (
     JourneyEvent,
     Traits,
 )
-from pipeline.graph import merge_forwarding
-from pipeline.serialization import RegistrySerde
-from pipeline.topics import (
+from pipeline.engine.graph import merge_forwarding
+from pipeline.stream.serialization import RegistrySerde
+from pipeline.stream.topics import (
     ACCEPTED,
     CUSTOMER_OPS,
     EVENTS,

@@ -5,7 +5,7 @@ from typing import Any
 import yaml
 
 from pipeline.settings import Settings
-from pipeline.stack import KAFKA_VERSION, REGISTRY_VERSION
+from pipeline.stack.local import KAFKA_VERSION, REGISTRY_VERSION
 from tests.conftest import REPO_ROOT
 
 

@@ -8,11 +8,11 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connectors.files import DEFAULT_MAPPINGS, map_row
-from connectors.segment import map_call
-from connectors.webhooks import MAPPERS
-from pipeline.contract import ChannelEvent
-from pipeline.dead_letters import Rejection
+from connectors.files.mappings import DEFAULT_MAPPINGS, map_row
+from connectors.http.segment import map_call
+from connectors.http.webhooks import MAPPERS
+from pipeline.contract.dead_letters import Rejection
+from pipeline.contract.models import ChannelEvent
 
 RECEIVED = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 KEYS = st.sampled_from(

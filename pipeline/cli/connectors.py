@@ -1,0 +1,49 @@
+"""`omnistitch collector|files|generate`: the channel connectors and the synthetic customers."""
+
+from __future__ import annotations
+
+import argparse
+
+from pipeline.cli.console import say, setup_logging
+from pipeline.exceptions import ConfigurationError
+from pipeline.settings import Settings
+
+
+def cmd_collector(args: argparse.Namespace, settings: Settings) -> int:
+    from connectors.http.server import serve
+
+    setup_logging(settings)
+    serve(settings)
+    return 0
+
+
+def cmd_files(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from connectors.files.loader import run_files
+
+    setup_logging(settings)
+    totals = run_files(settings, once=args.once, drop_dir=Path(args.dir) if args.dir else None)
+    say(f"files: {totals['rows']} events and {totals['dead_letters']} dead letters delivered")
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
+    from pathlib import Path
+
+    from connectors.synthetic.generator import generate, send, write_jsonl
+
+    if not args.output and not args.send:
+        raise ConfigurationError("generate: give --output FILE.jsonl, --send, or both")
+    scenario = generate(args.customers, args.seed, corruption=args.corruption)
+    if args.output:
+        count = write_jsonl(scenario, Path(args.output))
+        say(f"generate: {count} events of {args.customers} customers written to {args.output}")
+    if args.send:
+        url = args.collector_url or f"http://{settings.collector_host}:{settings.collector_port}"
+        key = args.write_key or next(iter(settings.write_keys), None)
+        if not key:
+            raise ConfigurationError("generate --send: set OMNISTITCH_WRITE_KEYS or --write-key")
+        report = send(scenario, url, key, settings.drop_dir)
+        say(f"generate: sent {report.render()}")
+    return 0

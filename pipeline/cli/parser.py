@@ -1,0 +1,154 @@
+"""The ``omnistitch`` command line: its parser and entry point; the commands live in the
+modules of this package, one per group (stack, stitching, connectors)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from pipeline.cli.connectors import cmd_collector, cmd_files, cmd_generate
+from pipeline.cli.stack import cmd_schemas, cmd_stack, cmd_topics
+from pipeline.cli.stitching import cmd_eval, cmd_replay, cmd_stage, cmd_train, cmd_worker
+from pipeline.exceptions import OmnistitchError
+from pipeline.settings import Settings
+
+
+def _matching_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="match model JSON (omnistitch train); default built-in")
+    parser.add_argument(
+        "--no-probabilistic",
+        action="store_true",
+        help="deterministic stitching only (no matching on names, birth dates, addresses)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="omnistitch",
+        description="Real-time identity stitching for omnichannel customer data. "
+        "Settings come from OMNISTITCH_* environment variables.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    stack = sub.add_parser("stack", help="run the local Kafka + schema registry stack")
+    stack.add_argument("action", choices=["up", "down", "status", "logs"])
+    stack.add_argument("--lines", type=int, default=40, help="log lines to show (logs)")
+    stack.add_argument(
+        "--allow-stopped", action="store_true", help="status exits 0 even if stopped"
+    )
+    stack.add_argument(
+        "--secure",
+        action="store_true",
+        help="up: also a SASL_SSL listener (SCRAM) on OMNISTITCH_SECURE_PORT, with a CA and a "
+        "user of its own; the client settings are written to <stack dir>/secure.env",
+    )
+    stack.set_defaults(func=cmd_stack)
+
+    topics = sub.add_parser(
+        "topics", help="create or list the project's topics, purge dead letters"
+    )
+    topics.add_argument("action", choices=["create", "list", "purge-dead-letters"])
+    topics.add_argument(
+        "--before",
+        help="purge-dead-letters: only those written before this ISO time (default: all)",
+    )
+    topics.set_defaults(func=cmd_topics)
+
+    schemas = sub.add_parser("schemas", help="register schemas, check their compatibility")
+    schemas.add_argument(
+        "action",
+        choices=["register", "check", "release"],
+        help="register: topic value schemas into the registry (BACKWARD); check: fail if a "
+        "schema cannot read data of its released version; release: snapshot the current ones",
+    )
+    schemas.set_defaults(func=cmd_schemas)
+
+    replay = sub.add_parser(
+        "replay", help="run the stitching engine in-process over a JSON-lines file (no Kafka)"
+    )
+    replay.add_argument("input", help="ChannelEvents, one JSON object per line")
+    replay.add_argument("--output", required=True, help="one {event_id, customer_id} per line")
+    replay.add_argument("--store", choices=["memory", "rocksdb"], default="memory")
+    replay.add_argument("--state-dir", help="RocksDB folder for --store rocksdb")
+    replay.add_argument("--profiles", help="also write the final CustomerProfiles (JSONL)")
+    replay.add_argument("--changes", help="also write the IdentityChanges (JSONL)")
+    replay.add_argument("--journeys", help="also write the JourneyEvents (JSONL)")
+    _matching_arguments(replay)
+    replay.set_defaults(func=cmd_replay)
+
+    training = sub.add_parser(
+        "train", help="estimate a match model (u by random sampling, m by EM) from events"
+    )
+    training.add_argument("input", help="ChannelEvents (JSONL); no labels are read")
+    training.add_argument("--output", required=True, help="the model JSON to write")
+    training.add_argument("--start", help="model to start from (default: the built-in one)")
+    training.add_argument("--random-pairs", type=int, default=100_000)
+    training.add_argument("--seed", type=int, default=1)
+    training.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser(
+        "eval", help="replay a file with ground truth and print precision, recall and F1"
+    )
+    evaluate.add_argument("input", help="ChannelEvents (JSONL) with a ground-truth property")
+    evaluate.add_argument("--truth-property", default="truth_person_id")
+    evaluate.add_argument("--worst", type=int, default=5, help="false merges / missed links shown")
+    _matching_arguments(evaluate)
+    evaluate.set_defaults(func=cmd_eval)
+
+    worker = sub.add_parser("worker", help="run the faust worker (intake, stitching)")
+    worker.add_argument("--model", help="match model JSON (omnistitch train); default built-in")
+    worker.set_defaults(func=cmd_worker)
+
+    stage = sub.add_parser(
+        "stage", help="run one stage of the worker (omnistitch worker starts one per stage)"
+    )
+    stage.add_argument("stage", choices=["intake", "link", "profile"])
+    stage.add_argument("--parent", type=int, help="end when this process is gone")
+    stage.set_defaults(func=cmd_stage)
+    intake = sub.add_parser("intake", help="the same as `omnistitch stage intake`")
+    intake.add_argument("--parent", type=int, help="end when this process is gone")
+    intake.set_defaults(func=cmd_stage)
+
+    collector = sub.add_parser(
+        "collector", help="run the HTTP collector (Segment tracking API and webhooks)"
+    )
+    collector.set_defaults(func=cmd_collector)
+
+    files = sub.add_parser("files", help="run the file connector on the drop folder (POS, CRM)")
+    files.add_argument("--dir", help="the drop folder (default: OMNISTITCH_DROP_DIR)")
+    files.add_argument("--once", action="store_true", help="deliver what is there, then stop")
+    files.set_defaults(func=cmd_files)
+
+    generate = sub.add_parser(
+        "generate", help="synthetic omnichannel data with ground truth (file or connectors)"
+    )
+    generate.add_argument("--customers", type=int, default=1000)
+    generate.add_argument("--seed", type=int, default=1)
+    generate.add_argument(
+        "--corruption",
+        type=float,
+        default=1.0,
+        help="how often names are misspelt, nicknamed or transliterated (0: never, 1: default)",
+    )
+    generate.add_argument("--output", help="write ChannelEvents as JSON lines to this file")
+    generate.add_argument(
+        "--send",
+        action="store_true",
+        help="send through the real connectors: Segment calls and webhooks to the collector "
+        "(OMNISTITCH_COLLECTOR_*), POS/CRM files into the drop folder",
+    )
+    generate.add_argument("--collector-url", help="default: http://<collector host>:<port>")
+    generate.add_argument("--write-key", help="default: the first of OMNISTITCH_WRITE_KEYS")
+    generate.set_defaults(func=cmd_generate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    try:
+        return int(args.func(args, settings))
+    except OmnistitchError as exc:
+        print(f"omnistitch: error: {exc}", file=sys.stderr)
+        return 2

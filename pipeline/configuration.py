@@ -1,0 +1,38 @@
+"""From the settings to the engine's typed configuration (StitchConfig, Normaliser, MatchConfig).
+
+Kept apart from pipeline.settings so that reading settings (as the connectors do) does not
+import the stitching engine.
+"""
+
+from __future__ import annotations
+
+from pipeline.engine.comparisons import Model, default_model
+from pipeline.engine.identifiers import Normaliser
+from pipeline.engine.matching import MatchConfig
+from pipeline.engine.namespaces import NamespaceRules
+from pipeline.engine.profile import Survivorship
+from pipeline.engine.stitcher import StitchConfig
+from pipeline.exceptions import ConfigurationError
+from pipeline.settings import Settings
+
+
+def stitch_config(settings: Settings) -> StitchConfig:
+    return StitchConfig(
+        normaliser=normaliser(settings),
+        rules=NamespaceRules.from_json(settings.namespace_rules, settings.hairball_max_profiles),
+        survivorship=Survivorship(tuple(settings.source_precedence)),
+        intake=settings.intake_policy(),
+        matching=match_config(settings) if settings.probabilistic else None,
+    )
+
+
+def normaliser(settings: Settings) -> Normaliser:
+    return Normaliser(settings.default_region, frozenset(settings.junk_values))
+
+
+def match_config(settings: Settings) -> MatchConfig:
+    model = Model.load(settings.match_model) if settings.match_model else default_model()
+    model = model.with_thresholds(settings.match_auto_link, settings.match_review)
+    if model.thresholds.review > model.thresholds.auto_link:
+        raise ConfigurationError("match review threshold must not exceed auto-link")
+    return MatchConfig(model, max_block_size=settings.match_max_block_size)

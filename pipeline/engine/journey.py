@@ -1,0 +1,56 @@
+"""Journey context: where an event sits in its customer's history of touches.
+
+A touch is ``[occurred_at_ms, channel]``; touches are kept sorted by event time, so an event that
+arrives late still gets the touch that really came before it as its predecessor.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any
+
+from pipeline.contract.models import Channel
+
+
+@dataclass(frozen=True)
+class JourneyContext:
+    sequence_number: int
+    previous_channel: Channel | None
+    channel_switch: bool
+    time_since_previous_ms: int | None
+
+
+_time = itemgetter(0)
+
+
+def _describe(
+    touches: list[list[Any]], index: int, at_ms: int, channel: Channel | None
+) -> JourneyContext:
+    previous = touches[index - 1] if index else None
+    previous_channel = Channel(str(previous[1])) if previous else None
+    return JourneyContext(
+        sequence_number=index + 1,
+        previous_channel=previous_channel,
+        channel_switch=previous_channel is not None and previous_channel != channel,
+        time_since_previous_ms=(at_ms - int(previous[0])) if previous else None,
+    )
+
+
+def place(touches: list[list[Any]], at_ms: int, channel: Channel) -> JourneyContext:
+    """Insert the touch into the sorted list and describe its position."""
+    index = bisect.bisect_right(touches, at_ms, key=_time)
+    touches.insert(index, [at_ms, channel.value])
+    return _describe(touches, index, at_ms, channel)
+
+
+def context_of(touches: list[list[Any]], at_ms: int) -> JourneyContext:
+    """The context of a touch already in the list (to emit its journey event again)."""
+    index = bisect.bisect_left(touches, at_ms, key=_time)
+    channel = Channel(str(touches[index][1])) if index < len(touches) else None
+    return _describe(touches, index, at_ms, channel)
+
+
+def merge_touches(left: list[list[Any]], right: list[list[Any]]) -> list[list[Any]]:
+    return sorted(left + right, key=lambda t: (t[0], str(t[1])))

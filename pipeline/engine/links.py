@@ -1,0 +1,32 @@
+"""What linking one event decided: the customer, the folds of merged-away profiles, the identity
+changes and the possible matches. Written by the graph and by the matcher it calls, read by
+the stitcher and the linking stage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pipeline.contract.models import IdentityChange
+from pipeline.engine.identifiers import Node
+
+
+@dataclass(frozen=True)
+class Fold:
+    """Tells the profile stage: move the loser's profile into the winner's."""
+
+    loser: str
+    winner: str
+
+
+@dataclass
+class Linked:
+    """What linking one event decided."""
+
+    customer_id: str
+    duplicate: bool = False
+    folds: list[Fold] = field(default_factory=list)
+    changes: list[IdentityChange] = field(default_factory=list)
+    # Possible matches found now: both customers record each other.
+    possible: list[tuple[str, str]] = field(default_factory=list)
+    # The event's identifiers that belong to its customer (refused ones left out).
+    nodes: list[Node] = field(default_factory=list)

@@ -1,0 +1,497 @@
+"""Profiles: the merged view of one customer, kept by the stage keyed by customer id.
+
+Pure (state behind pipeline.engine.state.Store, key ``p|<customer_id>``). Four messages reach it:
+an event routed to a customer (update the profile, place the event in the journey, once per
+event id); a fold (the linking stage merged this customer away: hand its state to the winner
+and leave a forward pointer); an absorb (take over a merged-away customer's state); a possible
+match (probabilistic matching found another customer similar, without merging).
+
+Survivorship of traits: the value from the source of highest precedence wins; among equals, the
+most recent non-empty value (by event time) wins.
+
+State is bounded (see ProfileBounds and docs/architecture.md, "Worst-case state sizes"): the
+identifiers follow the namespace rules; seen event ids, journey touches, merged ids and possible
+matches keep the latest entries only, counting what left; currencies and consent purposes have
+a fixed maximum.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from pipeline.contract.models import (
+    Channel,
+    ChannelEvent,
+    CustomerProfile,
+    JourneyEvent,
+    Traits,
+    to_millis,
+)
+from pipeline.engine.graph import to_ms
+from pipeline.engine.identifiers import Node
+from pipeline.engine.journey import JourneyContext, context_of, merge_touches, place
+from pipeline.engine.namespaces import NamespaceRules
+from pipeline.engine.state import Store
+
+ORDER_EVENT_TYPES = frozenset({"order_placed", "purchase", "order_completed"})
+TRAIT_NAMES = tuple(Traits.model_fields)
+CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+@dataclass(frozen=True)
+class ProfileBounds:
+    """How much of a customer's history the profile state keeps (each a bound on bytes: the
+    entries themselves are bounded by pipeline.contract.limits)."""
+
+    # Event ids seen (idempotency): the latest this many; an older repeat is recognised by
+    # the linker's ``duplicate`` flag once the set has rolled.
+    max_seen: int = 1000
+    # Journey touches (time, channel): the latest this many; sequence numbers keep counting.
+    max_touches: int = 1000
+    max_merged: int = 200
+    max_possible: int = 50
+    max_currencies: int = 10
+    max_consent_purposes: int = 32
+
+
+def seen_key(event_id: str) -> str:
+    """Event ids of up to 64 characters as they are, longer ones by a digest (bounded size)."""
+    if len(event_id) <= 64:
+        return event_id
+    return "#" + hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+
+
+def _keep_latest(values: list[Any], limit: int) -> int:
+    """Drop the oldest entries beyond ``limit``; how many were dropped."""
+    extra = len(values) - limit
+    if extra > 0:
+        del values[:extra]
+        return extra
+    return 0
+
+
+@dataclass(frozen=True)
+class Survivorship:
+    """Source prefixes in order of precedence (earlier wins); unlisted sources rank last."""
+
+    source_precedence: tuple[str, ...] = ()
+
+    def rank(self, source: str) -> int:
+        for index, prefix in enumerate(self.source_precedence):
+            if source.startswith(prefix):
+                return index
+        return len(self.source_precedence)
+
+
+def _better(candidate: list[Any], current: list[Any] | None) -> bool:
+    """[value, at_ms, rank]: lower rank wins, then the later time."""
+    if current is None:
+        return True
+    return (candidate[2], -candidate[1]) <= (current[2], -current[1])
+
+
+def _from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+class Journal:
+    """Which journey events reached the journeys topic recently (the worker reads the topic's
+    last ``window_ms`` after every partition assignment and adds what it emits itself).
+
+    It closes both gaps of at-least-once processing after a crash: an event whose state change
+    survived but whose journey event did not is emitted again; an event whose journey event
+    reached Kafka but whose state change did not is applied without repeating it. A seen-mark
+    older than the window predates any uncommitted work and is a plain duplicate.
+    """
+
+    def __init__(self, window_ms: int) -> None:
+        self.window_ms = window_ms
+        self.since_ms = 0
+        self.emitted: dict[str, int] = {}
+        # Noted since ``begin``: forgotten again by ``rollback`` (a batch handled anew).
+        self._noted: list[str] = []
+
+    def reset(self, tail: dict[str, int], now_ms: int) -> None:
+        self.emitted = dict(tail)
+        self.since_ms = now_ms - self.window_ms
+
+    def begin(self) -> None:
+        self._noted.clear()
+
+    def rollback(self) -> None:
+        for event_id in self._noted:
+            self.emitted.pop(event_id, None)
+        self._noted.clear()
+
+    def note(self, event_id: str, now_ms: int) -> None:
+        if event_id not in self.emitted:
+            self._noted.append(event_id)
+        self.emitted[event_id] = now_ms
+        if len(self.emitted) > 100_000:  # keep memory bounded: drop what left the window
+            horizon = now_ms - self.window_ms
+            self.emitted = {e: t for e, t in self.emitted.items() if t >= horizon}
+
+    def lost(self, event_id: str, marked_ms: int) -> bool:
+        """Seen recently, yet not on the topic: its journey event was lost in a crash."""
+        return marked_ms >= self.since_ms and event_id not in self.emitted
+
+
+@dataclass
+class ProfileOutput:
+    """What the stage emits for one message."""
+
+    profiles: list[CustomerProfile] = field(default_factory=list)
+    # Coalescing books (``coalesce=True``): customers whose profile changed, built later once.
+    touched: list[str] = field(default_factory=list)
+    tombstones: list[str] = field(default_factory=list)
+    journeys: list[JourneyEvent] = field(default_factory=list)
+    # (customer id, message) to send on, keyed by that customer id.
+    forwards: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+
+def _empty_state() -> dict[str, Any]:
+    return {
+        "ids": {},
+        "traits": {},
+        "channels": {},
+        "first": None,
+        "last": None,
+        "events": 0,
+        "orders": 0,
+        "totals": {},
+        "consent": {},
+        "merged": [],
+        "possible": [],
+        "version": 0,
+        "seen": {},
+        "touches": [],
+    }
+
+
+class ProfileBook:
+    def __init__(
+        self,
+        store: Store,
+        survivorship: Survivorship | None = None,
+        emit_outputs: bool = True,
+        journal: Journal | None = None,
+        rules: NamespaceRules | None = None,
+        bounds: ProfileBounds | None = None,
+        coalesce: bool = False,
+    ) -> None:
+        """``emit_outputs=False`` keeps the state exactly the same but builds no profile and
+        journey records (a replay that only needs customer ids). ``journal``: see Journal;
+        without one (replay) a seen event id is simply a duplicate. ``coalesce``: name the
+        customers whose profile changed in ``ProfileOutput.touched`` instead of building a
+        profile per message (the worker builds one per customer and batch, ``snapshot``)."""
+        self.coalesce = coalesce
+        self.store = store
+        self.survivorship = survivorship or Survivorship()
+        self.emit_outputs = emit_outputs
+        self.journal = journal
+        self.rules = rules or NamespaceRules()
+        self.bounds = bounds or ProfileBounds()
+
+    # -- messages ----------------------------------------------------------------------------
+    def handle(self, customer_id: str, message: dict[str, Any], now: datetime) -> ProfileOutput:
+        """Dispatch one message of the customer-ops topic (see route_message etc.)."""
+        kind = message["kind"]
+        if kind == "route":
+            return self.add_event(
+                customer_id,
+                ChannelEvent.trusted(message["event"]),  # validated by intake
+                [Node(ns, value) for ns, value in message["nodes"]],
+                now,
+                repeat=bool(message.get("repeat")),
+            )
+        if kind == "fold":
+            return self.fold(customer_id, message["winner"])
+        if kind == "absorb":
+            return self.absorb(customer_id, message["loser"], message["state"], now)
+        if kind == "possible":
+            return self.possible(customer_id, message["other"], now)
+        raise ValueError(f"unknown customer-ops message kind {kind!r}")
+
+    def add_event(
+        self,
+        customer_id: str,
+        event: ChannelEvent,
+        nodes: Sequence[Node],
+        now: datetime,
+        repeat: bool = False,
+    ) -> ProfileOutput:
+        """``repeat``: the linker saw this event id before (a redelivery)."""
+        state = self.store.get("p|" + customer_id)
+        if state is not None and "fwd" in state:
+            return ProfileOutput(forwards=[(state["fwd"], route_message(event, nodes, repeat))])
+        state = state or _empty_state()
+        now_ms = to_ms(now)
+        at = to_ms(event.occurred_at)
+        key = seen_key(event.event_id)
+        marked = state["seen"].get(key)
+        if marked is None and repeat and state.get("seen_dropped"):
+            # Older than the seen ids kept: applied long ago (the linker knew the id).
+            return ProfileOutput()
+        if marked is not None:
+            if self.journal is None or not self.emit_outputs:
+                return ProfileOutput()
+            # A repeat of recent work may follow a crash between the state's commit and the
+            # outputs' delivery: the profile once more (idempotent), the journey event only if
+            # the journeys topic does not hold it.
+            out = self._changed(customer_id, state, now)
+            if marked < self.journal.since_ms:
+                return ProfileOutput()
+            if self.journal.lost(event.event_id, marked):
+                self.journal.note(event.event_id, now_ms)
+                again = context_of(state["touches"], at)
+                out.journeys.append(self._journey(customer_id, event, self._seq(again, state)))
+            return out
+        context = self._seq(place(state["touches"], at, event.channel), state)
+        state["touches_dropped"] = state.get("touches_dropped", 0) + _keep_latest(
+            state["touches"], self.bounds.max_touches
+        )
+        self._see(state, key, now_ms)
+        for node in nodes:
+            values = state["ids"].setdefault(node.namespace, [])
+            if node.value not in values:
+                values.append(node.value)
+                _keep_latest(values, self.rules.rule(node.namespace).limit)
+        rank = self.survivorship.rank(event.source)
+        for name in TRAIT_NAMES:
+            value = getattr(event.traits, name)
+            if value is not None and value.strip():
+                candidate = [value.strip(), at, rank]
+                if _better(candidate, state["traits"].get(name)):
+                    state["traits"][name] = candidate
+        channels = state["channels"]
+        if event.channel.value not in channels or at < channels[event.channel.value]:
+            channels[event.channel.value] = at
+        state["first"] = at if state["first"] is None else min(state["first"], at)
+        state["last"] = at if state["last"] is None else max(state["last"], at)
+        state["events"] += 1
+        if event.event_type in ORDER_EVENT_TYPES:
+            state["orders"] += 1
+            amount, currency = event.properties.get("amount"), event.properties.get("currency")
+            currency = (currency or "").strip().upper()
+            room = currency in state["totals"] or len(state["totals"]) < self.bounds.max_currencies
+            if amount and CURRENCY.match(currency) and room:
+                try:
+                    total = Decimal(state["totals"].get(currency, "0")) + Decimal(amount)
+                    state["totals"][currency] = str(total)
+                except InvalidOperation:
+                    pass  # an unreadable amount counts the order, not the money
+        for purpose, granted in (event.consent or {}).items():
+            current = state["consent"].get(purpose)
+            if current is None and len(state["consent"]) >= self.bounds.max_consent_purposes:
+                continue
+            if current is None or at >= current[1]:
+                state["consent"][purpose] = [granted, at]
+        state["version"] += 1
+        self.store.set("p|" + customer_id, state)
+        if not self.emit_outputs:
+            return ProfileOutput()
+        out = self._changed(customer_id, state, now)
+        if self.journal is not None:
+            if event.event_id in self.journal.emitted:
+                return out  # its journey event reached Kafka before a crash
+            self.journal.note(event.event_id, now_ms)
+        out.journeys.append(self._journey(customer_id, event, context))
+        return out
+
+    @staticmethod
+    def _journey(customer_id: str, event: ChannelEvent, context: JourneyContext) -> JourneyEvent:
+        return JourneyEvent.from_valid(  # every value valid by construction
+            {
+                "customer_id": customer_id,
+                "event": event,
+                "sequence_number": context.sequence_number,
+                "previous_channel": context.previous_channel,
+                "channel_switch": context.channel_switch,
+                "time_since_previous_ms": context.time_since_previous_ms,
+            }
+        )
+
+    def possible(self, customer_id: str, other: str, now: datetime) -> ProfileOutput:
+        """Record a possible match (probabilistic, not merged) on this customer's profile."""
+        state = self.store.get("p|" + customer_id)
+        if state is not None and "fwd" in state:
+            return ProfileOutput(forwards=[(state["fwd"], possible_message(other))])
+        state = state or _empty_state()
+        possible = state.setdefault("possible", [])
+        if other in possible:
+            return ProfileOutput()
+        possible.append(other)
+        _keep_latest(possible, self.bounds.max_possible)
+        state["version"] += 1
+        self.store.set("p|" + customer_id, state)
+        if state["first"] is None or not self.emit_outputs:
+            return ProfileOutput()
+        return self._changed(customer_id, state, now)
+
+    def fold(self, loser: str, winner: str) -> ProfileOutput:
+        """The loser's state goes to the winner; its tombstone follows the winner's merged
+        profile (``absorb``), so consumers never see a customer vanish before its survivor
+        holds its data."""
+        state = self.store.get("p|" + loser)
+        if state is not None and "fwd" in state:
+            return ProfileOutput()  # folded before: a repeated message changes nothing
+        self.store.set("p|" + loser, {"fwd": winner})
+        message = {"kind": "absorb", "loser": loser, "state": state or _empty_state()}
+        return ProfileOutput(forwards=[(winner, message)])
+
+    def absorb(
+        self, winner: str, loser: str, other: dict[str, Any], now: datetime
+    ) -> ProfileOutput:
+        state = self.store.get("p|" + winner)
+        if state is not None and "fwd" in state:
+            return ProfileOutput(
+                forwards=[(state["fwd"], {"kind": "absorb", "loser": loser, "state": other})]
+            )
+        state = state or _empty_state()
+        if loser in state["merged"]:
+            # Absorbed before: the outputs again (they may not have reached Kafka), no change.
+            if state["first"] is None or not self.emit_outputs:
+                return ProfileOutput(tombstones=[loser])
+            out = self._changed(winner, state, now)
+            out.tombstones.append(loser)
+            return out
+        for namespace, values in other["ids"].items():
+            mine = state["ids"].setdefault(namespace, [])
+            mine.extend(v for v in values if v not in mine)
+        for name, candidate in other["traits"].items():
+            if _better(candidate, state["traits"].get(name)):
+                state["traits"][name] = candidate
+        for channel, at in other["channels"].items():
+            if channel not in state["channels"] or at < state["channels"][channel]:
+                state["channels"][channel] = at
+        for bound, pick in (("first", min), ("last", max)):
+            values = [v for v in (state[bound], other[bound]) if v is not None]
+            state[bound] = pick(values) if values else None
+        both = 0
+        for event_id in other["seen"]:
+            # Marked 0 ("long ago"): only the partition that made a mark may conclude that its
+            # journey event was lost; here it was emitted under the merged-away customer,
+            # possibly by another worker whose journal this one does not have.
+            if event_id in state["seen"]:
+                both += 1
+            else:
+                self._see(state, event_id, 0)
+        state["events"] += other["events"] - both
+        state["orders"] += other["orders"]
+        for currency, amount in other["totals"].items():
+            state["totals"][currency] = str(
+                Decimal(state["totals"].get(currency, "0")) + Decimal(amount)
+            )
+        for purpose, entry in other["consent"].items():
+            current = state["consent"].get(purpose)
+            if current is None and len(state["consent"]) >= self.bounds.max_consent_purposes:
+                continue
+            if current is None or entry[1] > current[1]:
+                state["consent"][purpose] = entry
+        state["merged"].extend([loser, *other["merged"]])
+        _keep_latest(state["merged"], self.bounds.max_merged)
+        mine = state.setdefault("possible", [])
+        mine.extend(p for p in other.get("possible", []) if p not in mine)
+        _keep_latest(mine, self.bounds.max_possible)
+        for namespace, values in state["ids"].items():
+            _keep_latest(values, self.rules.rule(namespace).limit)
+        state["touches"] = merge_touches(state["touches"], other["touches"])
+        state["touches_dropped"] = (
+            state.get("touches_dropped", 0)
+            + other.get("touches_dropped", 0)
+            + _keep_latest(state["touches"], self.bounds.max_touches)
+        )
+        state["version"] += 1
+        self.store.set("p|" + winner, state)
+        if state["first"] is None or not self.emit_outputs:
+            return ProfileOutput(tombstones=[loser])
+        out = self._changed(winner, state, now)
+        out.tombstones.append(loser)
+        return out
+
+    @staticmethod
+    def _seq(context: JourneyContext, state: dict[str, Any]) -> JourneyContext:
+        """Sequence numbers count the touches that left the kept window too."""
+        dropped = state.get("touches_dropped", 0)
+        return (
+            replace(context, sequence_number=context.sequence_number + dropped)
+            if dropped
+            else context
+        )
+
+    def _see(self, state: dict[str, Any], key: str, mark: int) -> None:
+        """Remember a seen event id; beyond ``max_seen`` the oldest is forgotten (counted)."""
+        seen = state["seen"]
+        seen[key] = mark
+        while len(seen) > self.bounds.max_seen:
+            del seen[next(iter(seen))]
+            state["seen_dropped"] = state.get("seen_dropped", 0) + 1
+
+    # -- output ------------------------------------------------------------------------------
+    def _changed(self, customer_id: str, state: dict[str, Any], now: datetime) -> ProfileOutput:
+        if self.coalesce:
+            return ProfileOutput(touched=[customer_id])
+        return ProfileOutput(profiles=[self._profile(customer_id, state, now)])
+
+    def snapshot(self, customer_id: str, now: datetime) -> CustomerProfile | None:
+        """The customer's profile as its state holds it now; None for a merged-away id or a
+        customer without events."""
+        state = self.store.get("p|" + customer_id)
+        if state is None or "fwd" in state or state["first"] is None:
+            return None
+        return self._profile(customer_id, state, now)
+
+    @staticmethod
+    def _profile(customer_id: str, state: dict[str, Any], now: datetime) -> CustomerProfile:
+        traits = dict.fromkeys(TRAIT_NAMES)
+        traits.update((name, entry[0]) for name, entry in state["traits"].items())
+        return CustomerProfile.from_valid(  # every value valid by construction (the state's)
+            {
+                "customer_id": customer_id,
+                "identifiers": {ns: list(values) for ns, values in state["ids"].items()},
+                "traits": Traits.from_valid(traits),
+                "channels": [
+                    Channel(c) for c, _ in sorted(state["channels"].items(), key=lambda kv: kv[1])
+                ],
+                "first_seen": to_millis(_from_ms(state["first"])),
+                "last_seen": to_millis(_from_ms(state["last"])),
+                "event_count": state["events"],
+                "order_count": state["orders"],
+                "order_totals": dict(state["totals"]),
+                "consent": {purpose: entry[0] for purpose, entry in state["consent"].items()},
+                "merged_ids": list(state["merged"]),
+                "possible_matches": [
+                    p for p in state.get("possible", []) if p not in state["merged"]
+                ],
+                "version": state["version"],
+                "updated_at": to_millis(now),
+            }
+        )
+
+
+def route_message(
+    event: ChannelEvent, nodes: Sequence[Node], repeat: bool = False
+) -> dict[str, Any]:
+    """``repeat``: the linker had seen the event id before (see ProfileBook.add_event)."""
+    message: dict[str, Any] = {
+        "kind": "route",
+        "event": event.to_avro(),
+        "nodes": [[n.namespace, n.value] for n in nodes],
+    }
+    if repeat:
+        message["repeat"] = True
+    return message
+
+
+def fold_message(winner: str) -> dict[str, Any]:
+    return {"kind": "fold", "winner": winner}
+
+
+def possible_message(other: str) -> dict[str, Any]:
+    return {"kind": "possible", "other": other}

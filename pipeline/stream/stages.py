@@ -1,0 +1,378 @@
+"""The worker's stateful stages, one batch record at a time, without faust or a Kafka client.
+
+``LinkStage`` takes the events of an EventBatch and ``ProfileStage`` the operations of an
+OperationBatch (pipeline.stream.batches). Each runs the pure engine (pipeline.engine.graph,
+pipeline.engine.profile) over the batch against a working set (``StagedStore``): a key read twice in
+a batch is read once from the table, a key changed k times is written once, when the whole
+batch was handled (``commit``). What the batch sends comes back as ``Output`` tuples, in order;
+the caller (pipeline.stream.app) sends them, then lets its consumer commit the batch's offset.
+
+A record whose handling raises does not stop the batch: the batch is handled again from its
+first record with that record left out (nothing of the first attempt was written), and the
+record is reported in ``Outcome.failures`` for a ``processing_error`` dead letter. A value that
+would exceed the state bound is found the same way (``strict`` runs check each record's
+writes). A schema registry that cannot be reached raises RegistryUnavailableError: the caller
+rolls back and retries the whole batch.
+
+Outputs are coalesced where the contract allows: a customer changed k times in a batch gets one
+profile record, its latest state, written before the tombstones of customers merged into it;
+journeys and identity changes stay one per event / change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pipeline.clock import Clock
+from pipeline.contract import schemas
+from pipeline.contract.dead_letters import Origin
+from pipeline.contract.models import ChannelEvent, JourneyEvent
+from pipeline.contract.schemas import CHANNEL_EVENT, JOURNEY_EVENT
+from pipeline.contract.wire import MAGIC_BYTE, journey_body
+from pipeline.engine.graph import Graph
+from pipeline.engine.identifiers import Node
+from pipeline.engine.profile import Journal, ProfileBook, fold_message, possible_message
+from pipeline.engine.state import StagedStore, Store
+from pipeline.engine.stitcher import StitchConfig
+from pipeline.exceptions import (
+    OmnistitchError,
+    OutputTooLargeError,
+    RegistryUnavailableError,
+    StateValueTooLargeError,
+)
+from pipeline.stream.batches import (
+    MAX_BATCH_BYTES,
+    OPERATION_BATCH,
+    EventBytes,
+    chunks,
+    event_body,
+    message_of,
+    operation,
+    partition_for,
+)
+from pipeline.stream.delivery import Output
+from pipeline.stream.serialization import Serde
+
+_CHANNEL_INDEX = {
+    name: i for i, name in enumerate(schemas.load("io.omnistitch.Channel")["symbols"])
+}
+
+# Far below Kafka's default 1 MiB message size: a table value (changelog record) or an output
+# larger than this is refused before anything is written (limits make it unreachable).
+MAX_STATE_VALUE_BYTES = 512 * 1024
+MAX_OUTPUT_BYTES = 900 * 1024
+
+
+def offset_key(topic: str, partition: int) -> str:
+    """The key under which a stage's table keeps the last offset it handled of an input
+    partition (``o|<topic>|<partition>``; pipeline.stream.app.handle_batch)."""
+    return f"o|{topic}|{partition}"
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The names of the topics the stages write (with the deployment's prefix)."""
+
+    events: str
+    operations: str
+    changes: str
+    profiles: str
+    journeys: str
+
+
+@dataclass
+class Outcome:
+    outputs: list[Output] = field(default_factory=list)
+    # (index in the batch, what it raised): records left out, for dead letters.
+    failures: list[tuple[int, Exception]] = field(default_factory=list)
+
+
+class _Again(OmnistitchError):
+    """A record failed: handle the batch again without it."""
+
+
+def _checked(output: Output) -> Output:
+    value = output[2]
+    if value is not None and len(value) > MAX_OUTPUT_BYTES:
+        raise OutputTooLargeError(f"{len(value)} bytes")
+    return output
+
+
+class BatchStage:
+    """The batch discipline shared by both stages (see the module doc)."""
+
+    def __init__(
+        self,
+        store: Store,
+        serde: Serde,
+        topics: Topics,
+        clock: Clock,
+        partitions: int,
+        batch_size: int,
+    ) -> None:
+        self.state = StagedStore(store, MAX_STATE_VALUE_BYTES)
+        self.serde = serde
+        self.topics = topics
+        self.clock = clock
+        # The profile stage's partitions and the operations per OperationBatch.
+        self.partitions = partitions
+        self.batch_size = batch_size
+        self.items: list[dict[str, Any]] = []  # the batch being handled
+
+    # The stage's part: per attempt, per record, at the end of an attempt.
+    def start(self, items: list[dict[str, Any]]) -> None:
+        raise NotImplementedError
+
+    def one(self, index: int, now: datetime, strict: bool) -> list[Output]:
+        raise NotImplementedError
+
+    def finish(self, now: datetime, strict: bool) -> list[Output]:
+        raise NotImplementedError
+
+    def undo(self) -> None:
+        """Forget what an abandoned attempt changed outside the state (default: nothing)."""
+
+    def run(self, items: list[dict[str, Any]]) -> Outcome:
+        """Handle a batch and commit its state; see the module doc."""
+        failures: dict[int, Exception] = {}
+        strict = False
+        while True:
+            self.state.rollback()
+            self.items = items
+            self.start(items)
+            now = self.clock()
+            outputs: list[Output] = []
+            try:
+                for index in range(len(items)):
+                    if index in failures:
+                        continue
+                    self.state.begin()
+                    try:
+                        outputs += map(_checked, self.one(index, now, strict))
+                        if strict:
+                            self.state.check_recent()
+                    except RegistryUnavailableError:
+                        raise
+                    except Exception as exc:
+                        failures[index] = exc
+                        raise _Again from exc
+                outputs += map(_checked, self.finish(now, strict))
+                self.state.commit()
+                return Outcome(outputs, sorted(failures.items()))
+            except _Again:
+                self.undo()
+            except (StateValueTooLargeError, OutputTooLargeError):
+                # Found only at the end of the batch: find the record, one check per record.
+                self.undo()
+                if strict:
+                    raise
+                strict = True
+            except BaseException:
+                self.undo()
+                self.state.rollback()
+                raise
+
+    def rollback(self) -> None:
+        self.state.rollback()
+        self.undo()
+
+    def decode_event(self, data: bytes, schema_id: int) -> dict[str, Any]:
+        return self.serde.decode_body(data, schema_id, CHANNEL_EVENT)
+
+    def encode_event(self, record: dict[str, Any]) -> EventBytes:
+        return event_body(record), self.serde.schema_id(self.topics.events, CHANNEL_EVENT)
+
+    def operation_batches(self, operations: list[tuple[str, dict[str, Any]]]) -> list[Output]:
+        """Operations grouped by the profile partition of their customer, in order, as
+        OperationBatch records of at most batch_size operations and MAX_BATCH_BYTES."""
+        by_partition: dict[int, list[dict[str, Any]]] = {}
+        for customer_id, message in operations:
+            partition = partition_for(customer_id, self.partitions)
+            by_partition.setdefault(partition, []).append(
+                operation(customer_id, message, self.encode_event)
+            )
+        out: list[Output] = []
+        for partition, records in by_partition.items():
+            for batch in chunks(((r, 1) for r in records), self.batch_size):
+                out += self._encoded_operations(batch, partition)
+        return out
+
+    def _encoded_operations(self, batch: list[dict[str, Any]], partition: int) -> list[Output]:
+        topic = self.topics.operations
+        value = self.serde.encode_record(topic, OPERATION_BATCH, {"operations": batch})
+        if len(value) > MAX_BATCH_BYTES and len(batch) > 1:
+            half = len(batch) // 2
+            return self._encoded_operations(batch[:half], partition) + self._encoded_operations(
+                batch[half:], partition
+            )
+        return [(topic, None, value, partition)]
+
+
+class LinkStage(BatchStage):
+    """Linking (the single writer of the customer graph) over an EventBatch's events."""
+
+    def __init__(
+        self,
+        store: Store,
+        serde: Serde,
+        topics: Topics,
+        clock: Clock,
+        stitch: StitchConfig,
+        partitions: int,
+        batch_size: int,
+    ) -> None:
+        super().__init__(store, serde, topics, clock, partitions, batch_size)
+        self.stitch = stitch
+        self.graph = Graph(self.state, stitch.rules, stitch.matching)
+        self.operations: list[tuple[str, dict[str, Any]]] = []
+
+    def start(self, items: list[dict[str, Any]]) -> None:
+        self.operations = []
+
+    def one(self, index: int, now: datetime, strict: bool) -> list[Output]:
+        item = self.items[index]
+        given_bytes = (item["event"], item["event_schema_id"])
+        record = self.decode_event(*given_bytes)
+        event = ChannelEvent.trusted(record)  # validated by intake
+        given = item.get("nodes")
+        if given is None:
+            nodes, _dropped = self.stitch.normaliser.nodes(event.identifiers, event.traits)
+        else:  # normalised by intake, with the same settings
+            nodes = [Node(n["namespace"], n["value"]) for n in given]
+        linked = self.graph.link(event, nodes, now)
+        topic = self.topics.changes
+        out: list[Output] = [
+            (topic, change.customer_id.encode(), self.serde.encode(topic, change), None)
+            for change in linked.changes
+        ]
+        ops = self.operations
+        ops.extend((fold.loser, fold_message(fold.winner)) for fold in linked.folds)
+        for a, b in linked.possible:
+            ops += [(a, possible_message(b)), (b, possible_message(a))]
+        route: dict[str, Any] = {
+            "kind": "route",
+            "event": record,
+            "event_bytes": given_bytes,  # passed on as they came, not encoded again
+            "nodes": [[n.namespace, n.value] for n in linked.nodes],
+        }
+        if linked.duplicate:
+            route["repeat"] = True
+        ops.append((linked.customer_id, route))
+        return out
+
+    def finish(self, now: datetime, strict: bool) -> list[Output]:
+        return self.operation_batches(self.operations)
+
+    def dead_letter(self, index: int) -> tuple[Origin, bytes | None, bytes | None]:
+        """Where the failed event came from, its event id and its bytes as a ChannelEvent
+        record in the Confluent wire format."""
+        item = self.items[index]
+        origin = Origin(item["topic"], item["partition"], item["offset"])
+        value = bytes([MAGIC_BYTE]) + item["event_schema_id"].to_bytes(4, "big") + item["event"]
+        try:
+            key: bytes | None = self.decode_event(item["event"], item["event_schema_id"])[
+                "event_id"
+            ].encode()
+        except Exception:  # the record may be what broke: keep the dead letter anyway
+            key = None
+        return origin, key, value
+
+
+class ProfileStage(BatchStage):
+    """Profiles and journeys over the operations of one partition's OperationBatch."""
+
+    def __init__(
+        self,
+        store: Store,
+        serde: Serde,
+        topics: Topics,
+        clock: Clock,
+        stitch: StitchConfig,
+        journal: Journal,
+        partitions: int,
+        batch_size: int,
+    ) -> None:
+        super().__init__(store, serde, topics, clock, partitions, batch_size)
+        self.journal = journal
+        self.book = ProfileBook(
+            self.state,
+            stitch.survivorship,
+            journal=journal,
+            rules=stitch.rules,
+            coalesce=True,
+        )
+        self.touched: dict[str, None] = {}
+        self.tombstones: list[str] = []
+        self.forwards: list[tuple[str, dict[str, Any]]] = []
+
+    def start(self, items: list[dict[str, Any]]) -> None:
+        self.touched = {}
+        self.tombstones = []
+        self.forwards = []
+        self.journal.begin()
+
+    def undo(self) -> None:
+        self.journal.rollback()
+
+    def one(self, index: int, now: datetime, strict: bool) -> list[Output]:
+        customer_id, message = message_of(self.items[index], self.decode_event)
+        produced = self.book.handle(customer_id, message, now)
+        out: list[Output] = [self._journey(journey, message) for journey in produced.journeys]
+        self.touched.update(dict.fromkeys(produced.touched))
+        self.tombstones += produced.tombstones
+        self.forwards += produced.forwards
+        if strict:  # each record's profiles now, so that a failing one is found
+            out += self._profiles(now)
+        return out
+
+    def _journey(self, journey: JourneyEvent, message: dict[str, Any]) -> Output:
+        """The journey event's record: around the event's bytes as they came when they are of
+        this version's ChannelEvent schema (no second encoding), else encoded whole."""
+        topic = self.topics.journeys
+        key = journey.customer_id.encode()
+        given = message.get("event_bytes")
+        own = self.serde.schema_id(self.topics.events, CHANNEL_EVENT)
+        if (
+            given is None
+            or given[1] != own
+            or message["event"]["event_id"] != journey.event.event_id
+        ):
+            return (topic, key, self.serde.encode(topic, journey), None)
+        previous = journey.previous_channel
+        body = journey_body(
+            journey.customer_id,
+            given[0],
+            journey.sequence_number,
+            None if previous is None else _CHANNEL_INDEX[previous.value],
+            journey.channel_switch,
+            journey.time_since_previous_ms,
+        )
+        header = bytes([MAGIC_BYTE]) + self.serde.schema_id(topic, JOURNEY_EVENT).to_bytes(4, "big")
+        return (topic, key, header + body, None)
+
+    def _profiles(self, now: datetime) -> list[Output]:
+        """The latest profile of every customer changed, then the tombstones of customers
+        merged into them."""
+        topic = self.topics.profiles
+        out: list[Output] = []
+        for customer_id in self.touched:
+            profile = self.book.snapshot(customer_id, now)
+            if profile is not None:
+                out.append((topic, customer_id.encode(), self.serde.encode(topic, profile), None))
+        out += [(topic, gone.encode(), None, None) for gone in self.tombstones]
+        self.touched, self.tombstones = {}, []
+        return out
+
+    def finish(self, now: datetime, strict: bool) -> list[Output]:
+        return self._profiles(now) + self.operation_batches(self.forwards)
+
+    def dead_letter(self, index: int) -> bytes | None:
+        """The failed operation alone, as an OperationBatch record."""
+        try:
+            return self.serde.encode_record(
+                self.topics.operations, OPERATION_BATCH, {"operations": [self.items[index]]}
+            )
+        except Exception:  # the record may be what broke: keep the dead letter anyway
+            return None

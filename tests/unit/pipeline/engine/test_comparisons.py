@@ -1,0 +1,226 @@
+"""Fellegi-Sunter comparisons, levels and weights; name normalisation; the model as JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from pipeline.contract.models import Traits
+from pipeline.engine.comparisons import (
+    Model,
+    default_model,
+    features_of,
+    merge_features,
+    probability,
+)
+from pipeline.engine.identifiers import Node
+from pipeline.engine.names import name_forms, street_key
+from pipeline.exceptions import ConfigurationError
+
+MODEL = default_model()
+
+
+def level(comparison: str, left: str, right: str) -> str:
+    found = next(c for c in MODEL.comparisons if c.output_column_name == comparison)
+    index = found.level([left], [right])
+    return "null" if index is None else found.levels[index].label
+
+
+@pytest.mark.parametrize(
+    ("left", "right", "expected"),
+    [
+        ("Jürgen", "Juergen", "exact"),
+        ("Jürgen", "Jurgen", "exact"),
+        ("JÜRGEN", "jürgen", "exact"),
+        ("José", "Jose", "exact"),
+        ("Anna-Lena", "Anna Lena", "exact"),
+        ("Katharina", "Kathi", "nickname"),
+        ("Thomas", "Tom", "nickname"),
+        ("Juergen", "Jurgen", "exact"),
+        ("Stefanie", "Stefnie", "jaro_winkler >= 0.92"),
+        ("Sabine", "Sabrina", "jaro_winkler >= 0.80"),
+        ("Jürgen", "Ursula", "else"),
+    ],
+)
+def test_first_name_levels(left: str, right: str, expected: str) -> None:
+    assert level("first_name", left, right) == expected
+
+
+@pytest.mark.parametrize(
+    ("left", "right", "expected"),
+    [
+        ("Müller", "MUELLER", "exact"),
+        ("Weiß", "Weiss", "exact"),
+        ("Müller-Lüdenscheidt", "Müller", "double name part"),
+        ("Schmidt", "Schmdit", "jaro_winkler >= 0.92"),
+        ("Müller", "Schmidt", "else"),
+    ],
+)
+def test_last_name_levels(left: str, right: str, expected: str) -> None:
+    assert level("last_name", left, right) == expected
+
+
+@pytest.mark.parametrize(
+    ("left", "right", "expected"),
+    [
+        ("1984-02-29", "1984-02-29", "exact"),
+        ("1984-03-04", "1984-04-03", "day and month swapped"),
+        ("1984-03-04", "1984-03-05", "one digit off"),
+        ("1984-03-04", "1984-11-20", "same year"),
+        ("1984-03-04", "1971-11-20", "else"),
+    ],
+)
+def test_birth_date_levels(left: str, right: str, expected: str) -> None:
+    assert level("birth_date", left, right) == expected
+
+
+def test_address_email_and_phone_levels() -> None:
+    assert (
+        level("street", f"{street_key('Hauptstr.')}|12a", f"{street_key('Hauptstraße')}|12a")
+        == "exact"
+    )
+    assert level("street", "hauptstrasse|12", "hauptstrase|12") == "same number, similar street"
+    assert level("street", "hauptstrasse|12", "hauptstrasse|14") == "else"
+    assert level("postal_code", "10115", "10117") == "same region (3 digits)"
+    assert level("email", "zoe.obrien@gmx.de", "zoe.obrien@web.de") == "same local part (±1)"
+    assert level("phone", "+491701234567", "+431701234567") == "same last 7 digits"
+
+
+def test_a_missing_value_is_the_null_level_with_no_weight() -> None:
+    score = MODEL.score({"first_name": ["Zoë"]}, {"last_name": ["Müller"]})
+    assert score.levels["first_name"] == ("null", 0.0)
+    assert score.match_weight == pytest.approx(MODEL.prior_weight)
+
+
+def test_weights_are_log2_m_over_u_and_add_up_with_the_prior() -> None:
+    left = {"first_name": ["Jürgen"], "last_name": ["Müller"], "birth_date": ["1980-02-03"]}
+    right = {"first_name": ["Juergen"], "last_name": ["Mueller"], "birth_date": ["1980-02-03"]}
+    score = MODEL.score(left, right)
+    exact = [c.levels[0] for c in MODEL.comparisons[:3]]
+    for lvl in exact:
+        assert lvl.match_weight == pytest.approx(math.log2(lvl.m_probability / lvl.u_probability))
+    expected = MODEL.prior_weight + sum(lvl.match_weight for lvl in exact)
+    assert score.match_weight == pytest.approx(expected)
+    assert score.match_probability == pytest.approx(probability(expected))
+    assert score.match_probability > MODEL.thresholds.auto_link
+
+
+def test_names_alone_do_not_reach_auto_link_but_names_and_birth_date_do() -> None:
+    names = {"first_name": ["Thomas"], "last_name": ["Müller"]}
+    assert MODEL.score(names, names).match_probability < MODEL.thresholds.auto_link
+    born = {**names, "birth_date": ["1971-05-04"]}
+    assert MODEL.score(born, born).match_probability >= MODEL.thresholds.auto_link
+
+
+def test_agreement_weighs_more_than_disagreement_on_every_comparison() -> None:
+    for comparison in MODEL.comparisons:
+        weights = [lvl.match_weight for lvl in comparison.levels]
+        assert weights[0] == max(weights)
+        assert weights[-1] == min(weights) < 0
+
+
+def test_name_forms_know_umlauts_double_names_and_nicknames() -> None:
+    forms = name_forms("Müller-Lüdenscheidt")
+    assert forms is not None
+    assert {"mueller luedenscheidt", "muller ludenscheidt"} <= forms.forms
+    assert {"mueller", "luedenscheidt"} <= forms.tokens
+    kathi = name_forms("Kathi")
+    assert kathi is not None and "katharina" in kathi.canonical
+    assert name_forms("  ") is None
+
+
+def test_features_of_an_event_and_their_bounded_merge() -> None:
+    traits = Traits(
+        first_name="Zoë",
+        street="Hauptstr.",
+        house_number="12 a",
+        postal_code="D-10115",
+        city="Berlin",
+        birth_date="not a date",
+    )
+    found = features_of(traits, [Node("email", "zoe@example.ie"), Node("phone", "+491701")])
+    assert found == {
+        "first_name": ["Zoë"],
+        "street": ["hauptstrasse|12a"],
+        "postal_code": ["10115"],
+        "city": ["berlin"],
+        "email": ["zoe@example.ie"],
+        "phone": ["+491701"],
+    }
+    many = {"first_name": [f"n{i}" for i in range(4)]}
+    assert merge_features(many, {"first_name": ["x"]}) == many
+
+
+def test_the_model_round_trips_through_json(tmp_path: Path) -> None:
+    path = tmp_path / "model.json"
+    MODEL.save(path)
+    data = json.loads(path.read_text())
+    assert data["comparisons"][0]["comparison_levels"][0] == {
+        "label": "null",
+        "is_null_level": True,
+    }
+    assert "match_weight" in data["comparisons"][0]["comparison_levels"][1]
+    assert Model.load(path) == MODEL
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"comparisons": []},
+        {"probability_two_random_records_match": 2, "comparisons": []},
+        {
+            "probability_two_random_records_match": 0.1,
+            "comparisons": [
+                {
+                    "output_column_name": "x",
+                    "comparison_levels": [
+                        {
+                            "label": "a",
+                            "predicate": "psychic",
+                            "m_probability": 0.5,
+                            "u_probability": 0.5,
+                        }
+                    ],
+                }
+            ],
+        },
+        {
+            "probability_two_random_records_match": 0.1,
+            "comparisons": [
+                {
+                    "output_column_name": "x",
+                    "comparison_levels": [
+                        {
+                            "label": "a",
+                            "predicate": "exact",
+                            "m_probability": 0.5,
+                            "u_probability": 0.5,
+                        }
+                    ],
+                }
+            ],
+        },
+        {
+            "probability_two_random_records_match": 0.1,
+            "comparisons": [
+                {
+                    "output_column_name": "x",
+                    "comparison_levels": [
+                        {
+                            "label": "a",
+                            "predicate": "else",
+                            "m_probability": 0,
+                            "u_probability": 0.5,
+                        }
+                    ],
+                }
+            ],
+        },
+    ],
+)
+def test_a_broken_model_is_refused_with_a_clear_error(broken: dict[str, object]) -> None:
+    with pytest.raises(ConfigurationError):
+        Model.from_json(broken)

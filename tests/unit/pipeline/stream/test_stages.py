@@ -1,0 +1,236 @@
+"""The worker's stages batch by batch, in-process (no faust, no broker): batches give the
+engine's clustering, a batch handled twice changes nothing, profiles are coalesced with the
+loser's tombstone after the winner's profile, and a record that fails is left out alone."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any
+
+import pytest
+
+from pipeline.contract.models import ChannelEvent, CustomerProfile, Identifier, JourneyEvent, Traits
+from pipeline.engine.profile import Journal
+from pipeline.engine.state import MemoryStore
+from pipeline.engine.stitcher import StitchConfig
+from pipeline.exceptions import StateValueTooLargeError
+from pipeline.stream.batches import OPERATION_BATCH, accepted_event
+from pipeline.stream.stages import LinkStage, Outcome, ProfileStage, Topics
+from tests.factories import (
+    NOW,
+    Clustering,
+    MemorySerde,
+    journey_clustering,
+    make_event,
+    make_stream,
+    replay_clustering,
+)
+
+TOPICS = Topics("events", "ops", "changes", "profiles", "journeys")
+PARTITIONS = 4
+
+
+class Deployment:
+    """A linker and the profile stage of every partition over memory stores, the operation
+    topic simulated as one queue of batch records per partition."""
+
+    def __init__(self) -> None:
+        self.serde = MemorySerde()
+        self.graph, self.customers = MemoryStore(), MemoryStore()
+        stitch = StitchConfig()
+        self.linker = LinkStage(
+            self.graph, self.serde, TOPICS, lambda: NOW, stitch, PARTITIONS, batch_size=50
+        )
+        self.profiles = ProfileStage(
+            self.customers,
+            self.serde,
+            TOPICS,
+            lambda: NOW,
+            stitch,
+            Journal(600_000),
+            PARTITIONS,
+            batch_size=50,
+        )
+        self.queues: dict[int, list[bytes]] = defaultdict(list)
+        self.sent: list[tuple[str, bytes | None, bytes | None]] = []
+
+    def collect(self, outcome: Outcome) -> None:
+        for topic, key, value, partition in outcome.outputs:
+            if topic == TOPICS.operations:
+                assert partition is not None and value is not None
+                self.queues[partition].append(value)
+            else:
+                self.sent.append((topic, key, value))
+
+    def link(self, events: list[ChannelEvent], normalised: bool = False) -> Outcome:
+        """``normalised``: intake normalised the identifiers (else the linker does)."""
+        normaliser = self.linker.stitch.normaliser
+        outcome = self.linker.run(
+            [
+                accepted_event(
+                    self.linker.encode_event(e.to_avro()),
+                    "events",
+                    0,
+                    n,
+                    [
+                        (node.namespace, node.value)
+                        for node in normaliser.nodes(e.identifiers, e.traits)[0]
+                    ]
+                    if normalised
+                    else None,
+                )
+                for n, e in enumerate(events)
+            ]
+        )
+        self.collect(outcome)
+        return outcome
+
+    def drain(self) -> list[Outcome]:
+        outcomes = []
+        while any(self.queues.values()):
+            for partition in sorted(self.queues):
+                if self.queues[partition]:
+                    value = self.queues[partition].pop(0)
+                    batch = self.serde.decode_record(TOPICS.operations, value, OPERATION_BATCH)
+                    outcome = self.profiles.run(batch["operations"])
+                    self.collect(outcome)
+                    outcomes.append(outcome)
+        return outcomes
+
+    def journeys(self) -> list[JourneyEvent]:
+        return [
+            JourneyEvent.from_avro(self.serde.decode(t, v, JourneyEvent))
+            for t, _k, v in self.sent
+            if t == TOPICS.journeys and v is not None
+        ]
+
+    def latest_profiles(self) -> dict[str, CustomerProfile]:
+        latest: dict[str, CustomerProfile | None] = {}
+        for topic, key, value in self.sent:
+            if topic == TOPICS.profiles and key is not None:
+                latest[key.decode()] = (
+                    None
+                    if value is None
+                    else CustomerProfile.from_avro(self.serde.decode(topic, value, CustomerProfile))
+                )
+        return {k: v for k, v in latest.items() if v is not None}
+
+    def clustering(self) -> Clustering:
+        from pipeline.contract.models import IdentityChange
+
+        changes = [
+            IdentityChange.from_avro(self.serde.decode(t, v, IdentityChange))
+            for t, _k, v in self.sent
+            if t == TOPICS.changes and v is not None
+        ]
+        return journey_clustering(self.journeys(), changes)
+
+
+STREAM = make_stream(persons=40, events=400, seed=5, duplicates=20)
+
+
+@pytest.mark.parametrize("normalised", [False, True], ids=["linker", "intake"])
+def test_batches_give_the_engines_clustering_and_one_journey_per_event(normalised: bool) -> None:
+    deployment = Deployment()
+    for start in range(0, len(STREAM), 50):
+        deployment.link(STREAM[start : start + 50], normalised)
+        deployment.drain()
+    journeys = Counter(j.event.event_id for j in deployment.journeys())
+    assert set(journeys) == {e.event_id for e in STREAM}
+    assert max(journeys.values()) == 1
+    expected = replay_clustering(STREAM)
+    assert deployment.clustering() == expected
+    profiles = deployment.latest_profiles()
+    assert sorted(p.event_count for p in profiles.values()) == sorted(len(g) for g in expected)
+
+
+def test_a_batch_handled_twice_changes_nothing() -> None:
+    deployment = Deployment()
+    batch = STREAM[:120]
+    deployment.link(batch)
+    records = {p: list(q) for p, q in deployment.queues.items()}
+    deployment.drain()
+    graph, customers = dict(deployment.graph.data), dict(deployment.customers.data)
+    journeys = len(deployment.journeys())
+
+    again = deployment.link(batch)  # redelivered after a crash before its offset commit
+    assert again.failures == []
+    deployment.queues.clear()
+    deployment.queues.update({p: list(q) for p, q in records.items()})
+    deployment.drain()
+    assert deployment.graph.data == graph
+    assert deployment.customers.data == customers
+    assert len(deployment.journeys()) == journeys, "no journey event twice"
+
+
+def test_one_profile_per_customer_and_batch_and_the_loser_tombstone_after_the_winner() -> None:
+    deployment = Deployment()
+    email = Identifier(namespace="email", value="ann@example.com")
+    phone = Identifier(namespace="phone", value="+4915112345678")
+    first = [
+        make_event(event_id=f"a{n}", identifiers=[email], traits=Traits(first_name="Ann"))
+        for n in range(5)
+    ]
+    deployment.link(first)
+    deployment.drain()
+    profile_keys = [k for t, k, _ in deployment.sent if t == TOPICS.profiles]
+    assert len(profile_keys) == 1, "five events of one customer in a batch: one profile"
+
+    deployment.sent.clear()
+    deployment.link([make_event(event_id="b1", identifiers=[phone])])
+    deployment.drain()
+    deployment.sent.clear()
+    # Later, one event carries both: the customers merge.
+    deployment.link([make_event(event_id="c1", identifiers=[email, phone])])
+    deployment.drain()
+    profile_records = [(k, v) for t, k, v in deployment.sent if t == TOPICS.profiles]
+    tombstones = [k for k, v in profile_records if v is None]
+    assert len(tombstones) == 1
+    (loser,) = tombstones
+    winner_at = max(i for i, (k, v) in enumerate(profile_records) if v is not None and k != loser)
+    assert winner_at < profile_records.index((loser, None))
+    (winner,) = deployment.latest_profiles().values()
+    assert winner.event_count == 7 and loser.decode() in winner.merged_ids
+
+
+def test_a_record_that_raises_is_left_out_alone_and_the_rest_is_committed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    deployment = Deployment()
+    events = STREAM[:30]
+    broken = events[7].event_id
+    link = deployment.linker.graph.link
+
+    def fragile(event: ChannelEvent, *args: Any) -> Any:
+        if event.event_id == broken:
+            raise RuntimeError("boom")
+        return link(event, *args)
+
+    monkeypatch.setattr(deployment.linker.graph, "link", fragile)
+    outcome = deployment.link(events)
+    assert [(index, type(exc).__name__) for index, exc in outcome.failures] == [(7, "RuntimeError")]
+    assert deployment.graph.get("e|" + broken) is None
+    others = {e.event_id for e in events} - {broken}
+    assert all(deployment.graph.get("e|" + event_id) for event_id in others)
+    origin, key, value = deployment.linker.dead_letter(7)
+    assert (origin.topic, origin.offset, key) == ("events", 7, broken.encode())
+    assert value is not None
+    restored = ChannelEvent.from_avro(deployment.serde.decode("events", value, ChannelEvent))
+    assert restored == events[7]
+    deployment.drain()
+    assert {j.event.event_id for j in deployment.journeys()} == others
+
+
+def test_a_value_over_the_state_bound_is_traced_to_its_record() -> None:
+    deployment = Deployment()
+    many = [Identifier(namespace="loyalty_id", value=f"L-{n:04d}-" + "x" * 200) for n in range(8)]
+    events = [
+        make_event(event_id="small-1", identifiers=[Identifier(namespace="email", value="a@b.de")]),
+        make_event(event_id="big", identifiers=many),
+        make_event(event_id="small-2", identifiers=[Identifier(namespace="email", value="c@d.de")]),
+    ]
+    deployment.linker.state.max_value_bytes = 1500
+    outcome = deployment.link(events)
+    assert [(i, type(e)) for i, e in outcome.failures] == [(1, StateValueTooLargeError)]
+    assert deployment.graph.get("e|small-1") and deployment.graph.get("e|small-2")
+    assert deployment.graph.get("e|big") is None

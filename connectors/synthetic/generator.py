@@ -14,8 +14,9 @@ Every raw record carries the person's id as ``truth_person_id``; the connectors 
 ``properties["truth_person_id"]``, which only evaluation reads, never stitching.
 
 Two renderings of the same records: ``write_jsonl`` maps them with the connectors' own mappers
-into ChannelEvents (the JSON-lines form that ``omnistitch replay`` reads), and ``send`` pushes
-them through the real connectors (HTTP collector, webhooks, file drops).
+into ChannelEvents (the JSON-lines form that ``omnistitch replay`` reads), and ``send``
+(connectors.synthetic.sending) pushes them through the real connectors (HTTP collector,
+webhooks, file drops).
 
 ``synthetic_stream`` is the small, conflict-free generator of the stitching tests and benchmark.
 """
@@ -32,21 +33,10 @@ from connectors.http.segment import map_call
 from connectors.http.webhooks import MAPPERS
 from connectors.synthetic.commerce import CommerceEpisodes
 from connectors.synthetic.people import make_person
-from connectors.synthetic.sending import send, write_drops
 from connectors.synthetic.service import ServiceEpisodes
 from connectors.synthetic.timeline import SEGMENT_SOURCE, Scenario, Touch
 from connectors.synthetic.web import WebEpisodes
 from pipeline.contract.models import Channel, ChannelEvent, Identifier, Traits
-
-__all__ = [
-    "Scenario",
-    "generate",
-    "map_touches",
-    "send",
-    "synthetic_stream",
-    "write_drops",
-    "write_jsonl",
-]
 
 
 class _Story(WebEpisodes, CommerceEpisodes, ServiceEpisodes):

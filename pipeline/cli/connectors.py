@@ -31,7 +31,8 @@ def cmd_files(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
-    from connectors.synthetic.generator import generate, send, write_jsonl
+    from connectors.synthetic.generator import generate, write_jsonl
+    from connectors.synthetic.sending import send
 
     if not args.output and not args.send:
         raise ConfigurationError("generate: give --output FILE.jsonl, --send, or both")

@@ -25,7 +25,8 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from connectors.files.loader import TopicProbe
-from connectors.synthetic.generator import generate, map_touches, send
+from connectors.synthetic.generator import generate, map_touches
+from connectors.synthetic.sending import send
 from pipeline.contract.dead_letters import DeadLetter
 from pipeline.contract.intake import check
 from pipeline.contract.models import ChangeType, ChannelEvent, IdentityChange, JourneyEvent

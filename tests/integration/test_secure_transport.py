@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from connectors.synthetic.generator import generate, map_touches, send
+from connectors.synthetic.generator import generate, map_touches
+from connectors.synthetic.sending import send
 from pipeline.contract.models import JourneyEvent
 from pipeline.stack.local import LocalStack, StackConfig, free_port
 from pipeline.stream.serialization import RegistrySerde

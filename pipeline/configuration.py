@@ -6,12 +6,13 @@ import the stitching engine.
 
 from __future__ import annotations
 
-from pipeline.engine.comparisons import Model, default_model
+from pipeline.engine.comparisons import Model
 from pipeline.engine.identifiers import Normaliser
 from pipeline.engine.matching import MatchConfig
 from pipeline.engine.namespaces import NamespaceRules
 from pipeline.engine.profile import Survivorship
 from pipeline.engine.stitcher import StitchConfig
+from pipeline.engine.weights import default_model
 from pipeline.exceptions import ConfigurationError
 from pipeline.settings import Settings
 

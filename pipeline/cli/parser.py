@@ -82,9 +82,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     training.add_argument("input", help="ChannelEvents (JSONL); no labels are read")
     training.add_argument("--output", required=True, help="the model JSON to write")
-    training.add_argument("--start", help="model to start from (default: the built-in one)")
+    training.add_argument(
+        "--start",
+        help="the model in use: training starts from it and is compared with it "
+        "(default: the built-in one)",
+    )
     training.add_argument("--random-pairs", type=int, default=100_000)
     training.add_argument("--seed", type=int, default=1)
+    training.add_argument(
+        "--force",
+        action="store_true",
+        help="write the model even when it is expected to do worse than the one in use",
+    )
     training.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser(

@@ -144,7 +144,9 @@ def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 
-    from pipeline.engine.comparisons import Model, default_model
+    from pipeline.engine.comparisons import Model
+    from pipeline.engine.weights import default_model
+    from pipeline.quality.appraisal import appraise
     from pipeline.quality.training import read_events, records_of, train
 
     start = Model.load(Path(args.start)) if args.start else default_model()
@@ -157,8 +159,13 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
         max_block_size=settings.match_max_block_size,
         seed=args.seed,
     )
-    report.model.save(Path(args.output))
     say(report.render())
+    appraisal = appraise(records, start, report, settings.match_max_block_size)
+    say(appraisal.render())
+    if appraisal.worse and not args.force:
+        say(f"model NOT written to {args.output}: keep the one in use, or pass --force")
+        return 1
+    report.model.save(Path(args.output))
     say(f"model written to {args.output}")
     return 0
 

@@ -27,21 +27,23 @@ from datetime import datetime
 from typing import Protocol
 
 from pipeline.contract.models import ChangeType, ChannelEvent, Evidence, IdentityChange
-from pipeline.engine.comparisons import (
+from pipeline.engine.comparisons import Model, Score
+from pipeline.engine.features import (
     Features,
-    Model,
-    Score,
-    default_model,
+    address_parts,
     features_of,
     merge_features,
+    new_values,
 )
 from pipeline.engine.identifiers import Node
 from pipeline.engine.links import Linked
 from pipeline.engine.names import name_forms, phonetic
 from pipeline.engine.state import Store
+from pipeline.engine.weights import default_model
 
 PROBABILISTIC = "probabilistic"
 PERSON_ATTRIBUTES = ("first_name", "last_name", "birth_date")
+NAME_ATTRIBUTES = ("first_name", "last_name")
 
 
 class Linking(Protocol):
@@ -76,21 +78,43 @@ class MatchConfig:
 
 
 def blocking_keys(features: Features) -> list[str]:
-    """Phonetic surname + birth year, postal code + first initial, full birth date, and the
-    phonetic first and last name together."""
+    """Keys that put records which may be one person into one block, chosen so that a single
+    mistake in one field leaves the pair at least one other key: the birth date; the phonetic
+    surname with the birth year; first and last name together (in either order: names typed
+    into each other's field); the postal code with the first initial; the postal code with the
+    house number; the street with the house number."""
     keys: set[str] = set()
     firsts = [f for f in (name_forms(v) for v in features.get("first_name", [])) if f]
     lasts = [f for f in (name_forms(v) for v in features.get("last_name", [])) if f]
     for birth in features.get("birth_date", []):
         keys.add(f"bd|{birth}")
         keys.update(f"ln|{last.phonetic}|{birth[:4]}" for last in lasts if last.phonetic)
-    for postal in features.get("postal_code", []):
-        keys.update(f"pc|{postal}|{first.full[:1]}" for first in firsts)
     # First names by what they stand for: Kathi and Katharina share a block.
     given = {phonetic(name) for first in firsts for name in first.canonical} - {""}
     for code in given:
-        keys.update(f"nm|{code}|{last.phonetic}" for last in lasts if last.phonetic)
+        keys.update(
+            "nm|" + "|".join(sorted((code, last.phonetic))) for last in lasts if last.phonetic
+        )
+    for address in features.get("address", []):
+        parts = address_parts(address)
+        postal, house, street = parts["postal_code"], parts["house"], parts["street"]
+        if postal:
+            keys.update(f"pc|{postal}|{first.full[:1]}" for first in firsts)
+            if house:
+                keys.add(f"ph|{postal}|{house}")
+        if street and house:
+            keys.add(f"sh|{street[:10]}|{house}")
     return sorted(keys)
+
+
+def frequency_key(attribute: str, value: str | None) -> str:
+    """``f|<attribute>`` counts customers with any value, ``f|<attribute>|<hash>`` those with
+    this value: hashed, so the key holds no name (one key per distinct value, 8 bytes each)."""
+    if value is None:
+        return f"f|{attribute}"
+    forms = name_forms(value) if attribute in NAME_ATTRIBUTES else None
+    term = forms.full if forms else value
+    return f"f|{attribute}|" + hashlib.blake2b(term.encode(), digest_size=8).hexdigest()
 
 
 def _pair_key(a: str, b: str) -> str:
@@ -106,6 +130,7 @@ class Matcher:
         self.store = store
         self.config = config
         self.stats: Counter[str] = Counter()
+        self._tf_attributes = config.model.tf_attributes
 
     def features(self, customer: str) -> Features:
         found = self.store.get("p|" + customer)
@@ -118,7 +143,25 @@ class Matcher:
             self.store.set("p|" + winner, merge_features(self.features(winner), gone))
             self.store.delete("p|" + loser)
 
-    def _candidates(self, graph: Linking, keys: Sequence[str], customer: str) -> list[str]:
+    # -- term frequencies: how many customers were seen with a value ---------------------------
+
+    def frequency(self, attribute: str, value: str) -> tuple[int, int]:
+        return (
+            int(self.store.get(frequency_key(attribute, value)) or 0),
+            int(self.store.get(frequency_key(attribute, None)) or 0),
+        )
+
+    def _count(self, added: Sequence[tuple[str, str]]) -> None:
+        for attribute, value in added:
+            if attribute in self._tf_attributes:
+                for key in (frequency_key(attribute, value), frequency_key(attribute, None)):
+                    self.store.set(key, int(self.store.get(key) or 0) + 1)
+
+    # -- blocking --------------------------------------------------------------------------------
+
+    def _candidates(
+        self, graph: Linking, keys: Sequence[str], customer: str, seen: set[str]
+    ) -> list[str]:
         found: list[str] = []
         for key in keys:
             block = self.store.get("b|" + key)
@@ -129,7 +172,7 @@ class Matcher:
                 continue
             for candidate in block["c"]:
                 resolved = graph.resolve(candidate)
-                if resolved != customer and resolved not in found:
+                if resolved != customer and resolved not in found and resolved not in seen:
                     found.append(resolved)
         if len(found) > self.config.max_candidates:
             self.stats["candidates_capped"] += 1
@@ -147,6 +190,8 @@ class Matcher:
             block["c"].append(customer)
             self.store.set("b|" + key, block)
 
+    # -- matching --------------------------------------------------------------------------------
+
     def match(
         self,
         graph: Linking,
@@ -156,73 +201,166 @@ class Matcher:
         now: datetime,
         result: Linked,
     ) -> str:
-        """Compare the event's customer with its candidates; returns the (new) customer id."""
+        """Compare the event's customer with its blocking neighbours; returns the (new) customer
+        id. Only a customer whose features changed — new values from this event, or another
+        customer's through a merge — is compared again: every neighbour it could now match is
+        found through the keys of all its features (at most ``max_candidates``), so a link that
+        becomes evident later is made then, whatever the order the records came in. After a
+        merge the merged customer is compared once more (new features, new neighbours)."""
         found = features_of(event.traits, nodes)
-        if not any(attribute in found for attribute in PERSON_ATTRIBUTES):
+        if not any(attribute in found for attribute in PERSON_ATTRIBUTES) and not result.folds:
             return customer
-        mine = merge_features(self.features(customer), found)
-        self.store.set("p|" + customer, mine)
-        keys = blocking_keys(found)
+        before = self.features(customer)
+        added = new_values(before, found)
+        if not added and not result.folds:
+            self.stats["unchanged"] += 1
+            return customer
+        mine = merge_features(before, found)
+        if added:
+            self.store.set("p|" + customer, mine)
+            self._count(added)
+        compared: set[str] = set()
+        for _round in range(2):
+            keys = blocking_keys(mine)
+            merged = False
+            scored = self._scored(graph, keys, customer, mine, compared)
+            ambiguous = self._ambiguous(scored)
+            for score, candidate in scored:
+                if ambiguous:
+                    other = graph.resolve(candidate)
+                    self._possible(event, now, result, customer, other, score, ambiguous=True)
+                    continue
+                if merged:
+                    # Scored against what the customer is now: a record that matched two
+                    # namesakes must not chain them into one.
+                    score = self.config.model.score(
+                        self.features(customer), self.features(candidate), self.frequency
+                    )
+                    if score.match_probability < self.config.model.thresholds.review:
+                        continue
+                linked = self._decide(graph, event, now, result, customer, candidate, score)
+                if linked != customer:
+                    customer, merged = linked, True
+            self._index(keys, customer)
+            if not merged:
+                break
+            mine = self.features(customer)
+        return customer
+
+    def _scored(
+        self,
+        graph: Linking,
+        keys: Sequence[str],
+        customer: str,
+        mine: Features,
+        compared: set[str],
+    ) -> list[tuple[Score, str]]:
         model = self.config.model
         scored: list[tuple[Score, str]] = []
-        for candidate in self._candidates(graph, keys, customer):
+        for candidate in self._candidates(graph, keys, customer, compared):
+            compared.add(candidate)
             self.stats["compared"] += 1
-            score = model.score(mine, self.features(candidate))
+            score = model.score(mine, self.features(candidate), self.frequency)
             if score.match_probability >= model.thresholds.review:
                 scored.append((score, candidate))
         scored.sort(key=lambda pair: (-pair[0].match_weight, pair[1]))
-        for score, candidate in scored:
-            other = graph.resolve(candidate)
-            if other == customer:
-                continue
-            evidence = Evidence(
-                event_id=event.event_id,
-                source=event.source,
-                occurred_at=event.occurred_at,
-                rule=PROBABILISTIC,
-                identifiers=[],
-                score=round(score.match_probability, 6),
-                details={"match_weight": f"{score.match_weight:.3f}", **score.evidence()},
+        return scored
+
+    def _ambiguous(self, scored: Sequence[tuple[Score, str]]) -> bool:
+        """The record fits two customers above auto-link who are evidently two people (they
+        score below review against each other): a namesake's till receipt with a name and a
+        town only. Linking it to either would be a guess; both become possible matches."""
+        model = self.config.model
+        sure = [c for s, c in scored if s.match_probability >= model.thresholds.auto_link]
+        if len(sure) < 2:
+            return False
+        first = self.features(sure[0])
+        for other in sure[1:]:
+            if model.score(first, self.features(other), self.frequency).match_probability < (
+                model.thresholds.review
+            ):
+                self.stats["ambiguous"] += 1
+                return True
+        return False
+
+    def _decide(
+        self,
+        graph: Linking,
+        event: ChannelEvent,
+        now: datetime,
+        result: Linked,
+        customer: str,
+        candidate: str,
+        score: Score,
+    ) -> str:
+        model = self.config.model
+        other = graph.resolve(candidate)
+        if other == customer:
+            return customer
+        if score.match_probability < model.thresholds.auto_link:
+            return self._possible(event, now, result, customer, other, score)
+        evidence = _evidence(event, score)
+        refused = graph.refuse_merge(customer, other)
+        if refused is None:
+            self.stats["auto_links"] += 1
+            return graph.merge(
+                customer, other, event, now, result, f"{PROBABILISTIC} match", evidence
             )
-            if score.match_probability >= model.thresholds.auto_link:
-                refused = graph.refuse_merge(customer, other)
-                if refused is None:
-                    self.stats["auto_links"] += 1
-                    customer = graph.merge(
-                        customer, other, event, now, result, f"{PROBABILISTIC} match", evidence
-                    )
-                    continue
-                self.stats["refused_unique"] += 1
-                result.changes.append(
-                    IdentityChange(
-                        change_id=_change_id("conflict", event.event_id, customer, other),
-                        change_type=ChangeType.conflict,
-                        customer_id=customer,
-                        old_customer_ids=[other],
-                        reason=f"probabilistic link refused: the profiles hold different "
-                        f"{refused[1]} values",
-                        evidence=[evidence],
-                        occurred_at=now,
-                    )
-                )
-                continue
-            pair = _pair_key(customer, other)
-            if self.store.get(pair) is not None:
-                continue
-            self.store.set(pair, 1)
-            self.stats["possible_matches"] += 1
-            result.possible.append((customer, other))
-            result.changes.append(
-                IdentityChange(
-                    change_id=_change_id("possible_match", customer, other),
-                    change_type=ChangeType.possible_match,
-                    customer_id=customer,
-                    old_customer_ids=[other],
-                    reason=f"possible match (probability {score.match_probability:.3f}); "
-                    "review before merging",
-                    evidence=[evidence],
-                    occurred_at=now,
-                )
+        self.stats["refused_unique"] += 1
+        result.changes.append(
+            IdentityChange(
+                change_id=_change_id("conflict", event.event_id, customer, other),
+                change_type=ChangeType.conflict,
+                customer_id=customer,
+                old_customer_ids=[other],
+                reason=f"probabilistic link refused: the profiles hold different "
+                f"{refused[1]} values",
+                evidence=[evidence],
+                occurred_at=now,
             )
-        self._index(keys, customer)
+        )
         return customer
+
+    def _possible(
+        self,
+        event: ChannelEvent,
+        now: datetime,
+        result: Linked,
+        customer: str,
+        other: str,
+        score: Score,
+        ambiguous: bool = False,
+    ) -> str:
+        """Record a possible match between two customers, once per pair."""
+        pair = _pair_key(customer, other)
+        if other == customer or self.store.get(pair) is not None:
+            return customer
+        self.store.set(pair, 1)
+        self.stats["possible_matches"] += 1
+        result.possible.append((customer, other))
+        why = "; the record fits two different customers" if ambiguous else ""
+        result.changes.append(
+            IdentityChange(
+                change_id=_change_id("possible_match", customer, other),
+                change_type=ChangeType.possible_match,
+                customer_id=customer,
+                old_customer_ids=[other],
+                reason=f"possible match (probability {score.match_probability:.3f}{why}); "
+                "review before merging",
+                evidence=[_evidence(event, score)],
+                occurred_at=now,
+            )
+        )
+        return customer
+
+
+def _evidence(event: ChannelEvent, score: Score) -> Evidence:
+    return Evidence(
+        event_id=event.event_id,
+        source=event.source,
+        occurred_at=event.occurred_at,
+        rule=PROBABILISTIC,
+        identifiers=[],
+        score=round(score.match_probability, 6),
+        details={"match_weight": f"{score.match_weight:.3f}", **score.evidence()},
+    )

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.contract.models import ChannelEvent
-from pipeline.engine.comparisons import Comparison, ComparisonLevel, Features, Model, features_of
+from pipeline.engine.comparisons import Comparison, ComparisonLevel, Model
+from pipeline.engine.features import Features, features_of
 from pipeline.engine.identifiers import Normaliser
 from pipeline.engine.matching import PERSON_ATTRIBUTES, blocking_keys
 from pipeline.exceptions import ConfigurationError, UnreadableInputError
@@ -34,7 +35,9 @@ from pipeline.exceptions import ConfigurationError, UnreadableInputError
 KEY_ATTRIBUTES = {
     "bd": {"birth_date"},
     "ln": {"last_name", "birth_date"},
-    "pc": {"postal_code", "first_name"},
+    "pc": {"address", "first_name"},
+    "ph": {"address"},
+    "sh": {"address"},
     "nm": {"first_name", "last_name"},
 }
 SMOOTHING = 0.5
@@ -48,6 +51,7 @@ class TrainingReport:
     blocked_pairs: int
     iterations: int
     model: Model
+    converged: bool = True
 
     def render(self) -> str:
         lines = [
@@ -210,9 +214,9 @@ def train(
     expected_matches = sum(_posterior(v, everyone, m, u, lam) for v, _kinds in vectors)
     total_pairs = len(records) * (len(records) - 1) / 2
     prior = min(max(expected_matches / total_pairs, 1e-9), 0.5)
-    model = Model(
-        prior,
-        tuple(
+    model = start.replace(
+        probability_two_random_records_match=prior,
+        comparisons=tuple(
             Comparison(
                 c.output_column_name,
                 tuple(
@@ -222,15 +226,17 @@ def train(
                         round(max(m[ci][li], MIN_PROBABILITY), 8),
                         round(max(u[ci][li], MIN_PROBABILITY), 8),
                         level.parameters,
+                        level.tf_adjustment,
                     )
                     for li, level in enumerate(c.levels)
                 ),
             )
             for ci, c in enumerate(comparisons)
         ),
-        start.thresholds,
     )
-    return TrainingReport(len(records), random_pairs, len(vectors), done, model)
+    return TrainingReport(
+        len(records), random_pairs, len(vectors), done, model, converged=done < iterations
+    )
 
 
 def read_events(path: Path) -> Iterable[ChannelEvent]:

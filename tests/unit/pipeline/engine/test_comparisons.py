@@ -9,15 +9,11 @@ from pathlib import Path
 import pytest
 
 from pipeline.contract.models import Traits
-from pipeline.engine.comparisons import (
-    Model,
-    default_model,
-    features_of,
-    merge_features,
-    probability,
-)
+from pipeline.engine.comparisons import Model, probability
+from pipeline.engine.features import features_of, merge_features
 from pipeline.engine.identifiers import Node
-from pipeline.engine.names import name_forms, street_key
+from pipeline.engine.names import name_forms
+from pipeline.engine.weights import default_model
 from pipeline.exceptions import ConfigurationError
 
 MODEL = default_model()
@@ -77,14 +73,81 @@ def test_birth_date_levels(left: str, right: str, expected: str) -> None:
     assert level("birth_date", left, right) == expected
 
 
-def test_address_email_and_phone_levels() -> None:
-    assert (
-        level("street", f"{street_key('Hauptstr.')}|12a", f"{street_key('Hauptstraße')}|12a")
-        == "exact"
+def address(street: str, house: str, postal: str, city: str, line2: str = "") -> str:
+    traits = Traits(
+        street=street, house_number=house, postal_code=postal, city=city, address_line2=line2
     )
-    assert level("street", "hauptstrasse|12", "hauptstrase|12") == "same number, similar street"
-    assert level("street", "hauptstrasse|12", "hauptstrasse|14") == "else"
-    assert level("postal_code", "10115", "10117") == "same region (3 digits)"
+    found = features_of(traits, [])
+    return found["address"][0]
+
+
+@pytest.mark.parametrize(
+    ("left", "right", "expected"),
+    [
+        (
+            address("Hauptstr.", "12a", "10115", "Berlin"),
+            address("Hauptstraße", "12 A", "10115", "Berlin"),
+            "same address",
+        ),
+        (
+            address("Hauptstrasse", "12", "10115", "Berlin"),
+            address("Hauptstrase", "12", "10151", "Berlin"),
+            "same address, typing mistakes",
+        ),
+        (
+            address("Hauptstrasse", "12", "10115", "Berlin", line2="Hinterhaus"),
+            address("Hinterhaus", "12", "10115", "Berlin", line2="Hauptstrasse"),
+            "same address, typing mistakes",
+        ),
+        (
+            address("Hauptstrasse", "12", "10115", "Berlin"),
+            address("Hauptstrasse", "14", "10115", "Berlin"),
+            "same street",
+        ),
+        (
+            address("Hauptstrasse", "12", "10115", "Berlin"),
+            address("Gartenweg", "3", "10115", "Berlin"),
+            "other street, same postal code and city",
+        ),
+        (
+            address("Hauptstrasse", "12", "10115", "Berlin"),
+            address("Gartenweg", "3", "10117", "Berlin"),
+            "same postal code or city",
+        ),
+        (
+            address("Hauptstrasse", "12", "10115", "Berlin"),
+            address("", "", "10115", "Berlin"),
+            "same place, no street to compare",
+        ),
+        (
+            address("Hauptstrasse", "12", "10115", "Berlin"),
+            address("", "", "", "Berlin"),
+            "same place, no street to compare",
+        ),
+        (
+            address("Hauptstrasse", "12", "10115", "Berlin"),
+            address("", "", "10117", "Berlin"),
+            "same postal code or city",
+        ),
+        (
+            address("Hauptstrasse", "12", "10115", "Berlin"),
+            address("Gartenweg", "3", "80331", "München"),
+            "else",
+        ),
+    ],
+)
+def test_address_levels(left: str, right: str, expected: str) -> None:
+    assert level("address", left, right) == expected
+
+
+def test_another_country_is_never_the_same_address() -> None:
+    at = Traits(street="Hauptstrasse", house_number="1", postal_code="1010", city="Wien")
+    here = features_of(at.model_copy(update={"country": "AT"}), [])["address"]
+    there = features_of(at.model_copy(update={"country": "DE"}), [])["address"]
+    assert level("address", here[0], there[0]) == "else"
+
+
+def test_email_and_phone_levels() -> None:
     assert level("email", "zoe.obrien@gmx.de", "zoe.obrien@web.de") == "same local part (±1)"
     assert level("phone", "+491701234567", "+431701234567") == "same last 7 digits"
 
@@ -144,9 +207,7 @@ def test_features_of_an_event_and_their_bounded_merge() -> None:
     found = features_of(traits, [Node("email", "zoe@example.ie"), Node("phone", "+491701")])
     assert found == {
         "first_name": ["Zoë"],
-        "street": ["hauptstrasse|12a"],
-        "postal_code": ["10115"],
-        "city": ["berlin"],
+        "address": ["hauptstrasse|12a|10115|berlin|||"],
         "email": ["zoe@example.ie"],
         "phone": ["+491701"],
     }

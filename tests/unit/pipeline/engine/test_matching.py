@@ -13,13 +13,13 @@ from hypothesis import strategies as st
 
 from connectors.synthetic.generator import generate, map_touches
 from pipeline.contract.models import ChangeType, ChannelEvent, Identifier, Traits
-from pipeline.engine.comparisons import default_model
 from pipeline.engine.graph import Graph
 from pipeline.engine.identifiers import Node, Normaliser
 from pipeline.engine.matching import PROBABILISTIC, MatchConfig, blocking_keys
 from pipeline.engine.namespaces import NamespaceRules
 from pipeline.engine.state import MemoryStore, Store
 from pipeline.engine.stitcher import StitchConfig, Stitcher
+from pipeline.engine.weights import default_model
 from pipeline.quality.evaluation import pairwise
 from tests.factories import NOW, make_event
 
@@ -130,10 +130,19 @@ def test_blocking_keys() -> None:
             "first_name": ["Jürgen"],
             "last_name": ["Müller"],
             "birth_date": ["1980-02-03"],
-            "postal_code": ["10115"],
+            "address": ["hauptstrasse|12|10115|berlin|||"],
         }
     )
-    assert keys == sorted(["bd|1980-02-03", "ln|MLR|1980", "nm|JRJN|MLR", "pc|10115|j"])
+    assert keys == sorted(
+        [
+            "bd|1980-02-03",
+            "ln|MLR|1980",
+            "nm|JRJN|MLR",
+            "pc|10115|j",
+            "ph|10115|12",
+            "sh|hauptstras|12",
+        ]
+    )
 
 
 # -- properties --------------------------------------------------------------------------------

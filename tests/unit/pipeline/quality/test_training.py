@@ -9,8 +9,9 @@ import pytest
 
 from connectors.synthetic.generator import generate, map_touches, write_jsonl
 from pipeline.cli import main
-from pipeline.engine.comparisons import Model, default_model
+from pipeline.engine.comparisons import Model
 from pipeline.engine.identifiers import Normaliser
+from pipeline.engine.weights import default_model
 from pipeline.exceptions import ConfigurationError
 from pipeline.quality.training import records_of, train
 

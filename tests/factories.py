@@ -17,7 +17,16 @@ from pipeline.contract.models import (
     JourneyEvent,
     Traits,
 )
+from pipeline.engine.comparisons import Model
+from pipeline.engine.graph import Graph
+from pipeline.engine.identifiers import Node, Normaliser
+from pipeline.engine.links import Linked
+from pipeline.engine.matching import MatchConfig
+from pipeline.engine.namespaces import NamespaceRules
+from pipeline.engine.state import Store
+from pipeline.engine.weights import default_model
 
+NORMALISER = Normaliser()
 NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
 _ids = itertools.count(1)
 
@@ -212,3 +221,31 @@ def journey_clustering(journeys: list[JourneyEvent], changes: list[IdentityChang
     for journey in journeys:
         groups[final(journey.customer_id)].add(journey.event.event_id)
     return {frozenset(g) for g in groups.values()}
+
+
+class Linking:
+    """A customer graph with probabilistic matching, fed events made of identifiers and
+    traits, one minute apart."""
+
+    def __init__(self, store: Store, max_block_size: int = 50, model: Model | None = None) -> None:
+        matching = MatchConfig(model or default_model(), max_block_size)
+        self.graph = Graph(store, NamespaceRules(), matching)
+        self.n = 0
+
+    def link(self, identifiers: list[tuple[str, str]], **traits: str) -> Linked:
+        self.n += 1
+        event = make_event(
+            identifiers=[Identifier(namespace=ns, value=v) for ns, v in identifiers],
+            traits=Traits(**traits),
+            occurred_at=NOW - timedelta(days=1) + timedelta(minutes=self.n),
+        )
+        nodes, _ = NORMALISER.nodes(event.identifiers, event.traits)
+        return self.graph.link(event, nodes, NOW)
+
+    def customer(self, namespace: str, value: str) -> str | None:
+        return self.graph.customer_of_node(Node(namespace, value))
+
+    @property
+    def stats(self) -> dict[str, int]:
+        assert self.graph.matcher is not None
+        return dict(self.graph.matcher.stats)

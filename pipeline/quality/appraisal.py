@@ -2,11 +2,17 @@
 
 Both models score the same blocked pairs of the same records. Reported: how many pairs change
 decision (linked by one, not by the other), and each model's *expected* precision, recall and
-F1, estimated from its own match probabilities — with p the model's probability that a pair is
-a match and L the pairs it links: precision = sum(p over L) / |L|, recall = sum(p over L) /
-sum(p over all pairs). No labels are needed. The new model is expected to be worse when its
-expected F1 falls below the current one's by more than ``tolerance``, or when training did not
-converge; ``omnistitch train`` then refuses to write it unless forced.
+F1 — with p a pair's match probability and L the pairs the model links: precision =
+sum(p over L) / |L|, recall = sum(p over L) / sum(p over all pairs). No labels are needed.
+
+Whose p? A model judged by its own probabilities always looks good: a model that links
+everything is sure that everything matches. So both models' decisions are judged by the same
+committee, the mean of the two models' probabilities: a link only the new model believes in
+counts half. (Each model's view of itself is printed too.) The new model is expected to be
+worse when the committee's F1 or precision of its decisions falls below that of the current
+model's by more than ``tolerance`` (precision on its own: merging two people is the costly
+mistake of a customer-data platform), or when EM did not converge; ``omnistitch train`` then
+refuses to write it unless forced.
 """
 
 from __future__ import annotations
@@ -31,8 +37,10 @@ class Expected:
 @dataclass(frozen=True)
 class Appraisal:
     pairs: int
-    current: Expected
-    trained: Expected
+    current: Expected  # the current model's decisions, judged by the committee
+    trained: Expected  # the trained model's decisions, judged by the committee
+    current_self: Expected  # ... judged by the current model itself
+    trained_self: Expected  # ... judged by the trained model itself
     newly_linked: int  # linked by the trained model only
     no_longer_linked: int  # linked by the current model only
     converged: bool
@@ -40,14 +48,16 @@ class Appraisal:
 
     @property
     def worse(self) -> bool:
-        drop = self.current.scores.f1 - self.trained.scores.f1
-        return not self.converged or drop > self.tolerance
+        f1 = self.current.scores.f1 - self.trained.scores.f1
+        precision = self.current.scores.precision - self.trained.scores.precision
+        return not self.converged or f1 > self.tolerance or precision > self.tolerance
 
     def render(self) -> str:
-        def line(name: str, e: Expected) -> str:
+        def line(name: str, e: Expected, own: Expected) -> str:
             return (
                 f"  {name:<8} links {e.linked:>7,} pairs; expected precision "
-                f"{e.scores.precision:.4f}, recall {e.scores.recall:.4f}, F1 {e.scores.f1:.4f}"
+                f"{e.scores.precision:.4f}, recall {e.scores.recall:.4f}, F1 {e.scores.f1:.4f} "
+                f"(by itself: F1 {own.scores.f1:.4f})"
             )
 
         verdict = (
@@ -59,9 +69,10 @@ class Appraisal:
         )
         return "\n".join(
             [
-                f"appraisal on {self.pairs:,} blocked pairs (each model's own match probabilities):",
-                line("current", self.current),
-                line("trained", self.trained),
+                f"appraisal on {self.pairs:,} blocked pairs, judged by the mean of both "
+                "models' match probabilities:",
+                line("current", self.current, self.current_self),
+                line("trained", self.trained, self.trained_self),
                 f"  decisions changed: {self.newly_linked:,} newly linked, "
                 f"{self.no_longer_linked:,} no longer linked",
                 f"  verdict: {verdict} (tolerance {self.tolerance} F1)",
@@ -69,9 +80,10 @@ class Appraisal:
         )
 
 
-def _expected(probabilities: Sequence[float], threshold: float) -> Expected:
-    linked = [p for p in probabilities if p >= threshold]
-    total = sum(probabilities)
+def _expected(decider: Sequence[float], threshold: float, judge: Sequence[float]) -> Expected:
+    """The pairs ``decider`` links at ``threshold``, scored by ``judge``'s probabilities."""
+    linked = [p for d, p in zip(decider, judge, strict=True) if d >= threshold]
+    total = sum(judge)
     found = sum(linked)
     precision = found / len(linked) if linked else 1.0
     recall = found / total if total else 1.0
@@ -92,10 +104,13 @@ def appraise(
     old_cut, new_cut = current.thresholds.auto_link, trained.thresholds.auto_link
     newly = sum(1 for a, b in zip(old, new, strict=True) if a < old_cut <= b)
     dropped = sum(1 for a, b in zip(old, new, strict=True) if b < new_cut <= a)
+    committee = [(a + b) / 2 for a, b in zip(old, new, strict=True)]
     return Appraisal(
         len(pairs),
-        _expected(old, old_cut),
-        _expected(new, new_cut),
+        _expected(old, old_cut, committee),
+        _expected(new, new_cut, committee),
+        _expected(old, old_cut, old),
+        _expected(new, new_cut, new),
         newly,
         dropped,
         report.converged,

@@ -285,3 +285,53 @@ def test_the_model_round_trips_through_json(tmp_path: Path) -> None:
 def test_a_broken_model_is_refused_with_a_clear_error(broken: dict[str, object]) -> None:
     with pytest.raises(ConfigurationError):
         Model.from_json(broken)
+
+
+def test_a_rare_name_agreeing_weighs_more_than_a_common_one_within_bounds() -> None:
+    first = next(c for c in MODEL.comparisons if c.output_column_name == "first_name")
+    exact = first.levels[0]
+    customers = 100_000
+    counts = {"Thomas": 3_000, "Wiebke": 3}
+
+    def frequency(_attribute: str, value: str) -> tuple[int, int]:
+        return counts.get(value, 0), customers
+
+    common = MODEL.tf_weight(exact, "first_name", "Thomas", frequency)
+    rare = MODEL.tf_weight(exact, "first_name", "Wiebke", frequency)
+    bound = MODEL.term_frequency.max_adjustment
+    assert common < exact.match_weight < rare
+    assert rare == pytest.approx(exact.match_weight + bound)
+    # Few customers seen: the frequency stays close to the level's u.
+    early = MODEL.tf_weight(exact, "first_name", "Wiebke", lambda _a, _v: (1, 10))
+    assert early == pytest.approx(exact.match_weight, abs=0.05)
+    left = {"first_name": ["Wiebke"]}
+    assert MODEL.score(left, left, frequency).levels["first_name"][1] == pytest.approx(rare)
+
+
+def test_a_shared_surname_at_one_address_is_weak_evidence() -> None:
+    at_home = {"last_name": ["Quandtmeyer"], "address": ["hauptstrasse|12|10115|berlin|||"]}
+    elsewhere = {"last_name": ["Quandtmeyer"], "address": ["gartenweg|3|80331|muenchen|||"]}
+    household = MODEL.score(at_home, at_home).levels["last_name"][1]
+    population = MODEL.score(at_home, elsewhere).levels["last_name"][1]
+    assert household < 1.5 < population
+
+
+def test_reversed_names_cost_the_log_odds_of_the_mistake() -> None:
+    right = {"first_name": ["Jürgen"], "last_name": ["Müller"], "birth_date": ["1980-02-03"]}
+    wrong = {"first_name": ["Müller"], "last_name": ["Jürgen"], "birth_date": ["1980-02-03"]}
+    straight, swapped = MODEL.score(right, right), MODEL.score(right, wrong)
+    m = MODEL.reversed_names_m
+    assert swapped.names_reversed and not straight.names_reversed
+    assert swapped.match_weight == pytest.approx(straight.match_weight + math.log2(m / (1 - m)))
+    assert MODEL.replace(reversed_names_m=0.0).score(right, wrong).match_probability < 0.01
+
+
+def test_dependencies_and_term_frequency_settings_round_trip() -> None:
+    data = MODEL.to_json()
+    assert data["dependencies"][0]["given"] == "address"
+    assert Model.from_json(data) == MODEL
+    broken = {**data, "dependencies": [{**data["dependencies"][0], "u_probabilities": {"x": 2}}]}
+    with pytest.raises(ConfigurationError):
+        Model.from_json(broken)
+    with pytest.raises(ConfigurationError):
+        Model.from_json({**data, "reversed_names": {"m_probability": 1.5}})

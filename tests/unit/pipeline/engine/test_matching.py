@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,41 +13,11 @@ from hypothesis import strategies as st
 
 from connectors.synthetic.generator import generate, map_touches
 from pipeline.contract.models import ChangeType, ChannelEvent, Identifier, Traits
-from pipeline.engine.graph import Graph
-from pipeline.engine.identifiers import Node, Normaliser
 from pipeline.engine.matching import PROBABILISTIC, MatchConfig, blocking_keys
-from pipeline.engine.namespaces import NamespaceRules
 from pipeline.engine.state import MemoryStore, Store
 from pipeline.engine.stitcher import StitchConfig, Stitcher
-from pipeline.engine.weights import default_model
 from pipeline.quality.evaluation import pairwise
-from tests.factories import NOW, make_event
-
-NORMALISER = Normaliser()
-
-
-class Linking:
-    def __init__(self, store: Store, max_block_size: int = 50) -> None:
-        self.graph = Graph(store, NamespaceRules(), MatchConfig(default_model(), max_block_size))
-        self.n = 0
-
-    def link(self, identifiers: list[tuple[str, str]], **traits: str):  # type: ignore[no-untyped-def]
-        self.n += 1
-        event = make_event(
-            identifiers=[Identifier(namespace=ns, value=v) for ns, v in identifiers],
-            traits=Traits(**traits),
-            occurred_at=NOW - timedelta(days=1) + timedelta(minutes=self.n),
-        )
-        nodes, _ = NORMALISER.nodes(event.identifiers, event.traits)
-        return self.graph.link(event, nodes, NOW)
-
-    def customer(self, namespace: str, value: str) -> str | None:
-        return self.graph.customer_of_node(Node(namespace, value))
-
-    @property
-    def stats(self) -> dict[str, int]:
-        assert self.graph.matcher is not None
-        return dict(self.graph.matcher.stats)
+from tests.factories import NOW, Linking, make_event
 
 
 @pytest.fixture

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from pipeline.contract.models import ChannelEvent
 from pipeline.engine.comparisons import Model
-from pipeline.engine.matching import MatchConfig
+from pipeline.engine.features import features_of
+from pipeline.engine.identifiers import Normaliser
+from pipeline.engine.matching import PERSON_ATTRIBUTES, MatchConfig, blocking_keys
 from pipeline.engine.state import MemoryStore
 from pipeline.engine.stitcher import StitchConfig, Stitcher
 from pipeline.quality.evaluation import Scores, b_cubed, pairwise
@@ -26,6 +29,7 @@ class Result:
     b_cubed_f1: float
     seconds: float
     events: int
+    matcher: Mapping[str, int] = field(default_factory=dict)  # the matcher's counters
 
     @property
     def pairwise_f1(self) -> float:
@@ -52,7 +56,29 @@ def stitch(events: Sequence[ChannelEvent], truth: dict[str, str], model: Model |
         stitcher.process(event)
     seconds = time.perf_counter() - started
     predicted = {e: c for e in truth if (c := stitcher.customer_of_event(e)) is not None}
-    return result_of(predicted, truth, seconds)
+    found = result_of(predicted, truth, seconds)
+    matcher = stitcher.graph.matcher
+    return replace(found, matcher=dict(matcher.stats)) if matcher is not None else found
+
+
+def pair_completeness(events: Sequence[ChannelEvent], truth: dict[str, str]) -> float:
+    """The share of true pairs of records with person attributes that share at least one
+    blocking key: the most any blocking of these keys can find directly."""
+    normaliser = Normaliser()
+    keys: dict[str, set[str]] = {}
+    people: dict[str, list[str]] = defaultdict(list)
+    for event in events:
+        found = features_of(event.traits, normaliser.nodes(event.identifiers, event.traits)[0])
+        if any(attribute in found for attribute in PERSON_ATTRIBUTES):
+            keys[event.event_id] = set(blocking_keys(found))
+            people[truth[event.event_id]].append(event.event_id)
+    pairs = shared = 0
+    for records in people.values():
+        for i, left in enumerate(records):
+            for right in records[i + 1 :]:
+                pairs += 1
+                shared += bool(keys[left] & keys[right])
+    return shared / pairs if pairs else 1.0
 
 
 def splink_people(events: Sequence[ChannelEvent], truth: dict[str, str]) -> Result:

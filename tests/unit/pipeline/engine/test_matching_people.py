@@ -142,4 +142,3 @@ def test_an_event_that_adds_nothing_new_is_not_compared_again(linking: Linking) 
     linking.link([("customer_id", "CRM-2")], **person, first_name="Anna")
     assert linking.stats["compared"] == 1
     assert linking.stats["unchanged"] == 1
-

@@ -186,6 +186,13 @@ def compare(
         )
 
     ratio = default.per_second / deterministic.per_second
+    if identified:
+        # Throughput on a shared machine: the best of three alternating runs of each.
+        det_best, prob_best = deterministic.per_second, default.per_second
+        for _ in range(2):
+            det_best = max(det_best, stitch(events, truth, None).per_second)
+            prob_best = max(prob_best, stitch(events, truth, default_model()).per_second)
+        ratio = prob_best / det_best
     counters = default.matcher
     lines = [
         title,
@@ -196,7 +203,11 @@ def compare(
         f"{counters.get('ambiguous', 0)} ambiguous records, "
         f"{counters.get('unchanged', 0)} events with nothing new",
         row("deterministic only", deterministic),
-        row("probabilistic, default", default, f"(x{ratio:.2f} of deterministic)"),
+        row(
+            "probabilistic, default",
+            default,
+            f"(best of 3 alternating runs: x{ratio:.2f} of deterministic)" if identified else "",
+        ),
         row(
             "probabilistic, trained",
             trained,

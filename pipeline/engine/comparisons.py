@@ -222,7 +222,11 @@ class Model:
 
     def score(self, left: Features, right: Features, frequency: Frequency | None = None) -> Score:
         plain = self._score(left, right, frequency)
-        swapped = reversed_names(right) if self.reversed_names_m > 0 else None
+        # Swapping can only help a pair whose names do not both agree at their best level.
+        names = (plain.levels.get("first_name"), plain.levels.get("last_name"))
+        if self.reversed_names_m <= 0 or any(n is None or n[0] == "exact" for n in names):
+            return plain
+        swapped = reversed_names(right)
         if swapped is None:
             return plain
         other = self._score(left, swapped, frequency)

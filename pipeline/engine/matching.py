@@ -207,7 +207,10 @@ class Matcher:
         found through the keys of all its features (at most ``max_candidates``), so a link that
         becomes evident later is made then, whatever the order the records came in. After a
         merge the merged customer is compared once more (new features, new neighbours)."""
-        found = features_of(event.traits, nodes)
+        traits = event.traits
+        if not (traits.first_name or traits.last_name or traits.birth_date) and not result.folds:
+            return customer  # the common case, a page view: nothing to build features from
+        found = features_of(traits, nodes)
         if not any(attribute in found for attribute in PERSON_ATTRIBUTES) and not result.folds:
             return customer
         before = self.features(customer)
@@ -219,11 +222,12 @@ class Matcher:
         if added:
             self.store.set("p|" + customer, mine)
             self._count(added)
-        compared: set[str] = set()
         for _round in range(2):
             keys = blocking_keys(mine)
             merged = False
-            scored = self._scored(graph, keys, customer, mine, compared)
+            # Every round compares with what the customer is now: a candidate refused before a
+            # merge may match after it.
+            scored = self._scored(graph, keys, customer, mine, set())
             ambiguous = self._ambiguous(scored)
             for score, candidate in scored:
                 if ambiguous:

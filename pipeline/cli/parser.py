@@ -9,7 +9,14 @@ from collections.abc import Sequence
 
 from pipeline.cli.connectors import cmd_collector, cmd_files, cmd_generate
 from pipeline.cli.stack import cmd_schemas, cmd_stack, cmd_topics
-from pipeline.cli.stitching import cmd_eval, cmd_replay, cmd_stage, cmd_train, cmd_worker
+from pipeline.cli.stitching import (
+    cmd_eval,
+    cmd_explain,
+    cmd_replay,
+    cmd_stage,
+    cmd_train,
+    cmd_worker,
+)
 from pipeline.exceptions import OmnistitchError
 from pipeline.settings import Settings
 
@@ -76,6 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--journeys", help="also write the JourneyEvents (JSONL)")
     _matching_arguments(replay)
     replay.set_defaults(func=cmd_replay)
+
+    explaining = sub.add_parser(
+        "explain",
+        help="why two identifiers belong to one customer: the path of evidence, from the graph "
+        "state a replay kept (--store rocksdb --state-dir DIR)",
+    )
+    explaining.add_argument("left", help="an identifier, NAMESPACE:VALUE (normalised as stitched)")
+    explaining.add_argument("right", help="another identifier, NAMESPACE:VALUE")
+    explaining.add_argument("--state-dir", required=True, help="the replay's --state-dir")
+    explaining.add_argument("--json", action="store_true", help="print JSON instead of text")
+    explaining.set_defaults(func=cmd_explain)
 
     training = sub.add_parser(
         "train", help="estimate a match model (u by random sampling, m by EM) from events"

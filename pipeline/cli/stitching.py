@@ -170,6 +170,39 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+    from pathlib import Path
+
+    from pipeline.contract.models import Identifier
+    from pipeline.engine.explanation import explain
+    from pipeline.replay.stores import RocksDBStore
+
+    graph_dir = Path(args.state_dir) / "graph"
+    if not graph_dir.is_dir():
+        say(f"no graph state in {args.state_dir}: run replay with --store rocksdb --state-dir")
+        return 2
+    normaliser = stitch_config(settings).normaliser
+    nodes = []
+    for raw in (args.left, args.right):
+        namespace, sep, value = raw.partition(":")
+        found, dropped = (
+            normaliser.nodes([Identifier(namespace=namespace, value=value)]) if sep else ([], None)
+        )
+        if not found:
+            why = ", ".join(sorted(dropped)) if dropped else "expected NAMESPACE:VALUE"
+            say(f"not an identifier: {raw.split(':', 1)[0]}:… ({why})")
+            return 2
+        nodes.append(found[0])
+    store = RocksDBStore(graph_dir)
+    try:
+        found_path = explain(store, nodes[0], nodes[1])
+    finally:
+        store.close()
+    print(json.dumps(found_path.to_json(), indent=2) if args.json else found_path.render())
+    return 0 if found_path.joined else 1
+
+
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     garbage.tune()
     from contextlib import ExitStack

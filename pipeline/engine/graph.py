@@ -7,8 +7,10 @@ so the result cannot depend on partitioning. Keys:
                            (event, time, source, rule, via) and its quarantine state;
 ``c|<customer_id>``        customer: identifier values by namespace (at most the namespace
                            rule's limit; rolling namespaces keep the latest and count what
-                           rolled off under ``rolled``) and first-seen time, or a forward
-                           pointer ``{"fwd": winner}`` after a merge;
+                           rolled off under ``rolled``) and first-seen time, or after a merge
+                           a forward pointer: ``fwd`` the survivor (shortened as merges chain),
+                           ``into`` the customer it was merged into and ``why`` the merge's
+                           evidence (pipeline.engine.explanation reads both);
 ``e|<event_id>``           what linking the event decided: its customer, folds and changes
                            (idempotency by event id: a repeat re-emits the same decision).
 
@@ -65,6 +67,20 @@ def merge_forwarding(changes: Iterable[IdentityChange]) -> Callable[[str], str]:
     return final
 
 
+def merge_evidence(evidence: Evidence) -> dict[str, Any]:
+    """A merge's evidence as kept on the loser's forward record (explain reads it back): event
+    id, time, source, rule, identifier keys, score and comparison details (≤ ≈ 4 KB)."""
+    return {
+        "e": evidence.event_id,
+        "t": to_ms(evidence.occurred_at),
+        "s": evidence.source,
+        "r": evidence.rule,
+        "n": [f"{i.namespace}|{i.value}" for i in evidence.identifiers],
+        "p": evidence.score,
+        "d": dict(evidence.details),
+    }
+
+
 def _change(
     change_id: str,
     change_type: ChangeType,
@@ -105,16 +121,17 @@ class Graph:
     # -- reading ---------------------------------------------------------------------------
     def resolve(self, customer_id: str) -> str:
         """Follow forward pointers to the surviving customer (compressing the path)."""
-        chain = []
+        chain: list[tuple[str, dict[str, Any]]] = []
         current = customer_id
         while True:
             record = self.store.get("c|" + current)
             if record is None or "fwd" not in record:
                 break
-            chain.append(current)
+            chain.append((current, record))
             current = record["fwd"]
-        for merged in chain[:-1]:
-            self.store.set("c|" + merged, {"fwd": current})
+        for merged, record in chain[:-1]:
+            # The shortcut changes "fwd" only: "into" and "why" keep the merge's evidence.
+            self.store.set("c|" + merged, {**record, "fwd": current})
         return current
 
     def customer_of_event(self, event_id: str) -> str | None:
@@ -330,7 +347,9 @@ class Graph:
             rolled[namespace] = rolled.get(namespace, 0) + count
         kept["first"] = min(kept["first"], gone["first"])
         self.store.set("c|" + winner, kept)
-        self.store.set("c|" + loser, {"fwd": winner})
+        self.store.set(
+            "c|" + loser, {"fwd": winner, "into": winner, "why": merge_evidence(evidence)}
+        )
         if self.matcher is not None:
             self.matcher.absorb(winner, loser)
         result.folds.append(Fold(loser, winner))

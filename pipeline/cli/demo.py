@@ -18,6 +18,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,9 @@ from pipeline.contract.dead_letters import DeadLetter
 from pipeline.contract.intake import check
 from pipeline.contract.models import ChangeType, ChannelEvent, IdentityChange, JourneyEvent
 from pipeline.engine.graph import merge_forwarding
+from pipeline.insight.histories import histories as customer_histories
+from pipeline.insight.kpis import render, report
+from pipeline.quality.evaluation import pairwise
 from pipeline.settings import Settings
 from pipeline.stack.local import free_port, port_open
 from pipeline.stream.serialization import RegistrySerde
@@ -209,6 +213,24 @@ def main() -> int:
     return 0
 
 
+def _kpis(journeys: list[JourneyEvent], final: Callable[[str], str]) -> None:
+    """The omnichannel KPIs of this run (omnistitch kpis), with stitching accuracy against the
+    synthetic persons the generator put in every event."""
+    found = customer_histories(journeys, final)
+    predicted = {e.event_id: c for c, events in found.items() for e in events}
+    truth = {
+        e.event_id: e.properties["truth_person_id"]
+        for events in found.values()
+        for e in events
+        if "truth_person_id" in e.properties
+    }
+    scores = pairwise(predicted, truth)
+    accuracy = {"precision": scores.precision, "recall": scores.recall, "f1": scores.f1}
+    print("\n  KPIs (omnistitch kpis; definitions in docs/kpis.md):")
+    for line in render(report(found, accuracy=accuracy)).splitlines():
+        print(f"    {line}")
+
+
 def _report(settings: Settings, serde: RegistrySerde, start: dict[str, Any], persons: int) -> None:
     prefix = settings.topic_prefix
     probe = TopicProbe(settings.kafka_security())
@@ -288,6 +310,7 @@ def _report(settings: Settings, serde: RegistrySerde, start: dict[str, Any], per
     for path, count in paths.most_common(5):
         print(f"    {count:>5}  {path}")
     print("  top channel switches: " + ", ".join(f"{k} ({v})" for k, v in switches.most_common(5)))
+    _kpis(journeys, final)
     customer, touches = max(
         history.items(), key=lambda kv: (len({j.event.channel for j in kv[1]}), len(kv[1]))
     )

@@ -12,6 +12,7 @@ from pipeline.cli.stack import cmd_schemas, cmd_stack, cmd_topics
 from pipeline.cli.stitching import (
     cmd_eval,
     cmd_explain,
+    cmd_kpis,
     cmd_replay,
     cmd_stage,
     cmd_train,
@@ -94,6 +95,19 @@ def build_parser() -> argparse.ArgumentParser:
     explaining.add_argument("--state-dir", required=True, help="the replay's --state-dir")
     explaining.add_argument("--json", action="store_true", help="print JSON instead of text")
     explaining.set_defaults(func=cmd_explain)
+
+    kpis = sub.add_parser(
+        "kpis",
+        help="omnichannel KPIs (conversion, switches, attribution, click & collect, support, "
+        "identification, CLV) from journey events (replay --journeys, or the journeys topic)",
+    )
+    kpis.add_argument("journeys", help="JourneyEvents, JSON lines")
+    kpis.add_argument(
+        "--changes", help="IdentityChanges (JSON lines): follow merges to today's customers"
+    )
+    kpis.add_argument("--lookback-days", type=int, default=30)
+    kpis.add_argument("--json", action="store_true", help="print JSON instead of text")
+    kpis.set_defaults(func=cmd_kpis)
 
     training = sub.add_parser(
         "train", help="estimate a match model (u by random sampling, m by EM) from events"

@@ -203,6 +203,50 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if found_path.joined else 1
 
 
+def cmd_kpis(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+    from datetime import timedelta
+    from pathlib import Path
+
+    from pipeline.contract.models import IdentityChange
+    from pipeline.engine.graph import merge_forwarding
+    from pipeline.insight.histories import histories, read_journeys
+    from pipeline.insight.kpis import render, report
+    from pipeline.quality.evaluation import pairwise
+
+    final = None
+    try:
+        if args.changes:
+            with Path(args.changes).open(encoding="utf-8") as lines:
+                final = merge_forwarding(
+                    [
+                        IdentityChange.model_validate(json.loads(line))
+                        for line in lines
+                        if line.strip()
+                    ]
+                )
+        found = histories(read_journeys(Path(args.journeys)), final)
+    except (OSError, ValueError) as exc:
+        say(f"cannot read the input: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+        return 2
+    predicted = {e.event_id: c for c, events in found.items() for e in events}
+    truth = {
+        e.event_id: e.properties["truth_person_id"]
+        for events in found.values()
+        for e in events
+        if "truth_person_id" in e.properties
+    }
+    scores = pairwise(predicted, truth) if truth else None
+    accuracy = (
+        {"precision": scores.precision, "recall": scores.recall, "f1": scores.f1}
+        if scores
+        else None
+    )
+    result = report(found, timedelta(days=args.lookback_days), accuracy)
+    print(json.dumps(result.to_json(), indent=2) if args.json else render(result))
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     garbage.tune()
     from contextlib import ExitStack

@@ -28,13 +28,13 @@ from confluent_kafka import Consumer, TopicPartition
 from connectors.files.loader import TopicProbe
 from connectors.synthetic.generator import generate, map_touches
 from connectors.synthetic.sending import send
+from pipeline.cli.stitching import stitching_accuracy
 from pipeline.contract.dead_letters import DeadLetter
 from pipeline.contract.intake import check
 from pipeline.contract.models import ChangeType, ChannelEvent, IdentityChange, JourneyEvent
 from pipeline.engine.graph import merge_forwarding
 from pipeline.insight.histories import histories as customer_histories
 from pipeline.insight.kpis import render, report
-from pipeline.quality.evaluation import pairwise
 from pipeline.settings import Settings
 from pipeline.stack.local import free_port, port_open
 from pipeline.stream.serialization import RegistrySerde
@@ -217,15 +217,7 @@ def _kpis(journeys: list[JourneyEvent], final: Callable[[str], str]) -> None:
     """The omnichannel KPIs of this run (omnistitch kpis), with stitching accuracy against the
     synthetic persons the generator put in every event."""
     found = customer_histories(journeys, final)
-    predicted = {e.event_id: c for c, events in found.items() for e in events}
-    truth = {
-        e.event_id: e.properties["truth_person_id"]
-        for events in found.values()
-        for e in events
-        if "truth_person_id" in e.properties
-    }
-    scores = pairwise(predicted, truth)
-    accuracy = {"precision": scores.precision, "recall": scores.recall, "f1": scores.f1}
+    accuracy = stitching_accuracy(found)
     print("\n  KPIs (omnistitch kpis; definitions in docs/kpis.md):")
     for line in render(report(found, accuracy=accuracy)).splitlines():
         print(f"    {line}")

@@ -8,7 +8,8 @@ realistic example of each, used by the tests.
 
 Sources: ``email`` (e-mail service events), ``twilio`` (SMS and WhatsApp), ``messenger``,
 ``chat`` (web chat), ``calls`` (call centre), ``support`` (helpdesk tickets), ``orders``
-(e-commerce, delivery or click & collect) and ``pickups`` (click & collect pickup in store).
+(e-commerce, delivery or click & collect), ``pickups`` (click & collect pickup in store) and
+``surveys`` (survey tools: a 0-10 recommendation score, for NPS).
 """
 
 from __future__ import annotations
@@ -411,6 +412,53 @@ def map_pickups(payload: Any, received_at: datetime) -> Mapped:
     return [_one(payload, build)]
 
 
+SURVEY_CHANNELS = {c.value for c in Channel} - {Channel.unknown.value}
+
+
+def _score(value: Any) -> str:
+    """A 0-10 recommendation score as text; anything else is refused."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise MappingFailure("score: must be a whole number from 0 to 10")
+    raw = str(value).strip()
+    if not raw.isdigit() or not 0 <= int(raw) <= 10:
+        raise MappingFailure("score: must be a whole number from 0 to 10")
+    return str(int(raw))
+
+
+def map_surveys(payload: Any, received_at: datetime) -> Mapped:
+    """A survey tool's response: the score only — free-text comments are not carried (they
+    are personal data nobody downstream needs for NPS)."""
+
+    def build(item: dict[str, Any]) -> ChannelEvent:
+        response = _required(item, "response_id")
+        channel = text(item.get("channel")) or Channel.email.value
+        if channel not in SURVEY_CHANNELS:
+            raise MappingFailure("channel: not a known channel")
+        respondent = _obj(item.get("respondent"), "respondent")
+        properties = flat_properties(
+            {"score": _score(item.get("score")), "survey_id": text(item.get("survey_id"))}
+        )
+        return ChannelEvent(
+            event_id=f"survey-{response}",
+            event_type="survey_responded",
+            channel=Channel(channel),
+            source="survey",
+            occurred_at=parse_time(item.get("submitted_at"), "submitted_at"),
+            received_at=received_at,
+            identifiers=identifiers(
+                [
+                    ("email", respondent.get("email")),
+                    ("phone", respondent.get("phone")),
+                    ("customer_id", respondent.get("customer_id")),
+                    ("loyalty_id", respondent.get("loyalty_id")),
+                ]
+            ),
+            properties=_truth(item, properties),
+        )
+
+    return [_one(item, build) for item in (payload if isinstance(payload, list) else [payload])]
+
+
 MAPPERS: dict[str, WebhookMapper] = {
     "email": map_email,
     "twilio": map_twilio,
@@ -420,4 +468,5 @@ MAPPERS: dict[str, WebhookMapper] = {
     "support": map_support,
     "orders": map_orders,
     "pickups": map_pickups,
+    "surveys": map_surveys,
 }

@@ -3,6 +3,8 @@ online with home delivery or click & collect."""
 
 from __future__ import annotations
 
+import random
+from datetime import datetime, timedelta
 from typing import Any
 
 from connectors.mapping import TRUTH_PROPERTY
@@ -144,3 +146,26 @@ class CommerceEpisodes(StoryCore):
             if p.loyalty_id and p.loyalty_in_crm and self.rnd.random() < 0.5:
                 pickup["loyalty_id"] = p.loyalty_id
             self.hook("pickups", pickup, self.t)
+        self.survey(order_id, at)
+
+    def survey(self, order_id: str, ordered_at: datetime) -> None:
+        """One buyer in three answers the shop's NPS survey a few days later. Drawn from a
+        generator of its own (seeded by the order), so that adding surveys left every other
+        record of a seed as it was."""
+        rnd = random.Random(f"survey-{self.seed}-{order_id}")  # noqa: S311 - synthetic data
+        if rnd.random() >= 1 / 3:
+            return
+        submitted = ordered_at + timedelta(days=rnd.uniform(2, 6))
+        respondent: dict[str, Any] = {"email": self.person.email}
+        if self.person.customer_id:
+            respondent["customer_id"] = self.person.customer_id
+        answer = {
+            "response_id": f"r-{order_id}",
+            "survey_id": "nps-order",
+            "score": rnd.choices(range(11), weights=[1, 1, 1, 1, 2, 3, 4, 8, 12, 14, 12])[0],
+            "channel": "email",
+            "submitted_at": submitted.isoformat(),
+            "respondent": respondent,
+            TRUTH_PROPERTY: self.truth,
+        }
+        self.add("webhook", "surveys", answer, submitted)

@@ -73,6 +73,13 @@ class Identification:
 
 
 @dataclass(frozen=True)
+class NetPromoter:
+    responses: int
+    score: float | None  # % promoters (9-10) - % detractors (0-6), over all responses
+    by_mix: dict[str, tuple[int, float]]  # channel mix → (responses, NPS)
+
+
+@dataclass(frozen=True)
 class Report:
     customers: int
     events: int
@@ -85,6 +92,7 @@ class Report:
     identification: Identification
     clv_by_first_channel: dict[str, Decimal]  # mean revenue to date per customer
     clv_by_mix: dict[str, Decimal]
+    nps: NetPromoter
     accuracy: dict[str, float] = field(default_factory=dict)  # vs truth_person_id, if any
 
     def to_json(self) -> dict[str, Any]:
@@ -124,6 +132,14 @@ class Report:
                 c: num(v) for c, v in sorted(self.clv_by_first_channel.items())
             },
             "clv_by_mix": {m: num(v) for m, v in sorted(self.clv_by_mix.items())},
+            "nps": {
+                "responses": self.nps.responses,
+                "score": self.nps.score,
+                "by_mix": {
+                    mix: {"responses": n, "score": value}
+                    for mix, (n, value) in sorted(self.nps.by_mix.items())
+                },
+            },
             "stitching_accuracy": self.accuracy,
         }
 
@@ -248,6 +264,38 @@ def lifetime_value(
     return mean(by_first), mean(by_mix)
 
 
+SURVEY_TYPE = "survey_responded"
+
+
+def _net_promoter(scores: Sequence[int]) -> float:
+    promoters = sum(1 for s in scores if s >= 9)
+    detractors = sum(1 for s in scores if s <= 6)
+    return round(100 * (promoters - detractors) / len(scores), 2)
+
+
+def net_promoter(histories: Mapping[str, Sequence[ChannelEvent]]) -> NetPromoter:
+    """NPS over every survey response (0-10), and by the channel mix of the respondent's
+    history without its survey responses (the survey's own channel would blur the mix)."""
+    everyone: list[int] = []
+    by_mix: dict[str, list[int]] = defaultdict(list)
+    for events in histories.values():
+        scores = [
+            int(e.properties["score"])
+            for e in events
+            if e.event_type == SURVEY_TYPE and e.properties.get("score", "").isdigit()
+        ]
+        if not scores:
+            continue
+        mix = mix_of(e.channel.value for e in events if e.event_type != SURVEY_TYPE)
+        everyone += scores
+        by_mix[mix] += scores
+    return NetPromoter(
+        len(everyone),
+        _net_promoter(everyone) if everyone else None,
+        {mix: (len(s), _net_promoter(s)) for mix, s in by_mix.items()},
+    )
+
+
 def report(
     histories: Mapping[str, Sequence[ChannelEvent]],
     lookback: timedelta = timedelta(days=30),
@@ -267,6 +315,7 @@ def report(
         identification=identification(histories),
         clv_by_first_channel=clv_first,
         clv_by_mix=clv_mix,
+        nps=net_promoter(histories),
         accuracy=dict(accuracy or {}),
     )
 
@@ -309,6 +358,13 @@ def render(found: Report, top: int = 5) -> str:
             for ch, v in sorted(found.clv_by_first_channel.items(), key=lambda kv: -kv[1])[:top]
         ),
     ]
+    nps = found.nps
+    if nps.responses:
+        largest = sorted(nps.by_mix.items(), key=lambda kv: -kv[1][0])[:top]
+        lines.append(
+            f"NPS: {nps.score:+.1f} over {nps.responses:,} responses; by channel mix: "
+            + ", ".join(f"{mix} {value:+.1f} ({n})" for mix, (n, value) in largest)
+        )
     if found.accuracy:
         scores = found.accuracy
         lines.append(

@@ -38,6 +38,25 @@ def test_every_source_has_a_documented_example() -> None:
         assert f"/v1/webhooks/{source}" in docs, source
 
 
+def test_survey_responses_carry_the_score_and_not_the_comment() -> None:
+    (answer,) = events("surveys", example("surveys"))
+    assert (answer.event_type, answer.channel, answer.source) == (
+        "survey_responded",
+        Channel.email,
+        "survey",
+    )
+    assert answer.properties == {"score": "9", "survey_id": "nps-2026-q4"}
+    assert ids(answer) == {("email", "zoe.obrien@gmx.de"), ("customer_id", "CRM-0000471")}
+    assert "Schnelle" not in answer.model_dump_json()
+
+
+@pytest.mark.parametrize("score", [11, -1, "7.5", True, None, "ten"])
+def test_a_score_outside_0_to_10_is_refused(score: object) -> None:
+    body = {"response_id": "r", "score": score, "submitted_at": "2026-11-21T09:14:00Z"}
+    ((_item, result),) = MAPPERS["surveys"](body, RECEIVED)
+    assert isinstance(result, Rejection) and "score" in result.detail
+
+
 def test_email_service_events() -> None:
     found = events("email", example("email"))
     assert [e.event_type for e in found] == [

@@ -32,6 +32,7 @@ def test_kpis_of_a_replay_with_accuracy_against_the_truth(
     assert found["click_and_collect"]["orders"] >= found["click_and_collect"]["picked_up"] > 0
     assert found["support_effort"]["solved"] > 0
     assert 0 < found["identification"]["rate"] <= 1
+    assert found["nps"]["responses"] > 0 and -100 <= found["nps"]["score"] <= 100
     assert 0.9 < found["stitching_accuracy"]["precision"] <= 1
     # Without the merges the customers are the ones events reached first: more of them.
     assert main(["kpis", str(journeys), "--json"]) == 0

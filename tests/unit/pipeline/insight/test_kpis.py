@@ -48,12 +48,15 @@ ANNA = [
     ),
     event(27, Channel.store, "order_picked_up", order_id="O1"),
     event(30, Channel.web, "identify", [("anonymous_id", "a-1"), ("email", "anna@example.de")]),
+    event(100, Channel.email, "survey_responded", score="10"),
 ]
 BEN = [
     event(0, Channel.store, "purchase", [("loyalty_id", "LC-1")], receipt_id="R1", amount="50"),
     event(24, Channel.chat, "chat_message", ticket_id="T1"),
     event(26, Channel.call_center, "call_completed", ticket_id="T1"),
     event(29, Channel.email, "ticket_solved", ticket_id="T1"),
+    event(100, Channel.email, "survey_responded", score="3"),
+    event(101, Channel.sms, "survey_responded", score="8"),
 ]
 
 
@@ -80,14 +83,14 @@ def test_cross_channel_conversion_and_conversion_by_mix(found: Report) -> None:
     assert (c.orders, c.cross_channel_orders, c.cross_channel_share) == (2, 1, 0.5)
     assert c.customers_by_mix == {
         "app+ecommerce+email+store+web": 1,
-        "call_center+chat+email+store": 1,
+        "call_center+chat+email+sms+store": 1,
     }
     assert c.buyers_by_mix == c.customers_by_mix
 
 
 def test_channel_switch_matrix(found: Report) -> None:
     assert found.switches == {
-        ("web", "email"): 1,
+        ("web", "email"): 2,
         ("email", "app"): 1,
         ("app", "web"): 1,
         ("web", "ecommerce"): 1,
@@ -96,6 +99,7 @@ def test_channel_switch_matrix(found: Report) -> None:
         ("store", "chat"): 1,
         ("chat", "call_center"): 1,
         ("call_center", "email"): 1,
+        ("email", "sms"): 1,
     }
 
 
@@ -139,6 +143,15 @@ def test_click_and_collect_support_identification_and_clv(found: Report) -> None
     i = found.identification
     assert (i.anonymous_ids, i.identified, i.rate, i.median_hours) == (1, 1, 1.0, 30.0)
     assert found.clv_by_first_channel == {"web": 100, "store": 50}
+
+
+def test_net_promoter_score_overall_and_by_channel_mix(found: Report) -> None:
+    # Anna 10 (promoter); Ben 3 (detractor) and 8 (passive): (1 - 1) / 3.
+    assert (found.nps.responses, found.nps.score) == (3, 0.0)
+    assert found.nps.by_mix == {
+        "app+ecommerce+email+store+web": (1, 100.0),
+        "call_center+chat+email+store": (2, -50.0),
+    }
 
 
 def test_merges_are_followed_and_each_event_counts_once() -> None:

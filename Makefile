@@ -15,8 +15,9 @@ JARS_STAMP := stack/lib/.fetched
 BENCH_ARGS ?=
 BENCH_ACCURACY_ARGS ?=
 GENERATE_ARGS ?= --customers 1000 --seed 1 --output .stack/generated.jsonl
+BOOTSTRAP ?= $(or $(OMNISTITCH_BOOTSTRAP_SERVERS),127.0.0.1:9092)
 
-.PHONY: bench bench-profile bench-latency bench-commit-lag bench-accuracy help setup up down status logs topics register-schemas check-schemas worker collector files generate test test-browser test-unit test-integration lint typecheck imports check demo clean
+.PHONY: consume bench bench-profile bench-latency bench-commit-lag bench-accuracy help setup up down status logs topics register-schemas check-schemas worker collector files generate test test-browser test-unit test-integration lint typecheck imports check demo clean
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,6 +36,16 @@ setup: $(VENV_STAMP) $(JARS_STAMP) ## Create .venv with the project + dev extras
 
 up: setup ## Start Kafka (KRaft) on 127.0.0.1:9092 and the registry on :8081, create the topics; SECURE=1 adds SASL_SSL on :9094
 	$(OMNI) stack up $(if $(SECURE),--secure,)
+
+consume: setup ## Read a topic from the start: TOPIC=<name> with Kafka's console consumer; DECODE=1 decodes Avro through the registry (omnistitch tail)
+	@test -n "$(TOPIC)" || { echo "usage: make consume TOPIC=<topic> [DECODE=1]"; exit 2; }
+ifeq ($(DECODE),1)
+	$(OMNI) tail $(TOPIC)
+else
+	java -Dlog4j.configuration=file:stack/tools-log4j.properties -cp "stack/lib/kafka/*:stack/lib/tools/*" \
+	    org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server $(BOOTSTRAP) \
+	    --topic $(TOPIC) --from-beginning --timeout-ms 10000 --property print.key=true
+endif
 
 down: ## Stop the local stack (no JVM left; success when nothing runs)
 	@if [ -x $(OMNI) ]; then $(OMNI) stack down; else echo "nothing to stop (no .venv)"; fi

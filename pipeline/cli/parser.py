@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from pipeline.cli.connectors import cmd_collector, cmd_files, cmd_generate
-from pipeline.cli.stack import cmd_schemas, cmd_stack, cmd_topics
+from pipeline.cli.stack import cmd_schemas, cmd_stack, cmd_tail, cmd_topics
 from pipeline.cli.stitching import (
     cmd_eval,
     cmd_explain,
@@ -71,6 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
         "schema cannot read data of its released version; release: snapshot the current ones",
     )
     schemas.set_defaults(func=cmd_schemas)
+
+    tail = sub.add_parser(
+        "tail",
+        help="print a topic's messages as JSON lines, Avro decoded through the schema registry",
+    )
+    tail.add_argument("topic", help="the full topic name, e.g. omnistitch.journeys.v1")
+    tail.add_argument(
+        "--last", type=int, default=0, help="only the last N messages of each partition (0: all)"
+    )
+    tail.add_argument("--headers", action="store_true", help="also print headers (base64)")
+    tail.set_defaults(func=cmd_tail)
 
     replay = sub.add_parser(
         "replay", help="run the stitching engine in-process over a JSON-lines file (no Kafka)"

@@ -1,4 +1,5 @@
-"""`omnistitch stack|topics|schemas`: the local Kafka + registry, topic definitions, schemas."""
+"""`omnistitch stack|topics|schemas|tail`: the local Kafka + registry, topic definitions,
+schemas, and reading a topic decoded."""
 
 from __future__ import annotations
 
@@ -174,4 +175,52 @@ def cmd_schemas(args: argparse.Namespace, settings: Settings) -> int:
         registered = RegistrySerde.from_access(access).register(settings.topic_prefix)
         for subject, schema_id in registered.items():
             say(f"subject {subject}: schema id {schema_id} (BACKWARD)")
+    return 0
+
+
+def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
+    """Print a topic's messages as JSON lines: Avro values decoded with the schema they were
+    written with (from the registry), tombstones as null, anything else by its size only."""
+    import base64
+    import json
+
+    from connectors.files.loader import TopicProbe
+    from pipeline.exceptions import DecodeError
+    from pipeline.stream.serialization import RegistrySerde
+
+    probe = TopicProbe(settings.kafka_security())
+    serde = RegistrySerde.from_access(settings.registry_access())
+    try:
+        ends = probe.ends(args.topic)
+        if not ends:
+            say(f"topic {args.topic}: not found or empty")
+            return 2
+        since = {p: max(0, end - args.last) for p, end in ends.items()} if args.last else {}
+        messages = probe.arrived(args.topic, since)
+    finally:
+        probe.close()
+    for message in sorted(messages, key=lambda m: (m.timestamp()[1], m.partition(), m.offset())):
+        raw = message.value()
+        value: object
+        if raw is None:
+            value = None
+        else:
+            try:
+                value = serde.decode_as_written(raw)
+            except DecodeError as exc:
+                value = {"undecoded_bytes": len(raw), "why": exc.rejection.reason.value}
+        key = message.key()
+        record = {
+            "partition": message.partition(),
+            "offset": message.offset(),
+            "key": key.decode("utf-8", "replace") if key is not None else None,
+            "headers": {
+                k: base64.b64encode(v).decode() if v is not None else None
+                for k, v in (message.headers() or [])
+            }
+            if args.headers
+            else None,
+            "value": value,
+        }
+        print(json.dumps(record, default=str, ensure_ascii=False))
     return 0

@@ -151,6 +151,10 @@ class RegistrySerde:
         self._writers[schema_id] = parsed
         return parsed
 
+    def decode_as_written(self, data: bytes) -> dict[str, Any]:
+        """A Confluent-framed record read with the schema it was written with (any topic)."""
+        return decode_confluent(data, self.writer_schema, None)
+
     def decode(self, topic: str, data: bytes, model: type[ContractModel]) -> dict[str, Any]:
         return self.decode_record(topic, data, model.avro_name)
 

@@ -25,7 +25,8 @@ help: ## List every target
 $(VENV_STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@# The build backend's warnings (an editable install) are not the user's business.
+	PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet -e ".[dev]"
 	@touch $@
 
 $(JARS_STAMP): stack/pom.xml

@@ -66,6 +66,7 @@ class KafkaSecurity:
         conf: dict[str, Any] = {
             "bootstrap.servers": self.bootstrap_servers,
             "security.protocol": self.protocol,
+            "log_level": CLIENT_LOG_LEVEL,
         }
         if self.sasl:
             conf |= {
@@ -138,11 +139,16 @@ class RegistryAccess:
         return conf
 
 
+# librdkafka logs to stderr from level 6 (informational: every connection made or lost) by
+# default; warnings and errors (syslog levels 4 and below) are enough on a terminal.
+CLIENT_LOG_LEVEL = 4
+
+
 def kafka_conf(target: str | KafkaSecurity) -> dict[str, Any]:
     """confluent-kafka properties for a bootstrap string (plaintext) or a KafkaSecurity."""
     if isinstance(target, KafkaSecurity):
         return target.librdkafka()
-    return {"bootstrap.servers": target}
+    return {"bootstrap.servers": target, "log_level": CLIENT_LOG_LEVEL}
 
 
 def check_kafka(security: KafkaSecurity, timeout_s: float = 10.0) -> None:

@@ -10,7 +10,8 @@ so the result cannot depend on partitioning. Keys:
                            rolled off under ``rolled``) and first-seen time, or after a merge
                            a forward pointer: ``fwd`` the survivor (shortened as merges chain),
                            ``into`` the customer it was merged into and ``why`` the merge's
-                           evidence (pipeline.engine.explanation reads both);
+                           evidence (pipeline.engine.explanation reads both); ``dnl`` lists
+                           customers an operator said are other people (do not link);
 ``e|<event_id>``           what linking the event decided: its customer, folds and changes
                            (idempotency by event id: a repeat re-emits the same decision).
 
@@ -28,8 +29,8 @@ from typing import Any
 
 from pipeline.contract.models import ChangeType, ChannelEvent, Evidence, IdentityChange, to_millis
 from pipeline.engine.identifiers import Node
-from pipeline.engine.links import Fold, Linked
-from pipeline.engine.matching import MatchConfig, Matcher
+from pipeline.engine.links import Fold, Linked, change_id
+from pipeline.engine.matching import DO_NOT_LINK, MatchConfig, Matcher
 from pipeline.engine.namespaces import NamespaceRules
 from pipeline.engine.state import Store
 
@@ -37,6 +38,8 @@ SHARED_IDENTIFIER = "shared_identifier"
 UNIQUE_CONFLICT = "unique_namespace_conflict"
 NAMESPACE_LIMIT = "namespace_limit"
 HAIRBALL = "hairball_guard"
+# Customers an operator said are other people (DO_NOT_LINK), kept per customer record.
+MAX_DO_NOT_LINK = 100
 
 
 def to_ms(moment: datetime) -> int:
@@ -102,10 +105,6 @@ def _change(
             "occurred_at": to_millis(occurred_at),
         }
     )
-
-
-def _change_id(*parts: str) -> str:
-    return "chg-" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 
 class Graph:
@@ -192,7 +191,6 @@ class Graph:
             customer = self.merge(
                 customer,
                 other,
-                event,
                 now,
                 result,
                 f"shared {node.namespace}",
@@ -242,7 +240,7 @@ class Graph:
             self._attach(active[0][0], customer, event, at, "first_seen", None)
         result.changes.append(
             _change(
-                change_id=_change_id("created", event.event_id),
+                change_id=change_id("created", event.event_id),
                 change_type=ChangeType.created,
                 customer_id=customer,
                 reason="new customer" + (f" from {active[0][0].namespace}" if active else ""),
@@ -308,6 +306,10 @@ class Graph:
         a = self.store.get("c|" + left)
         b = self.store.get("c|" + right)
         assert a is not None and b is not None
+        if any(self.resolve(c) == right for c in a.get("dnl", [])) or any(
+            self.resolve(c) == left for c in b.get("dnl", [])
+        ):
+            return (DO_NOT_LINK, "operator")
         namespaces = sorted(set(a["ids"]) | set(b["ids"]))
         for namespace in namespaces:
             mine, theirs = set(a["ids"].get(namespace, [])), set(b["ids"].get(namespace, []))
@@ -324,7 +326,6 @@ class Graph:
         self,
         left: str,
         right: str,
-        event: ChannelEvent,
         now: datetime,
         result: Linked,
         reason: str,
@@ -346,6 +347,8 @@ class Graph:
             rolled = kept.setdefault("rolled", {})
             rolled[namespace] = rolled.get(namespace, 0) + count
         kept["first"] = min(kept["first"], gone["first"])
+        if gone.get("dnl"):
+            kept["dnl"] = sorted(set(kept.get("dnl", [])) | set(gone["dnl"]))[:MAX_DO_NOT_LINK]
         self.store.set("c|" + winner, kept)
         self.store.set(
             "c|" + loser, {"fwd": winner, "into": winner, "why": merge_evidence(evidence)}
@@ -355,7 +358,7 @@ class Graph:
         result.folds.append(Fold(loser, winner))
         result.changes.append(
             _change(
-                change_id=_change_id("merged", event.event_id, loser, winner),
+                change_id=change_id("merged", evidence.event_id, loser, winner),
                 change_type=ChangeType.merged,
                 customer_id=winner,
                 old_customer_ids=[loser],
@@ -395,7 +398,7 @@ class Graph:
         if not quarantine:
             return None
         return _change(
-            change_id=_change_id("quarantined", node.key),
+            change_id=change_id("quarantined", node.key),
             change_type=ChangeType.quarantined,
             customer_id=self.resolve(record["c"]),
             reason=f"a {node.namespace} value tied together more than {limit} profiles with "
@@ -417,10 +420,12 @@ class Graph:
         reason = (
             f"link refused: the profiles hold different {namespace} values"
             if rule == UNIQUE_CONFLICT
+            else "link refused: an operator decided these customers are two people"
+            if rule == DO_NOT_LINK
             else f"link refused: more {namespace} values than one profile may hold"
         )
         return _change(
-            change_id=_change_id("conflict", event.event_id, customer, other or "", node.key),
+            change_id=change_id("conflict", event.event_id, customer, other or "", node.key),
             change_type=ChangeType.conflict,
             customer_id=customer,
             old_customer_ids=[other] if other else [],

@@ -4,6 +4,7 @@ the stitcher and the linking stage."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 from pipeline.contract.models import IdentityChange
@@ -30,3 +31,9 @@ class Linked:
     possible: list[tuple[str, str]] = field(default_factory=list)
     # The event's identifiers that belong to its customer (refused ones left out).
     nodes: list[Node] = field(default_factory=list)
+
+
+def change_id(*parts: str) -> str:
+    """An IdentityChange's id from what caused it: the same cause, the same id (consumers
+    deduplicate by it)."""
+    return "chg-" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]

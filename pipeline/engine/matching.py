@@ -36,12 +36,15 @@ from pipeline.engine.features import (
     new_values,
 )
 from pipeline.engine.identifiers import Node
-from pipeline.engine.links import Linked
+from pipeline.engine.links import Linked, change_id
 from pipeline.engine.names import name_forms, phonetic
 from pipeline.engine.state import Store
 from pipeline.engine.weights import default_model
 
 PROBABILISTIC = "probabilistic"
+# An operator decided two customers are two people (a rejected possible match): no automatic
+# link, deterministic or probabilistic, joins them again, and they are not reported again.
+DO_NOT_LINK = "do_not_link"
 PERSON_ATTRIBUTES = ("first_name", "last_name", "birth_date")
 NAME_ATTRIBUTES = ("first_name", "last_name")
 
@@ -58,7 +61,6 @@ class Linking(Protocol):
         self,
         left: str,
         right: str,
-        event: ChannelEvent,
         now: datetime,
         result: Linked,
         reason: str,
@@ -119,10 +121,6 @@ def frequency_key(attribute: str, value: str | None) -> str:
 
 def _pair_key(a: str, b: str) -> str:
     return "m|" + "|".join(sorted((a, b)))
-
-
-def _change_id(*parts: str) -> str:
-    return "chg-" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 
 class Matcher:
@@ -232,7 +230,9 @@ class Matcher:
             for score, candidate in scored:
                 if ambiguous:
                     other = graph.resolve(candidate)
-                    self._possible(event, now, result, customer, other, score, ambiguous=True)
+                    refused = graph.refuse_merge(customer, other) if other != customer else None
+                    if refused is None or refused[0] != DO_NOT_LINK:
+                        self._possible(event, now, result, customer, other, score, ambiguous=True)
                     continue
                 if merged:
                     # Scored against what the customer is now: a record that matched two
@@ -301,19 +301,20 @@ class Matcher:
         other = graph.resolve(candidate)
         if other == customer:
             return customer
+        refused = graph.refuse_merge(customer, other)
+        if refused is not None and refused[0] == DO_NOT_LINK:
+            self.stats["do_not_link"] += 1
+            return customer  # an operator said: two people; not even a possible match
         if score.match_probability < model.thresholds.auto_link:
             return self._possible(event, now, result, customer, other, score)
         evidence = _evidence(event, score)
-        refused = graph.refuse_merge(customer, other)
         if refused is None:
             self.stats["auto_links"] += 1
-            return graph.merge(
-                customer, other, event, now, result, f"{PROBABILISTIC} match", evidence
-            )
+            return graph.merge(customer, other, now, result, f"{PROBABILISTIC} match", evidence)
         self.stats["refused_unique"] += 1
         result.changes.append(
             IdentityChange(
-                change_id=_change_id("conflict", event.event_id, customer, other),
+                change_id=change_id("conflict", event.event_id, customer, other),
                 change_type=ChangeType.conflict,
                 customer_id=customer,
                 old_customer_ids=[other],
@@ -345,7 +346,7 @@ class Matcher:
         why = "; the record fits two different customers" if ambiguous else ""
         result.changes.append(
             IdentityChange(
-                change_id=_change_id("possible_match", customer, other),
+                change_id=change_id("possible_match", customer, other),
                 change_type=ChangeType.possible_match,
                 customer_id=customer,
                 old_customer_ids=[other],

@@ -25,6 +25,7 @@ from pipeline.engine.graph import Graph
 from pipeline.engine.identifiers import DropReason, Normaliser
 from pipeline.engine.matching import MatchConfig
 from pipeline.engine.namespaces import NamespaceRules
+from pipeline.engine.operations import Operation, Operations, Outcome
 from pipeline.engine.profile import (
     ProfileBook,
     ProfileOutput,
@@ -90,6 +91,7 @@ class Stitcher:
         )
         self.clock = clock
         self.counts = Counts()
+        self.operations = Operations(self.graph, self.config.normaliser)
 
     def process(self, event: ChannelEvent) -> Outputs:
         now: datetime = self.clock()
@@ -119,6 +121,24 @@ class Stitcher:
         while pending:
             self._drain(pending, out, now)
         return out
+
+    def operate(self, operation: Operation) -> tuple[Outcome, Outputs]:
+        """An operator's decision (pipeline.engine.operations), then what the profile stage
+        makes of its merges — in order with the events, as the worker will."""
+        now: datetime = self.clock()
+        outcome = self.operations.apply(operation, now)
+        out = Outputs(
+            outcome.customer_id or "",
+            outcome.status == "repeat",
+            changes=list(outcome.linked.changes),
+        )
+        self.counts.changes.update(change.change_type for change in out.changes)
+        pending: deque[tuple[str, dict[str, Any]]] = deque(
+            (fold.loser, fold_message(fold.winner)) for fold in outcome.linked.folds
+        )
+        while pending:
+            self._drain(pending, out, now)
+        return outcome, out
 
     def _drain(
         self, pending: deque[tuple[str, dict[str, Any]]], out: Outputs, now: datetime

@@ -2,8 +2,11 @@
 
 Every line is a ChannelEvent in the contract's JSON form. The output has one line per input
 line, in input order: ``{"event_id": ..., "customer_id": ...}`` with the customer id after all
-merges (``customer_id`` null and ``rejected`` set for an event the intake refused). A line that
-is not a JSON object stops the replay with an error naming the line.
+merges (``customer_id`` null and ``rejected`` set for an event the intake refused). A line
+``{"operation": {...}}`` is an operator's decision (pipeline.engine.operations: link, accept,
+reject), applied in order with the events; its output line is the outcome
+(``operation_id``, ``status``, ``detail``, ``customer_id``, ``changes``). A line that is not a
+JSON object, or a broken operation, stops the replay with an error naming the line.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ from pipeline.contract.dead_letters import Rejection
 from pipeline.contract.event_json import fast_event
 from pipeline.contract.intake import check, encodable, validate
 from pipeline.contract.models import ChangeType, ChannelEvent, CustomerProfile
+from pipeline.engine.operations import Operation
 from pipeline.engine.state import MemoryStore, Store
-from pipeline.engine.stitcher import StitchConfig, Stitcher
+from pipeline.engine.stitcher import Outputs, StitchConfig, Stitcher
 from pipeline.exceptions import ConfigurationError, UnreadableInputError
 
 PROGRESS_MIN_BYTES = 5 * 1024 * 1024
@@ -43,6 +47,7 @@ class ReplaySummary:
     profiles: int = 0
     seconds: float = 0.0
     matching: Counter[str] | None = None  # None: probabilistic matching was off
+    operations: Counter[str] = field(default_factory=Counter)  # operator decisions by status
 
     @property
     def events_per_second(self) -> float:
@@ -73,6 +78,8 @@ class ReplaySummary:
             ),
             ("time", f"{self.seconds:.2f}s, {self.events_per_second:,.0f} events/s"),
         ]
+        if self.operations:
+            rows.insert(-1, ("operations", f"{dict(sorted(self.operations.items()))}"))
         return "\n".join(f"{name:>20}: {value}" for name, value in rows)
 
 
@@ -140,11 +147,44 @@ def _read_event(
     return _writable(validate(data, now, config.intake), line), event_id
 
 
+def _read_operation(path: Path, number: int, line: str) -> Operation | None:
+    """An operator's decision, ``{"operation": {...}}`` (pipeline.engine.operations), or None
+    when the line is not one. A line that says it is one but is broken stops the replay."""
+    if '"operation"' not in line:
+        return None
+    try:
+        data: Any = json.loads(line)
+    except json.JSONDecodeError:
+        return None  # reported as an unreadable event by the event path
+    if not isinstance(data, dict) or not isinstance(data.get("operation"), dict):
+        return None
+    try:
+        return Operation.from_json(data["operation"])
+    except ConfigurationError as exc:
+        raise UnreadableInputError(f"{path}:{number}: {exc}") from exc
+
+
 def _writable(outcome: ChannelEvent | Rejection, line: str) -> ChannelEvent | Rejection:
     """Only an escaped surrogate (\\udXXX) can make an event unwritable: check those lines."""
     if isinstance(outcome, ChannelEvent) and "\\ud" in line.lower():
         return encodable(outcome)
     return outcome
+
+
+def _write_outputs(
+    out: Outputs,
+    changes_out: IO[str] | None,
+    journeys_out: IO[str] | None,
+    latest: dict[str, CustomerProfile] | None,
+) -> None:
+    if changes_out is not None:
+        changes_out.writelines(change.to_json() + "\n" for change in out.changes)
+    if journeys_out is not None:
+        journeys_out.writelines(j.to_json() + "\n" for j in out.journeys)
+    if latest is not None:
+        for gone in out.tombstones:
+            latest.pop(gone, None)
+        latest.update((p.customer_id, p) for p in out.profiles)
 
 
 def replay(
@@ -165,7 +205,8 @@ def replay(
     config = config or StitchConfig()
     summary = ReplaySummary()
     started = time.perf_counter()
-    routed: list[tuple[str | None, str | None]] = []  # (event_id, rejection reason)
+    # (event_id, rejection reason), or an operation's outcome, in input order.
+    routed: list[tuple[str | None, str | None] | dict[str, Any]] = []
     latest: dict[str, CustomerProfile] = {}
     with ExitStack() as stack:
         graph_store, profile_store = stack.enter_context(open_stores(store, state_dir))
@@ -175,6 +216,13 @@ def replay(
             if not line.strip():
                 continue
             summary.lines += 1
+            operation = _read_operation(input_path, number, line)
+            if operation is not None:
+                done, out = stitcher.operate(operation)
+                summary.operations[done.status] += 1
+                routed.append(done.to_json())
+                _write_outputs(out, changes_out, journeys_out, latest if profiles_out else None)
+                continue
             outcome, event_id = _read_event(input_path, number, line, clock(), config)
             if isinstance(outcome, Rejection):
                 summary.rejected[outcome.reason.value] += 1
@@ -183,16 +231,14 @@ def replay(
             out = stitcher.process(outcome)
             summary.accepted += 1
             routed.append((outcome.event_id, None))
-            for change in out.changes:
-                if changes_out is not None:
-                    changes_out.write(change.to_json() + "\n")
-            if journeys_out is not None:
-                journeys_out.writelines(j.to_json() + "\n" for j in out.journeys)
-            if profiles_out is not None:
-                for gone in out.tombstones:
-                    latest.pop(gone, None)
-                latest.update((p.customer_id, p) for p in out.profiles)
-        for event_id, reason in routed:
+            _write_outputs(out, changes_out, journeys_out, latest if profiles_out else None)
+        for entry in routed:
+            if isinstance(entry, dict):
+                customer = entry["customer_id"]
+                entry["customer_id"] = stitcher.graph.resolve(customer) if customer else None
+                output.write(json.dumps(entry, ensure_ascii=False) + "\n")
+                continue
+            event_id, reason = entry
             if reason is not None:
                 record = {"event_id": event_id, "customer_id": None, "rejected": reason}
             else:

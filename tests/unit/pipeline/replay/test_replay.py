@@ -102,3 +102,45 @@ def test_a_lone_surrogate_is_rejected_not_a_crash(tmp_path: Path) -> None:
     assert rows[0] == {"event_id": "bad", "customer_id": None, "rejected": "invalid_utf8"}
     assert rows[1]["customer_id"] is not None  # a surrogate pair is a real character
     assert len(journeys.read_text().splitlines()) == 1
+
+
+def test_operations_in_the_input_are_applied_in_order_with_the_events(tmp_path: Path) -> None:
+    crm = make_event(identifiers=[Identifier(namespace="customer_id", value="CRM-1")])
+    web = make_event(identifiers=[Identifier(namespace="anonymous_id", value="anon-9")])
+    later = make_event(identifiers=[Identifier(namespace="anonymous_id", value="anon-9")])
+
+    def operation(n: int, kind: str) -> str:
+        return json.dumps(
+            {
+                "operation": {
+                    "operation_id": f"op-{n}",
+                    "kind": kind,
+                    "left": "customer_id:CRM-1",
+                    "right": "anonymous_id:anon-9",
+                    "operator": "agent-17",
+                    "reason": "same person, checked at the till",
+                    "requested_at": "2026-11-24T11:00:00Z",
+                }
+            }
+        )
+
+    lines = [crm.to_json(), web.to_json(), operation(1, "link"), operation(1, "link")]
+    source = _write(tmp_path / "in.jsonl", [*lines, later.to_json()])
+    changes = tmp_path / "changes.jsonl"
+    done = _run(str(source), "--output", str(tmp_path / "out.jsonl"), "--changes", str(changes))
+    assert done.returncode == 0, done.stderr
+    out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [o.get("status") for o in out] == [None, None, "done", "repeat", None]
+    survivor = out[0]["customer_id"]
+    assert out[1]["customer_id"] == out[2]["customer_id"] == out[4]["customer_id"] == survivor
+    rules = [
+        c["evidence"][0]["rule"]
+        for c in map(json.loads, changes.read_text().splitlines())
+        if c["change_type"] == "merged"
+    ]
+    assert rules == ["operator"]
+    assert "operations" in done.stderr and "'done': 1" in done.stderr
+
+    broken = _write(tmp_path / "broken.jsonl", [crm.to_json(), '{"operation": {"kind": "link"}}'])
+    failed = _run(str(broken), "--output", str(tmp_path / "out2.jsonl"))
+    assert failed.returncode != 0 and "broken.jsonl:2" in failed.stderr

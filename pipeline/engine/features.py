@@ -79,13 +79,17 @@ def merge_features(into: Features, other: Features) -> Features:
 
 def new_values(into: Features, other: Features) -> list[tuple[str, str]]:
     """The (attribute, value) pairs of ``other`` that merging would add to ``into``."""
-    merged = merge_features(into, other)
-    return [
-        (attribute, value)
-        for attribute, values in merged.items()
-        for value in values
-        if value not in into.get(attribute, [])
-    ]
+    added: list[tuple[str, str]] = []
+    for attribute, values in other.items():
+        have = into.get(attribute, [])
+        room = MAX_VALUES_PER_ATTRIBUTE - len(have)
+        for value in values:
+            if room <= 0:
+                break
+            if value not in have and (attribute, value) not in added:
+                added.append((attribute, value))
+                room -= 1
+    return added
 
 
 def reversed_names(features: Features) -> Features | None:

@@ -154,6 +154,7 @@ def name_forms(value: str) -> NameForms | None:
     )
 
 
+@lru_cache(maxsize=1 << 16)
 def phonetic(folded: str) -> str:
     """Metaphone of the first token of a folded name ('' when there is none)."""
     first = folded.split(" ", 1)[0] if folded else ""

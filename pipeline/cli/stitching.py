@@ -178,8 +178,8 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     import json
     from pathlib import Path
 
-    from pipeline.contract.models import Identifier
     from pipeline.engine.explanation import explain
+    from pipeline.engine.identifiers import Node
     from pipeline.replay.stores import RocksDBStore
 
     graph_dir = Path(args.state_dir) / "graph"
@@ -189,15 +189,12 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     normaliser = stitch_config(settings).normaliser
     nodes = []
     for raw in (args.left, args.right):
-        namespace, sep, value = raw.partition(":")
-        found, dropped = (
-            normaliser.nodes([Identifier(namespace=namespace, value=value)]) if sep else ([], None)
-        )
-        if not found:
-            why = ", ".join(sorted(dropped)) if dropped else "expected NAMESPACE:VALUE"
+        found = normaliser.node_of(raw)
+        if not isinstance(found, Node):
+            why = found.value if found is not None else "expected NAMESPACE:VALUE"
             say(f"not an identifier: {raw.split(':', 1)[0]}:… ({why})")
             return 2
-        nodes.append(found[0])
+        nodes.append(found)
     store = RocksDBStore(graph_dir)
     try:
         found_path = explain(store, nodes[0], nodes[1])

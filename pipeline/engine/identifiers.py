@@ -145,6 +145,14 @@ class Normaliser:
             return DropReason.junk
         return Node(PHONE, phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
+    def node_of(self, reference: str) -> Node | DropReason | None:
+        """An identifier as an operator types it, ``namespace:value``: its node (normalised as
+        the stitcher does), why it would be dropped, or None when it is not of that form."""
+        namespace, sep, value = reference.partition(":")
+        if not sep:
+            return None
+        return self.normalise(namespace, value)  # type: ignore[attr-defined,no-any-return]
+
     def nodes(
         self, identifiers: Iterable[Identifier], traits: Traits | None = None
     ) -> tuple[list[Node], Counter[DropReason]]:

@@ -26,7 +26,6 @@ from typing import Any, Literal
 from pipeline.contract.models import (
     ChangeType,
     Evidence,
-    Identifier,
     IdentityChange,
 )
 from pipeline.engine.graph import MAX_DO_NOT_LINK, Graph
@@ -38,6 +37,7 @@ OPERATOR = "operator"
 KINDS = ("link", "accept", "reject")
 Status = Literal["done", "refused", "unknown", "repeat"]
 MAX_TEXT = 256  # operator, reason: short texts, never personal data
+MAX_REFERENCE = 64 + 1 + 256  # namespace:value at the contract's identifier limits
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,8 @@ class Operation:
                 raise ConfigurationError(f"operation: {name} is empty")
         if len(found.operator) > MAX_TEXT or len(found.reason) > MAX_TEXT:
             raise ConfigurationError(f"operation: operator and reason are at most {MAX_TEXT} chars")
+        if len(found.left) > MAX_REFERENCE or len(found.right) > MAX_REFERENCE:
+            raise ConfigurationError(f"operation: left and right are at most {MAX_REFERENCE} chars")
         return found
 
 
@@ -111,13 +113,10 @@ class Operations:
         if ref.startswith("cus-"):
             record = self.graph.store.get("c|" + ref)
             return (self.graph.resolve(ref) if record is not None else None), None
-        namespace, sep, value = ref.partition(":")
-        if not sep:
+        node = self.normaliser.node_of(ref)
+        if not isinstance(node, Node):
             return None, None
-        nodes, _dropped = self.normaliser.nodes([Identifier(namespace=namespace, value=value)])
-        if not nodes:
-            return None, None
-        return self.graph.customer_of_node(nodes[0]), nodes[0]
+        return self.graph.customer_of_node(node), node
 
     def apply(self, operation: Operation, now: datetime) -> Outcome:
         seen = self.graph.store.get("op|" + operation.operation_id)

@@ -128,6 +128,9 @@ def test_unknown_targets_and_rejecting_one_customer(stitcher: Stitcher) -> None:
     a = see(stitcher, [("email", "kathi@example.de"), ("phone", "+491701234567")])
     unknown, _ = stitcher.operate(op("link", "email:nobody@example.de", a))
     assert unknown.status == "unknown" and "nobody" not in unknown.detail
+    for reference in (":no-namespace", "no separator", "email:not an address"):
+        refused, _ = stitcher.operate(op("link", reference, a, n=len(reference)))
+        assert refused.status == "unknown"
     same, _ = stitcher.operate(op("reject", "email:kathi@example.de", "phone:+491701234567", n=2))
     assert same.status == "refused" and "splitting" in same.detail
 
@@ -140,6 +143,7 @@ def test_unknown_targets_and_rejecting_one_customer(stitcher: Stitcher) -> None:
         {"kind": "link", "operator": ""},
         {"kind": "link", "requested_at": "yesterday"},
         {"kind": "link", "reason": "x" * 300},
+        {"kind": "link", "right": "email:" + "x" * 400},
     ],
 )
 def test_a_broken_operation_is_refused_with_a_clear_error(broken: dict[str, str]) -> None:

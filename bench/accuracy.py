@@ -30,7 +30,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from bench import febrl, households
-from bench.runs import ANCHOR, Result, pair_completeness, result_of, splink_people, stitch
+from bench.runs import (
+    ANCHOR,
+    Result,
+    pair_completeness,
+    splink_people,
+    splink_result,
+    stitch,
+)
 from connectors.synthetic.generator import generate, map_touches
 from pipeline.contract.models import ChannelEvent
 from pipeline.engine.identifiers import Normaliser
@@ -67,7 +74,6 @@ SHARED_IDENTIFIER: dict[str, Any] = {
         },
     ],
 }
-THRESHOLD = 0.95
 
 
 def splink_records(events: Sequence[ChannelEvent]) -> list[dict[str, Any]]:
@@ -137,13 +143,7 @@ def splink(events: Sequence[ChannelEvent], truth: dict[str, str]) -> Result:
         block_on("postal_code", "substr(first_name, 1, 1)"),
     ):
         linker.training.estimate_parameters_using_expectation_maximisation(rule)
-    pairs = linker.inference.predict(threshold_match_probability=THRESHOLD)
-    clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
-        pairs, threshold_match_probability=THRESHOLD
-    )
-    predicted = {str(row["unique_id"]): str(row["cluster_id"]) for row in clusters.as_record_list()}
-    seconds = time.perf_counter() - started
-    return result_of(predicted, truth, seconds)
+    return splink_result(linker, truth, started)
 
 
 def order_spread(

@@ -9,6 +9,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from pipeline.contract.models import ChannelEvent
 from pipeline.engine.comparisons import Model
@@ -139,6 +140,12 @@ def splink_people(events: Sequence[ChannelEvent], truth: dict[str, str]) -> Resu
     linker.training.estimate_u_using_random_sampling(max_pairs=1e6, seed=1)
     for rule in (block_on("first_name", "surname"), block_on("dob"), block_on("postcode")):
         linker.training.estimate_parameters_using_expectation_maximisation(rule)
+    return splink_result(linker, truth, started)
+
+
+def splink_result(linker: Any, truth: dict[str, str], started: float) -> Result:
+    """Predict pairs and cluster them at SPLINK_THRESHOLD; score against the truth, the time
+    counted from ``started`` (Splink's set-up and training included)."""
     pairs = linker.inference.predict(threshold_match_probability=SPLINK_THRESHOLD)
     clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
         pairs, threshold_match_probability=SPLINK_THRESHOLD

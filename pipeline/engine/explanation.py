@@ -164,6 +164,7 @@ def _end(path: list[Step]) -> str | None:
 def explain(store: Store, left: Node, right: Node) -> Explanation:
     """The evidence that joins two identifiers, read from a linking stage's graph state."""
     a, b = path_of(store, left), path_of(store, right)
+    left_customer, right_customer = _end(a), _end(b)
     notes = []
     for node in (left, right):
         record = store.get("n|" + node.key)
@@ -174,12 +175,12 @@ def explain(store: Store, left: Node, right: Node) -> Explanation:
                 f"{node.key} is quarantined: it tied together profiles with different unique "
                 "ids and no longer links"
             )
-    joined = bool(a and b) and _end(a) == _end(b)
+    joined = bool(a and b) and left_customer == right_customer
     meet = None
     if joined:
         # Where the paths meet: the first customer of the right path on the left one.
-        on_left = [a[0].customer] + [s.customer for s in a[1:]]
-        on_right = [b[0].customer] + [s.customer for s in b[1:]]
+        on_left = [step.customer for step in a]
+        on_right = [step.customer for step in b]
         meet = next(c for c in on_left if c in on_right)
         a = a[: on_left.index(meet) + 1]
         b = b[: on_right.index(meet) + 1]
@@ -190,7 +191,7 @@ def explain(store: Store, left: Node, right: Node) -> Explanation:
         meet,
         a,
         b,
-        _end(path_of(store, left)),
-        _end(path_of(store, right)),
+        left_customer,
+        right_customer,
         notes,
     )

@@ -69,11 +69,8 @@ def features_of(traits: Traits, nodes: Sequence[Node]) -> Features:
 def merge_features(into: Features, other: Features) -> Features:
     """Both records' values, at most MAX_VALUES_PER_ATTRIBUTE per attribute (oldest kept)."""
     merged = {k: list(v) for k, v in into.items()}
-    for attribute, values in other.items():
-        target = merged.setdefault(attribute, [])
-        for value in values:
-            if value not in target and len(target) < MAX_VALUES_PER_ATTRIBUTE:
-                target.append(value)
+    for attribute, value in new_values(into, other):
+        merged.setdefault(attribute, []).append(value)
     return merged
 
 

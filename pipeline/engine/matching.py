@@ -157,9 +157,7 @@ class Matcher:
 
     # -- blocking --------------------------------------------------------------------------------
 
-    def _candidates(
-        self, graph: Linking, keys: Sequence[str], customer: str, seen: set[str]
-    ) -> list[str]:
+    def _candidates(self, graph: Linking, keys: Sequence[str], customer: str) -> list[str]:
         found: list[str] = []
         for key in keys:
             block = self.store.get("b|" + key)
@@ -170,7 +168,7 @@ class Matcher:
                 continue
             for candidate in block["c"]:
                 resolved = graph.resolve(candidate)
-                if resolved != customer and resolved not in found and resolved not in seen:
+                if resolved != customer and resolved not in found:
                     found.append(resolved)
         if len(found) > self.config.max_candidates:
             self.stats["candidates_capped"] += 1
@@ -225,13 +223,13 @@ class Matcher:
             merged = False
             # Every round compares with what the customer is now: a candidate refused before a
             # merge may match after it.
-            scored = self._scored(graph, keys, customer, mine, set())
+            scored = self._scored(graph, keys, customer, mine)
             ambiguous = self._ambiguous(scored)
             for score, candidate in scored:
                 if ambiguous:
                     other = graph.resolve(candidate)
                     refused = graph.refuse_merge(customer, other) if other != customer else None
-                    if refused is None or refused[0] != DO_NOT_LINK:
+                    if not self._forbidden(refused):
                         self._possible(event, now, result, customer, other, score, ambiguous=True)
                     continue
                 if merged:
@@ -257,12 +255,10 @@ class Matcher:
         keys: Sequence[str],
         customer: str,
         mine: Features,
-        compared: set[str],
     ) -> list[tuple[Score, str]]:
         model = self.config.model
         scored: list[tuple[Score, str]] = []
-        for candidate in self._candidates(graph, keys, customer, compared):
-            compared.add(candidate)
+        for candidate in self._candidates(graph, keys, customer):
             self.stats["compared"] += 1
             score = model.score(mine, self.features(candidate), self.frequency)
             if score.match_probability >= model.thresholds.review:
@@ -287,6 +283,13 @@ class Matcher:
                 return True
         return False
 
+    def _forbidden(self, refused: tuple[str, str] | None) -> bool:
+        """An operator's do-not-link is among the reasons: no link and no possible match."""
+        if refused is not None and refused[0] == DO_NOT_LINK:
+            self.stats["do_not_link"] += 1
+            return True
+        return False
+
     def _decide(
         self,
         graph: Linking,
@@ -302,8 +305,7 @@ class Matcher:
         if other == customer:
             return customer
         refused = graph.refuse_merge(customer, other)
-        if refused is not None and refused[0] == DO_NOT_LINK:
-            self.stats["do_not_link"] += 1
+        if self._forbidden(refused):
             return customer  # an operator said: two people; not even a possible match
         if score.match_probability < model.thresholds.auto_link:
             return self._possible(event, now, result, customer, other, score)

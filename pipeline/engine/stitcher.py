@@ -110,16 +110,14 @@ class Stitcher:
         )
         for a, b in linked.possible:
             pending.extend([(a, possible_message(b)), (b, possible_message(a))])
-        while pending:
-            self._drain(pending, out, now)
+        self._drain(pending, out, now)
         out.collect(
             produced := self.book.add_event(
                 linked.customer_id, event, linked.nodes, now, repeat=linked.duplicate
             )
         )
         pending.extend(produced.forwards)
-        while pending:
-            self._drain(pending, out, now)
+        self._drain(pending, out, now)
         return out
 
     def operate(self, operation: Operation) -> tuple[Outcome, Outputs]:
@@ -136,17 +134,19 @@ class Stitcher:
         pending: deque[tuple[str, dict[str, Any]]] = deque(
             (fold.loser, fold_message(fold.winner)) for fold in outcome.linked.folds
         )
-        while pending:
-            self._drain(pending, out, now)
+        self._drain(pending, out, now)
         return outcome, out
 
     def _drain(
         self, pending: deque[tuple[str, dict[str, Any]]], out: Outputs, now: datetime
     ) -> None:
-        customer_id, message = pending.popleft()
-        produced = self.book.handle(customer_id, message, now)
-        out.collect(produced)
-        pending.extend(produced.forwards)
+        """Hand the profile stage every pending message, and what they forward, until none is
+        left."""
+        while pending:
+            customer_id, message = pending.popleft()
+            produced = self.book.handle(customer_id, message, now)
+            out.collect(produced)
+            pending.extend(produced.forwards)
 
     def customer_of_event(self, event_id: str) -> str | None:
         return self.graph.customer_of_event(event_id)

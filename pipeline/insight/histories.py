@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -73,11 +73,8 @@ def orders_of(customer: str, events: Iterable[ChannelEvent]) -> list[Order]:
         key = event.properties.get(key_property) or event.event_id
         fulfilment = event.properties.get("fulfilment", "")
         if key in found:
-            if fulfilment == CLICK_AND_COLLECT and not found[key].click_and_collect:
-                old = found[key]
-                found[key] = Order(
-                    old.key, old.customer, old.at, old.channel, old.amount, old.currency, True
-                )
+            if fulfilment == CLICK_AND_COLLECT:
+                found[key] = replace(found[key], click_and_collect=True)
             continue
         found[key] = Order(
             key,

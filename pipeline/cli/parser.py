@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from pipeline.cli.connectors import cmd_collector, cmd_files, cmd_generate
+from pipeline.cli.operating import add_operation_arguments, cmd_link, cmd_review
 from pipeline.cli.stack import cmd_schemas, cmd_stack, cmd_tail, cmd_topics
 from pipeline.cli.stitching import (
     cmd_eval,
@@ -106,6 +107,22 @@ def build_parser() -> argparse.ArgumentParser:
     explaining.add_argument("--state-dir", required=True, help="the replay's --state-dir")
     explaining.add_argument("--json", action="store_true", help="print JSON instead of text")
     explaining.set_defaults(func=cmd_explain)
+
+    linking = sub.add_parser(
+        "link",
+        help="tell the running worker that two customers or identifiers are one person (a "
+        "merge with your evidence), and wait for the result",
+    )
+    add_operation_arguments(linking)
+    linking.set_defaults(func=cmd_link)
+    review = sub.add_parser(
+        "review",
+        help="decide a possible match in the running worker: accept (merge) or reject (the two "
+        "customers never link)",
+    )
+    review.add_argument("decision", choices=["accept", "reject"])
+    add_operation_arguments(review)
+    review.set_defaults(func=cmd_review)
 
     kpis = sub.add_parser(
         "kpis",

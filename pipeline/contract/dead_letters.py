@@ -44,6 +44,8 @@ class Reason(StrEnum):
     occurred_at_out_of_window = "occurred_at_out_of_window"
     no_identifiers_or_traits = "no_identifiers_or_traits"
     invalid_event = "invalid_event"
+    # An IdentityOperation on the operations topic that is not a valid operation.
+    invalid_operation = "invalid_operation"
     # A field over a size or count limit (pipeline.contract.limits).
     limit_exceeded = "limit_exceeded"
     # The schema id names a schema that is not Avro (JSON Schema, Protobuf).

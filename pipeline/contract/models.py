@@ -229,6 +229,30 @@ class JourneyEvent(ContractModel):
     time_since_previous_ms: int | None = None
 
 
+class IdentityOperation(ContractModel):
+    """An operator's decision (validated by pipeline.engine.operations.Operation.from_json)."""
+
+    avro_name: ClassVar[str] = schemas.IDENTITY_OPERATION
+    operation_id: str
+    kind: str
+    left: str
+    right: str
+    operator: str
+    reason: str = ""
+    requested_at: Millis
+
+
+class OperationResult(ContractModel):
+    avro_name: ClassVar[str] = schemas.OPERATION_RESULT
+    operation_id: str
+    kind: str
+    status: str
+    detail: str
+    customer_id: str | None = None
+    change_ids: list[str] = Field(default_factory=list)
+    decided_at: Millis
+
+
 CONTRACT_MODELS: tuple[type[ContractModel], ...] = (
     Identifier,
     Traits,
@@ -237,4 +261,6 @@ CONTRACT_MODELS: tuple[type[ContractModel], ...] = (
     Evidence,
     IdentityChange,
     JourneyEvent,
+    IdentityOperation,
+    OperationResult,
 )

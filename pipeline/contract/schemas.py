@@ -27,6 +27,8 @@ CHANNEL_EVENT = f"{NAMESPACE}.ChannelEvent"
 CUSTOMER_PROFILE = f"{NAMESPACE}.CustomerProfile"
 IDENTITY_CHANGE = f"{NAMESPACE}.IdentityChange"
 JOURNEY_EVENT = f"{NAMESPACE}.JourneyEvent"
+IDENTITY_OPERATION = f"{NAMESPACE}.IdentityOperation"
+OPERATION_RESULT = f"{NAMESPACE}.OperationResult"
 
 
 def schemas_dir() -> Path:

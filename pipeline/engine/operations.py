@@ -12,8 +12,9 @@ Every operation carries its id, who asked and why (no personal data), and is ide
 a repeat gives the first result again and changes nothing. Its IdentityChange has evidence with
 rule ``operator``, source ``operator:<who>``, the operation id as event id and the reason in
 ``details``. The linking stage is the single writer of the graph, so operations are applied
-there, ordered with events (replay reads them from its input; the operations topic is the next
-step of issue #13).
+there, ordered with events: the worker reads them from the operations topic (intake forwards
+them with the events it reads, pipeline.stream.intake_loop) and answers each on the
+operation-results topic; replay reads them from its input.
 """
 
 from __future__ import annotations
@@ -75,12 +76,29 @@ class Operation:
             raise ConfigurationError(f"operation: operator and reason are at most {MAX_TEXT} chars")
         if len(found.left) > MAX_REFERENCE or len(found.right) > MAX_REFERENCE:
             raise ConfigurationError(f"operation: left and right are at most {MAX_REFERENCE} chars")
+        if len(found.operation_id) > MAX_TEXT:
+            raise ConfigurationError(f"operation: operation_id is at most {MAX_TEXT} chars")
         return found
+
+    def to_json(self) -> dict[str, Any]:
+        """The operation as an IdentityOperation record (requested_at a datetime, as Avro's
+        timestamp-millis takes it); ``from_json`` reads it back."""
+        return {
+            "operation_id": self.operation_id,
+            "kind": self.kind,
+            "left": self.left,
+            "right": self.right,
+            "operator": self.operator,
+            "reason": self.reason,
+            "requested_at": self.requested_at,
+        }
 
 
 def _moment(value: Any) -> datetime:
     if value is None:
         raise ValueError("requested_at is missing")
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
@@ -100,6 +118,18 @@ class Outcome:
             "detail": self.detail,
             "customer_id": self.customer_id,
             "changes": [c.change_id for c in self.linked.changes],
+        }
+
+    def to_result(self, kind: str, decided_at: datetime) -> dict[str, Any]:
+        """The outcome as an OperationResult record (its topic's value)."""
+        return {
+            "operation_id": self.operation_id,
+            "kind": kind,
+            "status": self.status,
+            "detail": self.detail,
+            "customer_id": self.customer_id,
+            "change_ids": [c.change_id for c in self.linked.changes],
+            "decided_at": decided_at,
         }
 
 

@@ -62,6 +62,7 @@ from pipeline.stream.topics import (
     EVENTS,
     IDENTITY_CHANGES,
     JOURNEYS,
+    OPERATION_RESULTS,
     PROFILES,
 )
 
@@ -289,6 +290,7 @@ def build_app(
         changes=IDENTITY_CHANGES.name(prefix),
         profiles=PROFILES.name(prefix),
         journeys=JOURNEYS.name(prefix),
+        results=OPERATION_RESULTS.name(prefix),
     )
     # Only the table of this stage (no standby copies of the other's).
     table_name, table_partitions = (

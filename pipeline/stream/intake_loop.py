@@ -30,19 +30,21 @@ from pipeline.contract.dead_letters import (
     DeadLetter,
     DeadLetterCounts,
     Origin,
+    Reason,
     Rejection,
     log_processing_error,
     processing_error,
 )
 from pipeline.contract.intake import accept
 from pipeline.contract.models import ChannelEvent
-from pipeline.contract.schemas import CHANNEL_EVENT
-from pipeline.exceptions import RegistryUnavailableError
+from pipeline.contract.schemas import CHANNEL_EVENT, IDENTITY_OPERATION
+from pipeline.engine.operations import Operation
+from pipeline.exceptions import ConfigurationError, DecodeError, RegistryUnavailableError
 from pipeline.settings import Settings
 from pipeline.stream.batches import EVENT_BATCH, accepted_event, chunks, event_body
 from pipeline.stream.serialization import RegistrySerde, Serde
 from pipeline.stream.supervisor import parent_alive
-from pipeline.stream.topics import ACCEPTED, DEAD_LETTERS, EVENTS
+from pipeline.stream.topics import ACCEPTED, DEAD_LETTERS, EVENTS, OPERATIONS
 
 log = logging.getLogger("omnistitch.intake")
 
@@ -73,6 +75,7 @@ class IntakeLoop:
         self._event_schema_id: int | None = None
         prefix = settings.topic_prefix
         self.source = EVENTS.name(prefix)
+        self.operations_topic = OPERATIONS.name(prefix)
         self.accepted_topic = ACCEPTED.name(prefix)
         self.dead_topic = DEAD_LETTERS.name(prefix)
         kafka = settings.kafka_security().librdkafka()
@@ -135,6 +138,8 @@ class IntakeLoop:
     def handle(self, message: Any) -> tuple[dict[str, Any], int] | None:
         """The accepted event's batch entry (and its size), or None after a dead letter for the
         record. RegistryUnavailableError is raised: the batch waits."""
+        if message.topic() == self.operations_topic:
+            return self.handle_operation(message)
         try:
             outcome = accept(message.value(), self._decode, self.clock(), self.policy)
             if isinstance(outcome, Rejection):
@@ -159,6 +164,32 @@ class IntakeLoop:
             self._dead_letter(message, processing_error(STAGE, exc), type(exc).__name__)
             return None
         return entry, len(message.value())
+
+    def handle_operation(self, message: Any) -> tuple[dict[str, Any], int] | None:
+        """An operator's decision as a batch entry in its place among the events (the linking
+        stage applies it), or None after a dead letter ``invalid_operation``."""
+        origin = _origin(message)
+        try:
+            record = self.serde.decode_record(
+                self.operations_topic, message.value() or b"", IDENTITY_OPERATION
+            )
+            Operation.from_json(record)  # the linking stage applies only valid operations
+        except RegistryUnavailableError:
+            raise
+        except DecodeError as exc:
+            self._dead_letter(message, exc.rejection)
+            return None
+        except ConfigurationError as exc:
+            self._dead_letter(message, Rejection(Reason.invalid_operation, str(exc)))
+            return None
+        except Exception as exc:
+            self.processing_errors += 1
+            log_processing_error(log, STAGE, exc, origin)
+            self._dead_letter(message, processing_error(STAGE, exc), type(exc).__name__)
+            return None
+        entry = accepted_event((b"", 0), origin.topic, origin.partition, origin.offset)
+        entry["operation"] = record
+        return entry, len(message.value() or b"")
 
     def forward(self, entries: list[tuple[dict[str, Any], int]]) -> None:
         """The accepted events as EventBatch records (batch_size events, MAX_BATCH_BYTES)."""
@@ -249,7 +280,7 @@ class IntakeLoop:
 
     def run(self) -> None:
         """Until SIGTERM/SIGINT (or the parent worker is gone): batches, then a clean close."""
-        self.consumer.subscribe([self.source], on_assign=self._on_assign)
+        self.consumer.subscribe([self.source, self.operations_topic], on_assign=self._on_assign)
         last_log = time.monotonic()
         logged: tuple[Any, ...] = ()
         try:

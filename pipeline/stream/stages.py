@@ -29,10 +29,16 @@ from pipeline.clock import Clock
 from pipeline.contract import schemas
 from pipeline.contract.dead_letters import Origin
 from pipeline.contract.models import ChannelEvent, JourneyEvent
-from pipeline.contract.schemas import CHANNEL_EVENT, JOURNEY_EVENT
+from pipeline.contract.schemas import (
+    CHANNEL_EVENT,
+    IDENTITY_OPERATION,
+    JOURNEY_EVENT,
+    OPERATION_RESULT,
+)
 from pipeline.contract.wire import MAGIC_BYTE, journey_body
 from pipeline.engine.graph import Graph
 from pipeline.engine.identifiers import Node
+from pipeline.engine.operations import Operation, Operations
 from pipeline.engine.profile import Journal, ProfileBook, fold_message, possible_message
 from pipeline.engine.state import StagedStore, Store
 from pipeline.engine.stitcher import StitchConfig
@@ -80,6 +86,8 @@ class Topics:
     changes: str
     profiles: str
     journeys: str
+    # Where the linking stage answers operators' decisions (OperationResult records).
+    results: str
 
 
 @dataclass
@@ -226,6 +234,7 @@ class LinkStage(BatchStage):
         super().__init__(store, serde, topics, clock, partitions, batch_size)
         self.stitch = stitch
         self.graph = Graph(self.state, stitch.rules, stitch.matching)
+        self.decisions = Operations(self.graph, stitch.normaliser)
         self.operations: list[tuple[str, dict[str, Any]]] = []
 
     def start(self, items: list[dict[str, Any]]) -> None:
@@ -233,6 +242,8 @@ class LinkStage(BatchStage):
 
     def one(self, index: int, now: datetime, strict: bool) -> list[Output]:
         item = self.items[index]
+        if item.get("operation") is not None:
+            return self.decide(Operation.from_json(item["operation"]), now)
         given_bytes = (item["event"], item["event_schema_id"])
         record = self.decode_event(*given_bytes)
         event = ChannelEvent.trusted(record)  # validated by intake
@@ -262,6 +273,24 @@ class LinkStage(BatchStage):
         ops.append((linked.customer_id, route))
         return out
 
+    def decide(self, operation: Operation, now: datetime) -> list[Output]:
+        """An operator's decision (pipeline.engine.operations): its identity changes, the folds
+        of a merge for the profile stage, and its result on the results topic."""
+        outcome = self.decisions.apply(operation, now)
+        changes = self.topics.changes
+        out: list[Output] = [
+            (changes, change.customer_id.encode(), self.serde.encode(changes, change), None)
+            for change in outcome.linked.changes
+        ]
+        self.operations.extend(
+            (fold.loser, fold_message(fold.winner)) for fold in outcome.linked.folds
+        )
+        results = self.topics.results
+        value = self.serde.encode_record(
+            results, OPERATION_RESULT, outcome.to_result(operation.kind, now)
+        )
+        return [*out, (results, operation.operation_id.encode(), value, None)]
+
     def finish(self, now: datetime, strict: bool) -> list[Output]:
         return self.operation_batches(self.operations)
 
@@ -270,6 +299,13 @@ class LinkStage(BatchStage):
         record in the Confluent wire format."""
         item = self.items[index]
         origin = Origin(item["topic"], item["partition"], item["offset"])
+        if item.get("operation") is not None:  # the operation as an IdentityOperation record
+            try:
+                operation = item["operation"]
+                encoded = self.serde.encode_record(item["topic"], IDENTITY_OPERATION, operation)
+            except Exception:  # the record may be what broke: keep the dead letter anyway
+                encoded = None
+            return origin, str(item["operation"].get("operation_id", "")).encode(), encoded
         value = bytes([MAGIC_BYTE]) + item["event_schema_id"].to_bytes(4, "big") + item["event"]
         try:
             key: bytes | None = self.decode_event(item["event"], item["event_schema_id"])[

@@ -95,6 +95,25 @@ DEAD_LETTERS = TopicSpec(
         {"cleanup.policy": "delete", "retention.ms": str(30 * 24 * 3600 * 1000)}
     ),
 )
+OPERATIONS = TopicSpec(
+    "operations.v1",
+    doc="IdentityOperations: operators' decisions (link, accept, reject), read by intake and "
+    "applied by the linking stage in order with events (1 partition: one order).",
+    key="operation_id",
+    value_schema="io.omnistitch.IdentityOperation",
+    partitioned=False,
+    config=MappingProxyType(
+        {"cleanup.policy": "delete", "retention.ms": str(30 * 24 * 3600 * 1000)}
+    ),
+)
+OPERATION_RESULTS = TopicSpec(
+    "operation-results.v1",
+    doc="OperationResults: what the linking stage made of each operation (the CLI waits here).",
+    key="operation_id",
+    value_schema="io.omnistitch.OperationResult",
+    partitioned=False,
+    config=MappingProxyType({"cleanup.policy": "delete", "retention.ms": _WEEK_MS}),
+)
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     EVENTS,
@@ -104,6 +123,8 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     IDENTITY_CHANGES,
     JOURNEYS,
     DEAD_LETTERS,
+    OPERATIONS,
+    OPERATION_RESULTS,
 )
 
 

@@ -342,3 +342,16 @@ def collector(
     wait_healthy(base, proc)
     yield base, prefix
     assert proc.stop() == 0, proc.tail()
+
+
+@pytest.fixture
+def run_factory(
+    kafka: KafkaEndpoints,
+    unique_name: Callable[[str], str],
+    worker_process: Callable[..., WorkerProcess],
+    tmp_path: Path,
+) -> Callable[[int], Any]:
+    """Factory of worker deployments (tests.integration.deployments.Run) on fresh topics."""
+    from tests.integration.deployments import Run
+
+    return lambda partitions: Run(kafka, unique_name, worker_process, tmp_path, partitions)

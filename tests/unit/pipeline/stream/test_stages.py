@@ -9,7 +9,17 @@ from typing import Any
 
 import pytest
 
-from pipeline.contract.models import ChannelEvent, CustomerProfile, Identifier, JourneyEvent, Traits
+from pipeline.contract.models import (
+    ChangeType,
+    ChannelEvent,
+    CustomerProfile,
+    Identifier,
+    IdentityChange,
+    JourneyEvent,
+    Traits,
+)
+from pipeline.contract.schemas import IDENTITY_OPERATION, OPERATION_RESULT
+from pipeline.engine.operations import Operation
 from pipeline.engine.profile import Journal
 from pipeline.engine.state import MemoryStore
 from pipeline.engine.stitcher import StitchConfig
@@ -26,7 +36,7 @@ from tests.factories import (
     replay_clustering,
 )
 
-TOPICS = Topics("events", "ops", "changes", "profiles", "journeys")
+TOPICS = Topics("events", "ops", "changes", "profiles", "journeys", "results")
 PARTITIONS = 4
 
 
@@ -234,3 +244,98 @@ def test_a_value_over_the_state_bound_is_traced_to_its_record() -> None:
     assert [(i, type(e)) for i, e in outcome.failures] == [(1, StateValueTooLargeError)]
     assert deployment.graph.get("e|small-1") and deployment.graph.get("e|small-2")
     assert deployment.graph.get("e|big") is None
+
+
+def _operation_item(operation_id: str, kind: str, left: str, right: str, offset: int) -> Any:
+    entry = accepted_event((b"", 0), "operations", 0, offset)
+    entry["operation"] = Operation(
+        operation_id, kind, left, right, "ops-team", "checked by phone", NOW
+    ).to_json()
+    return entry
+
+
+def _results(deployment: Deployment) -> list[dict[str, Any]]:
+    return [
+        deployment.serde.decode_record(t, v, OPERATION_RESULT)
+        for t, _k, v in deployment.sent
+        if t == TOPICS.results and v is not None
+    ]
+
+
+def test_an_operation_in_the_batch_is_applied_in_order_and_answered_once_per_id() -> None:
+    deployment = Deployment()
+    email = Identifier(namespace="email", value="ann@example.com")
+    phone = Identifier(namespace="phone", value="+4915112345678")
+    deployment.link([make_event(event_id="a1", identifiers=[email])])
+    deployment.link([make_event(event_id="b1", identifiers=[phone])])
+    deployment.drain()
+    assert len(deployment.latest_profiles()) == 2
+
+    link = _operation_item("op-1", "link", "email:ann@example.com", "phone:+4915112345678", 0)
+    outcome = deployment.linker.run([link])
+    deployment.collect(outcome)
+    deployment.drain()
+    (result,) = _results(deployment)
+    assert (result["operation_id"], result["status"], result["kind"]) == ("op-1", "done", "link")
+    (profile,) = deployment.latest_profiles().values()
+    assert profile.customer_id == result["customer_id"] and profile.event_count == 2
+    changes = [
+        IdentityChange.from_avro(deployment.serde.decode(t, v, IdentityChange))
+        for t, _k, v in deployment.sent
+        if t == TOPICS.changes and v is not None
+    ]
+    merged = [c for c in changes if c.change_type is ChangeType.merged]
+    assert [c.change_id for c in merged] == result["change_ids"]
+    assert merged[0].evidence[0].rule == "operator"
+    assert merged[0].evidence[0].source == "operator:ops-team"
+
+    # The same operation again (a redelivery, or an operator retrying): the first result.
+    deployment.sent.clear()
+    deployment.collect(deployment.linker.run([link]))
+    deployment.drain()
+    (again,) = _results(deployment)
+    assert (again["status"], again["customer_id"]) == ("repeat", result["customer_id"])
+    assert not [t for t, _k, _v in deployment.sent if t == TOPICS.changes]
+
+
+def test_a_reject_between_events_keeps_a_later_shared_identifier_from_merging() -> None:
+    deployment = Deployment()
+    email = Identifier(namespace="email", value="ann@example.com")
+    phone = Identifier(namespace="phone", value="+4915112345678")
+    reject = _operation_item("op-r", "reject", "email:ann@example.com", "phone:+4915112345678", 0)
+    events = [
+        accepted_event(deployment.linker.encode_event(e.to_avro()), "events", 0, n)
+        for n, e in enumerate(
+            [
+                make_event(event_id="a1", identifiers=[email]),
+                make_event(event_id="b1", identifiers=[phone]),
+            ]
+        )
+    ]
+    together = make_event(event_id="c1", identifiers=[email, phone])
+    later = accepted_event(deployment.linker.encode_event(together.to_avro()), "events", 0, 2)
+    deployment.collect(deployment.linker.run([*events, reject, later]))
+    deployment.drain()
+    (result,) = _results(deployment)
+    assert result["status"] == "done"
+    assert len(deployment.latest_profiles()) == 2, "the event after the reject does not merge"
+
+
+def test_an_operation_that_raises_is_dead_lettered_as_it_came(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    deployment = Deployment()
+    deployment.link([make_event(event_id="a1")])
+
+    def broken(*_args: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(deployment.linker.decisions, "apply", broken)
+    item = _operation_item("op-x", "link", "email:a@b.de", "email:c@d.de", 4)
+    outcome = deployment.linker.run([item])
+    assert [index for index, _exc in outcome.failures] == [0]
+    origin, key, value = deployment.linker.dead_letter(0)
+    assert (origin.topic, origin.offset, key) == ("operations", 4, b"op-x")
+    assert value is not None
+    restored = deployment.serde.decode_record("operations", value, IDENTITY_OPERATION)
+    assert restored["operation_id"] == "op-x" and restored["kind"] == "link"

@@ -1,0 +1,113 @@
+"""Operators' decisions on the real broker: ``omnistitch link`` and ``review reject`` publish on
+the operations topic, the running worker applies them in order with events and answers on the
+results topic; a retry with the same id is applied once; an invalid operation is dead-lettered."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from confluent_kafka import Producer
+
+from pipeline.contract.dead_letters import DeadLetter
+from pipeline.contract.models import ChangeType, Identifier
+from pipeline.stream.topics import DEAD_LETTERS, OPERATIONS
+from tests.conftest import REPO_ROOT
+from tests.factories import make_event
+from tests.integration.conftest import drain
+from tests.integration.deployments import Run, wait_ready
+
+pytestmark = pytest.mark.integration
+
+
+def _cli(run: Run, *args: str) -> tuple[int, dict[str, Any]]:
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args, "--operator", "qa", "--json"],
+        cwd=REPO_ROOT,
+        env={**os.environ, **run.env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.stdout.strip(), done.stderr
+    return done.returncode, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(1)
+    pytest.fail(f"not within {timeout_s}s: {what}")
+
+
+def test_link_and_reject_through_the_worker(run_factory: Callable[[int], Run]) -> None:
+    run = run_factory(2)
+    worker = run.worker("w0")
+    worker.start()
+    wait_ready([worker])
+    ann = Identifier(namespace="email", value="ann@example.com")
+    phone = Identifier(namespace="phone", value="+4915112345678")
+    card = Identifier(namespace="loyalty_id", value="LC-1")
+    run.produce(
+        [
+            make_event(event_id="e1", identifiers=[ann]),
+            make_event(event_id="e2", identifiers=[phone]),
+            make_event(event_id="e3", identifiers=[card]),
+        ]
+    )
+    run.wait_for_journeys({"e1", "e2", "e3"})
+    assert len(run.profiles()) == 3
+
+    code, linked = _cli(
+        run, "link", "email:ann@example.com", "phone:+4915112345678", "--id", "op-link-1"
+    )
+    assert (code, linked["status"], linked["kind"]) == (0, "done", "link"), linked
+    _wait_for(lambda: len(run.profiles()) == 2, "the merged profile and the loser's tombstone")
+    survivor = run.profiles()[linked["customer_id"]]
+    assert survivor.event_count == 2
+    merged = [c for c in run.changes() if c.change_id in linked["change_ids"]]
+    assert [c.change_type for c in merged] == [ChangeType.merged]
+    assert merged[0].evidence[0].source == "operator:qa"
+
+    code, again = _cli(
+        run, "link", "email:ann@example.com", "phone:+4915112345678", "--id", "op-link-1"
+    )
+    assert (code, again["status"], again["customer_id"]) == (0, "repeat", linked["customer_id"])
+
+    code, rejected = _cli(run, "review", "reject", "email:ann@example.com", "loyalty_id:LC-1")
+    assert (code, rejected["status"]) == (0, "done"), rejected
+    # An event carrying both afterwards does not merge them: a conflict instead.
+    run.produce([make_event(event_id="e4", identifiers=[ann, card])])
+    run.wait_for_journeys({"e1", "e2", "e3", "e4"})
+    assert len(run.profiles()) == 2
+    conflicts = [c for c in run.changes() if c.change_type is ChangeType.conflict]
+    assert any("operator" in c.reason for c in conflicts)
+
+    code, unknown = _cli(run, "link", "email:nobody@example.com", "loyalty_id:LC-1")
+    assert (code, unknown["status"]) == (1, "unknown")
+
+    # Bytes that are no IdentityOperation: a dead letter, and the worker goes on.
+    producer = Producer({"bootstrap.servers": run.kafka.bootstrap_servers})
+    producer.produce(OPERATIONS.name(run.prefix), key=b"junk", value=b"not avro")
+    assert producer.flush(30) == 0
+    dead_topic = DEAD_LETTERS.name(run.prefix)
+
+    def dead_letter_seen() -> bool:
+        letters = [
+            DeadLetter.from_message(m.key(), m.value(), m.headers() or [])
+            for m in drain(run.kafka.bootstrap_servers, dead_topic)
+        ]
+        return any(letter.value == b"not avro" for letter in letters)
+
+    _wait_for(dead_letter_seen, "a dead letter for the broken operation")
+    code, later = _cli(run, "review", "accept", "phone:+4915112345678", "email:ann@example.com")
+    assert (code, later["status"], later["detail"]) == (0, "done", "already one customer")
+    assert worker.stop() == 0

@@ -227,6 +227,7 @@ class JourneyEvent(ContractModel):
     previous_channel: Channel | None = None
     channel_switch: bool = False
     time_since_previous_ms: int | None = None
+    corrects: str | None = None
 
 
 class IdentityOperation(ContractModel):

@@ -111,5 +111,6 @@ def journey_body(
             b"\x00"
             if time_since_previous_ms is None
             else b"\x02" + avro_long(time_since_previous_ms),
+            b"\x00",  # corrects: null (an event's own journey event)
         )
     )

@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from pipeline.contract.models import ChangeType, ChannelEvent, Evidence, IdentityChange, to_millis
+from pipeline.engine import composition
 from pipeline.engine.identifiers import Node
 from pipeline.engine.links import Fold, Linked, change_id
 from pipeline.engine.matching import DO_NOT_LINK, MatchConfig, Matcher
@@ -142,7 +143,12 @@ class Graph:
         return None if record is None else self.resolve(record["c"])
 
     # -- linking ---------------------------------------------------------------------------
-    def link(self, event: ChannelEvent, nodes: list[Node], now: datetime) -> Linked:
+    def link(
+        self, event: ChannelEvent, nodes: list[Node], now: datetime, body: Any = None
+    ) -> Linked:
+        """Link one event. ``body``: the event as the caller can read it back (JSON-able, e.g.
+        its Avro bytes and schema id), kept with the decision so that a split can rebuild the
+        profiles of the parts from their own events (pipeline.engine.splitting)."""
         seen = self.store.get("e|" + event.event_id)
         if seen is not None:
             # A repeat re-emits the first decision: after a crash its outputs may never have
@@ -198,15 +204,18 @@ class Graph:
             )
         if self.matcher is not None:
             customer = self.matcher.match(self, event, nodes, customer, now, result)
-        self.store.set(
-            "e|" + event.event_id,
-            {
-                "c": customer,
-                "f": [[fold.loser, fold.winner] for fold in result.folds],
-                "p": [list(pair) for pair in result.possible],
-                "x": [change.model_dump(mode="json") for change in result.changes],
-            },
-        )
+        atom = self._place(event, [node for node, _ in active], customer, at)
+        decision: dict[str, Any] = {
+            "c": customer,
+            "a": atom,
+            "t": at,
+            "f": [[fold.loser, fold.winner] for fold in result.folds],
+            "p": [list(pair) for pair in result.possible],
+            "x": [change.model_dump(mode="json") for change in result.changes],
+        }
+        if body is not None:
+            decision["b"] = body
+        self.store.set("e|" + event.event_id, decision)
         record = self.store.get("c|" + customer)
         assert record is not None and "fwd" not in record
         if at < record["first"]:
@@ -215,6 +224,36 @@ class Graph:
         result.customer_id = customer
         result.nodes = self._members(nodes, customer)
         return result
+
+    def _place(self, event: ChannelEvent, active: list[Node], customer: str, at: int) -> str:
+        """The event's atom (pipeline.engine.composition): that of its highest-priority
+        identifier of this customer, else the customer; it records the event, and the
+        customer's record a support edge to every other atom the event's identifiers are in."""
+        atoms: list[str] = []
+        for node in active:
+            record = self.store.get("n|" + node.key)
+            if (
+                record is not None
+                and record["c"] not in atoms
+                and self.resolve(record["c"]) == customer
+            ):
+                atoms.append(record["c"])
+        atom = atoms[0] if atoms else customer
+        record = self.store.get("c|" + atom)
+        assert record is not None
+        composition.add_event(record, event.event_id, at)
+        self.store.set("c|" + atom, record)
+        if len(atoms) > 1:
+            survivor = self.store.get("c|" + customer)
+            assert survivor is not None
+            changed = False
+            for other in atoms[1:]:
+                changed |= composition.add_support(
+                    survivor, atom, other, event.event_id, event.source, SHARED_IDENTIFIER
+                )
+            if changed:
+                self.store.set("c|" + customer, survivor)
+        return atom
 
     def _members(self, nodes: list[Node], customer: str) -> list[Node]:
         return [node for node in nodes if self.customer_of_node(node) == customer]
@@ -259,6 +298,9 @@ class Graph:
         if node.value not in values:
             values.append(node.value)
             self._roll(record, node.namespace)
+        composition.add_own(
+            record, node.namespace, node.value, self.rules.rule(node.namespace).limit
+        )
         self.store.set("c|" + customer, record)
         self.store.set(
             "n|" + node.key,
@@ -349,9 +391,10 @@ class Graph:
         kept["first"] = min(kept["first"], gone["first"])
         if gone.get("dnl"):
             kept["dnl"] = sorted(set(kept.get("dnl", [])) | set(gone["dnl"]))[:MAX_DO_NOT_LINK]
+        composition.absorb(kept, gone, loser)
         self.store.set("c|" + winner, kept)
         self.store.set(
-            "c|" + loser, {"fwd": winner, "into": winner, "why": merge_evidence(evidence)}
+            "c|" + loser, composition.forward_record(gone, winner, merge_evidence(evidence))
         )
         if self.matcher is not None:
             self.matcher.absorb(winner, loser)

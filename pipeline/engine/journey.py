@@ -54,3 +54,45 @@ def context_of(touches: list[list[Any]], at_ms: int) -> JourneyContext:
 
 def merge_touches(left: list[list[Any]], right: list[list[Any]]) -> list[list[Any]]:
     return sorted(left + right, key=lambda t: (t[0], str(t[1])))
+
+
+class Journal:
+    """Which journey events reached the journeys topic recently (the worker reads the topic's
+    last ``window_ms`` after every partition assignment and adds what it emits itself).
+
+    It closes both gaps of at-least-once processing after a crash: an event whose state change
+    survived but whose journey event did not is emitted again; an event whose journey event
+    reached Kafka but whose state change did not is applied without repeating it. A seen-mark
+    older than the window predates any uncommitted work and is a plain duplicate.
+    """
+
+    def __init__(self, window_ms: int) -> None:
+        self.window_ms = window_ms
+        self.since_ms = 0
+        self.emitted: dict[str, int] = {}
+        # Noted since ``begin``: forgotten again by ``rollback`` (a batch handled anew).
+        self._noted: list[str] = []
+
+    def reset(self, tail: dict[str, int], now_ms: int) -> None:
+        self.emitted = dict(tail)
+        self.since_ms = now_ms - self.window_ms
+
+    def begin(self) -> None:
+        self._noted.clear()
+
+    def rollback(self) -> None:
+        for event_id in self._noted:
+            self.emitted.pop(event_id, None)
+        self._noted.clear()
+
+    def note(self, event_id: str, now_ms: int) -> None:
+        if event_id not in self.emitted:
+            self._noted.append(event_id)
+        self.emitted[event_id] = now_ms
+        if len(self.emitted) > 100_000:  # keep memory bounded: drop what left the window
+            horizon = now_ms - self.window_ms
+            self.emitted = {e: t for e, t in self.emitted.items() if t >= horizon}
+
+    def lost(self, event_id: str, marked_ms: int) -> bool:
+        """Seen recently, yet not on the topic: its journey event was lost in a crash."""
+        return marked_ms >= self.since_ms and event_id not in self.emitted

@@ -141,6 +141,15 @@ class Matcher:
             self.store.set("p|" + winner, merge_features(self.features(winner), gone))
             self.store.delete("p|" + loser)
 
+    def rebuild(self, customer: str, found: Features) -> None:
+        """A split (pipeline.engine.splitting): the part's features, from its own events, and
+        its blocking keys (keys listing the customer it came from resolve to that one)."""
+        if found:
+            self.store.set("p|" + customer, found)
+            self._index(blocking_keys(found), customer)
+        else:
+            self.store.delete("p|" + customer)
+
     # -- term frequencies: how many customers were seen with a value ---------------------------
 
     def frequency(self, attribute: str, value: str) -> tuple[int, int]:

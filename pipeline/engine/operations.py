@@ -19,23 +19,28 @@ operation-results topic; replay reads them from its input.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pipeline.contract.models import (
     ChangeType,
+    ChannelEvent,
     Evidence,
     IdentityChange,
 )
+from pipeline.engine.composition import Edge
 from pipeline.engine.graph import MAX_DO_NOT_LINK, Graph
 from pipeline.engine.identifiers import Node, Normaliser
 from pipeline.engine.links import Linked, change_id
+from pipeline.engine.splitting import Rebuild, Splitter
 from pipeline.exceptions import ConfigurationError
 
 OPERATOR = "operator"
-KINDS = ("link", "accept", "reject")
+KINDS = ("link", "accept", "reject", "unlink", "split")
+# What ``split`` removes from the customer named by ``left``: ``right`` is one of these.
+EVENT_SELECTOR, SOURCE_SELECTOR = "event:", "source:"
 Status = Literal["done", "refused", "unknown", "repeat"]
 MAX_TEXT = 256  # operator, reason: short texts, never personal data
 MAX_REFERENCE = 64 + 1 + 256  # namespace:value at the contract's identifier limits
@@ -110,6 +115,8 @@ class Outcome:
     detail: str
     customer_id: str | None = None
     linked: Linked = field(default_factory=lambda: Linked(customer_id=""))
+    # A split: what the profile stage rebuilds, one entry per part (the kept one first).
+    rebuilds: list[Rebuild] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -134,9 +141,26 @@ class Outcome:
 
 
 class Operations:
-    def __init__(self, graph: Graph, normaliser: Normaliser) -> None:
+    def __init__(
+        self,
+        graph: Graph,
+        normaliser: Normaliser,
+        read: Callable[[Any], ChannelEvent] | None = None,
+    ) -> None:
+        """``read``: an event body as the runner gave it to ``Graph.link``, back to the event
+        (a split rebuilds the parts from their events; without it, splits are refused)."""
         self.graph = graph
         self.normaliser = normaliser
+        self.splitter = None if read is None else Splitter(graph, normaliser, read)
+
+    def _atom(self, ref: str) -> str | None:
+        """The atom (pipeline.engine.composition) a reference names: a customer id itself, an
+        identifier's the one it was attached to."""
+        if ref.startswith("cus-"):
+            return ref if self.graph.store.get("c|" + ref) is not None else None
+        node = self.normaliser.node_of(ref)
+        record = self.graph.store.get("n|" + node.key) if isinstance(node, Node) else None
+        return None if record is None else str(record["c"])
 
     def _target(self, ref: str) -> tuple[str | None, Node | None]:
         """A reference's customer (None: unknown) and node (for an identifier)."""
@@ -169,7 +193,31 @@ class Operations:
             details={"operation": op.kind, "reason": op.reason},
         )
 
+    def _selector(self, op: Operation) -> tuple[str | None, Callable[[Edge], bool] | None]:
+        """``split``'s right side as what it removes; ``unlink``: the edges between two
+        atoms. (The customer it applies to, or None; the test, or None: unknown.)"""
+        if op.kind == "split":
+            customer = self._target(op.left)[0]
+            if op.right.startswith(EVENT_SELECTOR):
+                event_id = op.right[len(EVENT_SELECTOR) :]
+                return customer, lambda e: e.event_id == event_id
+            source = op.right[len(SOURCE_SELECTOR) :]
+            return customer, lambda e: e.source == source
+        left, right = self._atom(op.left), self._atom(op.right)
+        if left is None or right is None:
+            return None, None
+        return self.graph.resolve(left), lambda e: e.joins(left, right)
+
     def _apply(self, op: Operation, now: datetime) -> Outcome:
+        if op.kind == "split":
+            if not op.right.startswith((EVENT_SELECTOR, SOURCE_SELECTOR)):
+                return Outcome(
+                    op.operation_id, "refused", "split takes event:<id> or source:<name>"
+                )
+            customer, _ = self._target(op.left)
+            if customer is None:
+                return Outcome(op.operation_id, "unknown", f"not known: {op.left.split(':', 1)[0]}")
+            return self._split(op, customer, customer, self._evidence(op, []), now)
         (left, left_node), (right, right_node) = self._target(op.left), self._target(op.right)
         if left is None or right is None:
             missing = op.left if left is None else op.right
@@ -177,6 +225,8 @@ class Operations:
         nodes = [n for n in (left_node, right_node) if n is not None]
         evidence = self._evidence(op, nodes)
         result = Linked(customer_id=left)
+        if op.kind in ("unlink", "split"):
+            return self._split(op, left, right, evidence, now)
         if op.kind == "reject":
             if left == right:
                 return Outcome(
@@ -230,3 +280,43 @@ class Operations:
         winner = self.graph.merge(left, right, now, result, f"{OPERATOR} {op.kind}", evidence)
         result.customer_id = winner
         return Outcome(op.operation_id, "done", "merged", winner, result)
+
+    def _split(
+        self, op: Operation, left: str, right: str, evidence: Evidence, now: datetime
+    ) -> Outcome:
+        """``unlink`` (the edges between two atoms) or ``split`` (an event's or a source's
+        evidence): pipeline.engine.splitting."""
+        if left != right:
+            return Outcome(op.operation_id, "refused", "not one customer: nothing to unlink", left)
+        if self.splitter is None:
+            return Outcome(op.operation_id, "refused", "this runner keeps no events to rebuild")
+        customer, remove = self._selector(op)
+        if customer is None or remove is None:
+            return Outcome(op.operation_id, "unknown", "no such evidence", left)
+        division = self.splitter.split(customer, remove, op.operation_id)
+        if division.refused is not None:
+            return Outcome(op.operation_id, "refused", division.refused, customer)
+        result = Linked(customer_id=customer)
+        details = dict(evidence.details)
+        details["removed"] = ", ".join(
+            sorted({f"{e.kind} {e.event_id} ({e.source})" for e in division.removed})
+        )[:1000]
+        result.changes.append(
+            IdentityChange(
+                change_id=change_id("split", op.operation_id),
+                change_type=ChangeType.split,
+                customer_id=customer,
+                old_customer_ids=division.ids[1:],
+                reason=f"{OPERATOR} {op.kind}: {len(division.parts)} parts",
+                evidence=[evidence.model_copy(update={"details": details})],
+                occurred_at=now,
+            )
+        )
+        return Outcome(
+            op.operation_id,
+            "done",
+            f"{len(division.parts)} parts",
+            customer,
+            result,
+            division.rebuilds,
+        )

@@ -33,9 +33,10 @@ from pipeline.contract.models import (
     Traits,
     to_millis,
 )
+from pipeline.engine.composition import keep_latest
 from pipeline.engine.graph import to_ms
 from pipeline.engine.identifiers import Node
-from pipeline.engine.journey import JourneyContext, context_of, merge_touches, place
+from pipeline.engine.journey import Journal, JourneyContext, context_of, merge_touches, place
 from pipeline.engine.namespaces import NamespaceRules
 from pipeline.engine.state import Store
 
@@ -67,15 +68,6 @@ def seen_key(event_id: str) -> str:
     return "#" + hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()[:40]
 
 
-def _keep_latest(values: list[Any], limit: int) -> int:
-    """Drop the oldest entries beyond ``limit``; how many were dropped."""
-    extra = len(values) - limit
-    if extra > 0:
-        del values[:extra]
-        return extra
-    return 0
-
-
 @dataclass(frozen=True)
 class Survivorship:
     """Source prefixes in order of precedence (earlier wins); unlisted sources rank last."""
@@ -98,48 +90,6 @@ def _better(candidate: list[Any], current: list[Any] | None) -> bool:
 
 def _from_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
-
-
-class Journal:
-    """Which journey events reached the journeys topic recently (the worker reads the topic's
-    last ``window_ms`` after every partition assignment and adds what it emits itself).
-
-    It closes both gaps of at-least-once processing after a crash: an event whose state change
-    survived but whose journey event did not is emitted again; an event whose journey event
-    reached Kafka but whose state change did not is applied without repeating it. A seen-mark
-    older than the window predates any uncommitted work and is a plain duplicate.
-    """
-
-    def __init__(self, window_ms: int) -> None:
-        self.window_ms = window_ms
-        self.since_ms = 0
-        self.emitted: dict[str, int] = {}
-        # Noted since ``begin``: forgotten again by ``rollback`` (a batch handled anew).
-        self._noted: list[str] = []
-
-    def reset(self, tail: dict[str, int], now_ms: int) -> None:
-        self.emitted = dict(tail)
-        self.since_ms = now_ms - self.window_ms
-
-    def begin(self) -> None:
-        self._noted.clear()
-
-    def rollback(self) -> None:
-        for event_id in self._noted:
-            self.emitted.pop(event_id, None)
-        self._noted.clear()
-
-    def note(self, event_id: str, now_ms: int) -> None:
-        if event_id not in self.emitted:
-            self._noted.append(event_id)
-        self.emitted[event_id] = now_ms
-        if len(self.emitted) > 100_000:  # keep memory bounded: drop what left the window
-            horizon = now_ms - self.window_ms
-            self.emitted = {e: t for e, t in self.emitted.items() if t >= horizon}
-
-    def lost(self, event_id: str, marked_ms: int) -> bool:
-        """Seen recently, yet not on the topic: its journey event was lost in a crash."""
-        return marked_ms >= self.since_ms and event_id not in self.emitted
 
 
 @dataclass
@@ -209,7 +159,11 @@ class ProfileBook:
                 [Node(ns, value) for ns, value in message["nodes"]],
                 now,
                 repeat=bool(message.get("repeat")),
+                rebuild=bool(message.get("rebuild")),
+                corrects=message.get("corrects"),
             )
+        if kind == "reset":
+            return self.reset(customer_id, message["merged"])
         if kind == "fold":
             return self.fold(customer_id, message["winner"])
         if kind == "absorb":
@@ -225,11 +179,18 @@ class ProfileBook:
         nodes: Sequence[Node],
         now: datetime,
         repeat: bool = False,
+        rebuild: bool = False,
+        corrects: str | None = None,
     ) -> ProfileOutput:
-        """``repeat``: the linker saw this event id before (a redelivery)."""
+        """``repeat``: the linker saw this event id before (a redelivery). ``rebuild``: a
+        split replays the part's events after ``reset``; a journey event only for an event
+        that moved, naming the customer it was under (``corrects``)."""
         state = self.store.get("p|" + customer_id)
         if state is not None and "fwd" in state:
-            return ProfileOutput(forwards=[(state["fwd"], route_message(event, nodes, repeat))])
+            message = route_message(event, nodes, repeat)
+            if rebuild:
+                message |= {"rebuild": True, "corrects": corrects}
+            return ProfileOutput(forwards=[(state["fwd"], message)])
         state = state or _empty_state()
         now_ms = to_ms(now)
         at = to_ms(event.occurred_at)
@@ -253,7 +214,7 @@ class ProfileBook:
                 out.journeys.append(self._journey(customer_id, event, self._seq(again, state)))
             return out
         context = self._seq(place(state["touches"], at, event.channel), state)
-        state["touches_dropped"] = state.get("touches_dropped", 0) + _keep_latest(
+        state["touches_dropped"] = state.get("touches_dropped", 0) + keep_latest(
             state["touches"], self.bounds.max_touches
         )
         self._see(state, key, now_ms)
@@ -261,7 +222,7 @@ class ProfileBook:
             values = state["ids"].setdefault(node.namespace, [])
             if node.value not in values:
                 values.append(node.value)
-                _keep_latest(values, self.rules.rule(node.namespace).limit)
+                keep_latest(values, self.rules.rule(node.namespace).limit)
         rank = self.survivorship.rank(event.source)
         for name in TRAIT_NAMES:
             value = getattr(event.traits, name)
@@ -297,6 +258,10 @@ class ProfileBook:
         if not self.emit_outputs:
             return ProfileOutput()
         out = self._changed(customer_id, state, now)
+        if rebuild:
+            if corrects is not None:
+                out.journeys.append(self._journey(customer_id, event, context, corrects))
+            return out
         if self.journal is not None:
             if event.event_id in self.journal.emitted:
                 return out  # its journey event reached Kafka before a crash
@@ -304,8 +269,24 @@ class ProfileBook:
         out.journeys.append(self._journey(customer_id, event, context))
         return out
 
+    def reset(self, customer_id: str, merged: list[str]) -> ProfileOutput:
+        """A split: the part starts again (its events follow, ``rebuild``); ``merged``: the
+        atoms it still holds. The version keeps increasing."""
+        old = self.store.get("p|" + customer_id)
+        state = _empty_state()
+        state["merged"] = list(merged)
+        keep_latest(state["merged"], self.bounds.max_merged)
+        state["version"] = old["version"] + 1 if old is not None and "fwd" not in old else 0
+        self.store.set("p|" + customer_id, state)
+        return ProfileOutput()
+
     @staticmethod
-    def _journey(customer_id: str, event: ChannelEvent, context: JourneyContext) -> JourneyEvent:
+    def _journey(
+        customer_id: str,
+        event: ChannelEvent,
+        context: JourneyContext,
+        corrects: str | None = None,
+    ) -> JourneyEvent:
         return JourneyEvent.from_valid(  # every value valid by construction
             {
                 "customer_id": customer_id,
@@ -314,6 +295,7 @@ class ProfileBook:
                 "previous_channel": context.previous_channel,
                 "channel_switch": context.channel_switch,
                 "time_since_previous_ms": context.time_since_previous_ms,
+                "corrects": corrects,
             }
         )
 
@@ -327,7 +309,7 @@ class ProfileBook:
         if other in possible:
             return ProfileOutput()
         possible.append(other)
-        _keep_latest(possible, self.bounds.max_possible)
+        keep_latest(possible, self.bounds.max_possible)
         state["version"] += 1
         self.store.set("p|" + customer_id, state)
         if state["first"] is None or not self.emit_outputs:
@@ -395,17 +377,17 @@ class ProfileBook:
             if current is None or entry[1] > current[1]:
                 state["consent"][purpose] = entry
         state["merged"].extend([loser, *other["merged"]])
-        _keep_latest(state["merged"], self.bounds.max_merged)
+        keep_latest(state["merged"], self.bounds.max_merged)
         mine = state.setdefault("possible", [])
         mine.extend(p for p in other.get("possible", []) if p not in mine)
-        _keep_latest(mine, self.bounds.max_possible)
+        keep_latest(mine, self.bounds.max_possible)
         for namespace, values in state["ids"].items():
-            _keep_latest(values, self.rules.rule(namespace).limit)
+            keep_latest(values, self.rules.rule(namespace).limit)
         state["touches"] = merge_touches(state["touches"], other["touches"])
         state["touches_dropped"] = (
             state.get("touches_dropped", 0)
             + other.get("touches_dropped", 0)
-            + _keep_latest(state["touches"], self.bounds.max_touches)
+            + keep_latest(state["touches"], self.bounds.max_touches)
         )
         state["version"] += 1
         self.store.set("p|" + winner, state)
@@ -487,6 +469,16 @@ def route_message(
     if repeat:
         message["repeat"] = True
     return message
+
+
+def reset_message(merged: list[str]) -> dict[str, Any]:
+    return {"kind": "reset", "merged": list(merged)}
+
+
+def rebuild_message(
+    event: ChannelEvent, nodes: Sequence[Node], corrects: str | None
+) -> dict[str, Any]:
+    return route_message(event, nodes) | {"rebuild": True, "corrects": corrects}
 
 
 def fold_message(winner: str) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from pipeline.clock import Clock, system_clock
+from pipeline.contract.event_json import fast_event
 from pipeline.contract.intake import IntakePolicy
 from pipeline.contract.models import (
     ChangeType,
@@ -32,8 +33,15 @@ from pipeline.engine.profile import (
     Survivorship,
     fold_message,
     possible_message,
+    rebuild_message,
+    reset_message,
 )
 from pipeline.engine.state import Store
+
+
+def read_event(body: str) -> ChannelEvent:
+    """An event kept as its JSON line (``Stitcher(keep_events=True)``) read back."""
+    return fast_event(body) or ChannelEvent.model_validate_json(body)
 
 
 @dataclass(frozen=True)
@@ -83,20 +91,31 @@ class Stitcher:
         config: StitchConfig | None = None,
         clock: Clock = system_clock,
         emit_outputs: bool = True,
+        keep_events: bool = False,
     ) -> None:
+        """``keep_events``: keep every event with its linking decision (its JSON form, or the
+        body ``process`` is given), so that ``unlink`` and ``split`` can rebuild the parts'
+        profiles; without it they are refused."""
         self.config = config or StitchConfig()
+        self.keep_events = keep_events
         self.graph = Graph(graph_store, self.config.rules, self.config.matching)
         self.book = ProfileBook(
             profile_store, self.config.survivorship, emit_outputs, rules=self.config.rules
         )
         self.clock = clock
         self.counts = Counts()
-        self.operations = Operations(self.graph, self.config.normaliser)
+        self.operations = Operations(
+            self.graph, self.config.normaliser, read_event if keep_events else None
+        )
 
-    def process(self, event: ChannelEvent) -> Outputs:
+    def process(self, event: ChannelEvent, body: str | None = None) -> Outputs:
+        """``body``: the event's JSON line as read (kept with ``keep_events``; default: the
+        event's JSON form)."""
         now: datetime = self.clock()
         nodes, dropped = self.config.normaliser.nodes(event.identifiers, event.traits)
-        linked = self.graph.link(event, nodes, now)
+        if self.keep_events and body is None:
+            body = event.model_dump_json()
+        linked = self.graph.link(event, nodes, now, body if self.keep_events else None)
         self.counts.events += 1
         self.counts.duplicates += linked.duplicate
         if not linked.duplicate:
@@ -134,6 +153,12 @@ class Stitcher:
         pending: deque[tuple[str, dict[str, Any]]] = deque(
             (fold.loser, fold_message(fold.winner)) for fold in outcome.linked.folds
         )
+        for rebuild in outcome.rebuilds:
+            pending.append((rebuild.customer_id, reset_message(rebuild.merged)))
+            pending.extend(
+                (rebuild.customer_id, rebuild_message(event, nodes, corrects))
+                for event, nodes, corrects in rebuild.events
+            )
         self._drain(pending, out, now)
         return outcome, out
 

@@ -211,7 +211,9 @@ def replay(
     with ExitStack() as stack:
         graph_store, profile_store = stack.enter_context(open_stores(store, state_dir))
         emit = profiles_out is not None or journeys_out is not None
-        stitcher = Stitcher(graph_store, profile_store, config, clock, emit_outputs=emit)
+        stitcher = Stitcher(
+            graph_store, profile_store, config, clock, emit_outputs=emit, keep_events=True
+        )
         for number, line in _lines(input_path, progress):
             if not line.strip():
                 continue
@@ -228,7 +230,7 @@ def replay(
                 summary.rejected[outcome.reason.value] += 1
                 routed.append((event_id, outcome.reason.value))
                 continue
-            out = stitcher.process(outcome)
+            out = stitcher.process(outcome, line)
             summary.accepted += 1
             routed.append((outcome.event_id, None))
             _write_outputs(out, changes_out, journeys_out, latest if profiles_out else None)

@@ -47,7 +47,7 @@ from pipeline.contract.dead_letters import (
 )
 from pipeline.contract.models import JourneyEvent
 from pipeline.engine.graph import to_ms
-from pipeline.engine.profile import Journal
+from pipeline.engine.journey import Journal
 from pipeline.exceptions import DecodeError, RegistryUnavailableError
 from pipeline.settings import Settings
 from pipeline.stream import durability

@@ -38,8 +38,9 @@ from pipeline.contract.schemas import (
 from pipeline.contract.wire import MAGIC_BYTE, journey_body
 from pipeline.engine.graph import Graph
 from pipeline.engine.identifiers import Node
+from pipeline.engine.journey import Journal
 from pipeline.engine.operations import Operation, Operations
-from pipeline.engine.profile import Journal, ProfileBook, fold_message, possible_message
+from pipeline.engine.profile import ProfileBook, fold_message, possible_message
 from pipeline.engine.state import StagedStore, Store
 from pipeline.engine.stitcher import StitchConfig
 from pipeline.exceptions import (

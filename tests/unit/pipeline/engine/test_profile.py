@@ -149,7 +149,7 @@ def test_journey_context_uses_event_time() -> None:
 def test_the_journal_re_emits_a_lost_journey_but_not_one_merged_in(
     store_factory: Callable[[], Store],
 ) -> None:
-    from pipeline.engine.profile import Journal
+    from pipeline.engine.journey import Journal
 
     journal = Journal(window_ms=600_000)
     journal.reset({}, to_ms_now := int(NOW.timestamp() * 1000))

@@ -19,8 +19,8 @@ from pipeline.contract.models import (
     Traits,
 )
 from pipeline.contract.schemas import IDENTITY_OPERATION, OPERATION_RESULT
+from pipeline.engine.journey import Journal
 from pipeline.engine.operations import Operation
-from pipeline.engine.profile import Journal
 from pipeline.engine.state import MemoryStore
 from pipeline.engine.stitcher import StitchConfig
 from pipeline.exceptions import StateValueTooLargeError

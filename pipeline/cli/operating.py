@@ -1,5 +1,5 @@
-"""`omnistitch link|review`: an operator's decision sent to the running worker, then its result
-(pipeline.stream.submission; the decisions themselves: pipeline.engine.operations)."""
+"""`omnistitch link|review|unlink|split`: an operator's decision sent to the running worker,
+then its result (pipeline.stream.submission; the decisions: pipeline.engine.operations)."""
 
 from __future__ import annotations
 
@@ -20,9 +20,11 @@ from pipeline.stream.transport import check_kafka
 APPLIED, NOT_APPLIED, NO_ANSWER = 0, 1, 3
 
 
-def add_operation_arguments(parser: argparse.ArgumentParser) -> None:
+def add_operation_arguments(parser: argparse.ArgumentParser, pair: bool = True) -> None:
+    """The references an operation names (``pair``: two of them) and its common options."""
     parser.add_argument("left", help="a customer id (cus-…) or an identifier NAMESPACE:VALUE")
-    parser.add_argument("right", help="the other customer id or identifier")
+    if pair:
+        parser.add_argument("right", help="the other customer id or identifier")
     parser.add_argument(
         "--operator", default=None, help="who decides (default: the login name; not an e-mail)"
     )
@@ -39,12 +41,16 @@ def add_operation_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _operation(args: argparse.Namespace, kind: str) -> Operation:
+    if kind == "split":
+        right = f"event:{args.event}" if args.event else f"source:{args.source}"
+    else:
+        right = args.right
     return Operation.from_json(
         {
             "operation_id": args.operation_id or f"op-{uuid.uuid4()}",
             "kind": kind,
             "left": args.left,
-            "right": args.right,
+            "right": right,
             "operator": args.operator or getpass.getuser(),
             "reason": args.reason,
             "requested_at": system_clock(),
@@ -86,3 +92,11 @@ def cmd_link(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_review(args: argparse.Namespace, settings: Settings) -> int:
     return _send(args, settings, args.decision)
+
+
+def cmd_unlink(args: argparse.Namespace, settings: Settings) -> int:
+    return _send(args, settings, "unlink")
+
+
+def cmd_split(args: argparse.Namespace, settings: Settings) -> int:
+    return _send(args, settings, "split")

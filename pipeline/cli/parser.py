@@ -8,7 +8,13 @@ import sys
 from collections.abc import Sequence
 
 from pipeline.cli.connectors import cmd_collector, cmd_files, cmd_generate
-from pipeline.cli.operating import add_operation_arguments, cmd_link, cmd_review
+from pipeline.cli.operating import (
+    add_operation_arguments,
+    cmd_link,
+    cmd_review,
+    cmd_split,
+    cmd_unlink,
+)
 from pipeline.cli.stack import cmd_schemas, cmd_stack, cmd_tail, cmd_topics
 from pipeline.cli.stitching import (
     cmd_eval,
@@ -123,6 +129,26 @@ def build_parser() -> argparse.ArgumentParser:
     review.add_argument("decision", choices=["accept", "reject"])
     add_operation_arguments(review)
     review.set_defaults(func=cmd_review)
+    unlinking = sub.add_parser(
+        "unlink",
+        help="undo a wrong link in the running worker: remove the evidence joining two "
+        "identifiers or customers (an edge `explain` shows); the parts never link again "
+        "automatically",
+    )
+    add_operation_arguments(unlinking)
+    unlinking.set_defaults(func=cmd_unlink)
+    splitting = sub.add_parser(
+        "split",
+        help="remove everything one event or one source said from a customer in the running "
+        "worker and recompute it into its connected parts",
+    )
+    add_operation_arguments(splitting, pair=False)
+    what = splitting.add_mutually_exclusive_group(required=True)
+    what.add_argument("--event", help="the event id whose evidence goes")
+    what.add_argument(
+        "--source", help="the source whose evidence goes (e.g. a shared tablet's app)"
+    )
+    splitting.set_defaults(func=cmd_split)
 
     kpis = sub.add_parser(
         "kpis",

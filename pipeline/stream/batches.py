@@ -103,6 +103,9 @@ def operation(
         "repeat": False,
         "other": None,
         "state": None,
+        "rebuild": False,
+        "corrects": None,
+        "merged": [],
     }
     if kind == "route":
         given = message.get("event_bytes")
@@ -113,6 +116,10 @@ def operation(
         record["event"], record["event_schema_id"] = given
         record["nodes"] = [{"namespace": ns, "value": value} for ns, value in message["nodes"]]
         record["repeat"] = bool(message.get("repeat"))
+        record["rebuild"] = bool(message.get("rebuild"))
+        record["corrects"] = message.get("corrects")
+    elif kind == "reset":
+        record["merged"] = list(message["merged"])
     elif kind == "fold":
         record["other"] = message["winner"]
     elif kind == "absorb":
@@ -139,6 +146,11 @@ def message_of(
         message["nodes"] = [[n["namespace"], n["value"]] for n in record["nodes"]]
         if record.get("repeat"):
             message["repeat"] = True
+        if record.get("rebuild"):
+            message["rebuild"] = True
+            message["corrects"] = record.get("corrects")
+    elif kind == "reset":
+        message["merged"] = list(record.get("merged") or [])
     elif kind == "fold":
         message["winner"] = record["other"]
     elif kind == "absorb":

@@ -21,6 +21,7 @@ journeys and identity changes stay one per event / change.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -40,7 +41,13 @@ from pipeline.engine.graph import Graph
 from pipeline.engine.identifiers import Node
 from pipeline.engine.journey import Journal
 from pipeline.engine.operations import Operation, Operations
-from pipeline.engine.profile import ProfileBook, fold_message, possible_message
+from pipeline.engine.profile import (
+    ProfileBook,
+    fold_message,
+    possible_message,
+    rebuild_message,
+    reset_message,
+)
 from pipeline.engine.state import StagedStore, Store
 from pipeline.engine.stitcher import StitchConfig
 from pipeline.exceptions import (
@@ -70,6 +77,12 @@ _CHANNEL_INDEX = {
 # larger than this is refused before anything is written (limits make it unreachable).
 MAX_STATE_VALUE_BYTES = 512 * 1024
 MAX_OUTPUT_BYTES = 900 * 1024
+
+
+def keep(event: EventBytes) -> list[Any]:
+    """An event's bytes as the linker keeps them with its decision (JSON: base64 and the
+    schema id), so that a split can rebuild the parts from their own events."""
+    return [base64.b64encode(event[0]).decode("ascii"), event[1]]
 
 
 def offset_key(topic: str, partition: int) -> str:
@@ -235,7 +248,7 @@ class LinkStage(BatchStage):
         super().__init__(store, serde, topics, clock, partitions, batch_size)
         self.stitch = stitch
         self.graph = Graph(self.state, stitch.rules, stitch.matching)
-        self.decisions = Operations(self.graph, stitch.normaliser)
+        self.decisions = Operations(self.graph, stitch.normaliser, self.read_kept)
         self.operations: list[tuple[str, dict[str, Any]]] = []
 
     def start(self, items: list[dict[str, Any]]) -> None:
@@ -253,7 +266,7 @@ class LinkStage(BatchStage):
             nodes, _dropped = self.stitch.normaliser.nodes(event.identifiers, event.traits)
         else:  # normalised by intake, with the same settings
             nodes = [Node(n["namespace"], n["value"]) for n in given]
-        linked = self.graph.link(event, nodes, now)
+        linked = self.graph.link(event, nodes, now, keep(given_bytes))
         topic = self.topics.changes
         out: list[Output] = [
             (topic, change.customer_id.encode(), self.serde.encode(topic, change), None)
@@ -283,14 +296,24 @@ class LinkStage(BatchStage):
             (changes, change.customer_id.encode(), self.serde.encode(changes, change), None)
             for change in outcome.linked.changes
         ]
-        self.operations.extend(
-            (fold.loser, fold_message(fold.winner)) for fold in outcome.linked.folds
-        )
+        ops = self.operations
+        ops.extend((fold.loser, fold_message(fold.winner)) for fold in outcome.linked.folds)
+        for rebuild in outcome.rebuilds:  # a split: each part starts again from its events
+            ops.append((rebuild.customer_id, reset_message(rebuild.merged)))
+            ops.extend(
+                (rebuild.customer_id, rebuild_message(event, nodes, corrects))
+                for event, nodes, corrects in rebuild.events
+            )
         results = self.topics.results
         value = self.serde.encode_record(
             results, OPERATION_RESULT, outcome.to_result(operation.kind, now)
         )
         return [*out, (results, operation.operation_id.encode(), value, None)]
+
+    def read_kept(self, body: list[Any]) -> ChannelEvent:
+        """An event kept with its linking decision (``keep``) read back."""
+        data, schema_id = body
+        return ChannelEvent.trusted(self.decode_event(base64.b64decode(data), schema_id))
 
     def finish(self, now: datetime, strict: bool) -> list[Output]:
         return self.operation_batches(self.operations)
@@ -373,6 +396,7 @@ class ProfileStage(BatchStage):
         own = self.serde.schema_id(self.topics.events, CHANNEL_EVENT)
         if (
             given is None
+            or journey.corrects is not None
             or given[1] != own
             or message["event"]["event_id"] != journey.event.event_id
         ):

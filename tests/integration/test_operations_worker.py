@@ -16,7 +16,10 @@ import pytest
 from confluent_kafka import Producer
 
 from pipeline.contract.dead_letters import DeadLetter
-from pipeline.contract.models import ChangeType, Identifier
+from pipeline.contract.models import ChangeType, Identifier, Traits
+from pipeline.engine.operations import Operation
+from pipeline.engine.state import MemoryStore
+from pipeline.engine.stitcher import Stitcher
 from pipeline.stream.topics import DEAD_LETTERS, OPERATIONS
 from tests.conftest import REPO_ROOT
 from tests.factories import make_event
@@ -110,4 +113,62 @@ def test_link_and_reject_through_the_worker(run_factory: Callable[[int], Run]) -
     _wait_for(dead_letter_seen, "a dead letter for the broken operation")
     code, later = _cli(run, "review", "accept", "phone:+4915112345678", "email:ann@example.com")
     assert (code, later["status"], later["detail"]) == (0, "done", "already one customer")
+    assert worker.stop() == 0
+
+
+def test_split_through_the_worker_equals_replay_with_the_same_operation(
+    run_factory: Callable[[int], Run],
+) -> None:
+    run = run_factory(4)
+    worker = run.worker("w0")
+    worker.start()
+    wait_ready([worker])
+    tablet = Identifier(namespace="anonymous_id", value="tablet-1")
+    ann = Identifier(namespace="email", value="ann@example.com")
+    ben = Identifier(namespace="email", value="ben@example.com")
+    events = [
+        make_event(event_id="a1", identifiers=[ann], traits=Traits(first_name="Ann")),
+        make_event(event_id="a2", identifiers=[ann, tablet]),
+        make_event(event_id="b1", identifiers=[ben], traits=Traits(first_name="Ben")),
+        make_event(event_id="b2", identifiers=[ben, tablet]),  # the tablet merges them
+    ]
+    for n, event in enumerate(events):  # in this order (the topic has 4 partitions)
+        run.produce([event])
+        run.wait_for_journeys({e.event_id for e in events[: n + 1]})
+    _wait_for(lambda: len(run.profiles()) == 1, "the tablet's merge")
+
+    code, split = _cli(run, "split", "email:ann@example.com", "--event", "b2", "--id", "op-s")
+    assert (code, split["status"], split["detail"]) == (0, "done", "2 parts"), split
+    _wait_for(lambda: len(run.profiles()) == 2, "a profile per part")
+    corrected = [j for j in run.journeys() if j.corrects is not None]
+    assert len(corrected) == 2, "the moved part's two events, issued again"
+
+    replay = Stitcher(MemoryStore(), MemoryStore(), keep_events=True)
+    for event in events:
+        replay.process(event)
+    operation = Operation.from_json(
+        {
+            "operation_id": "op-s",
+            "kind": "split",
+            "left": "email:ann@example.com",
+            "right": "event:b2",
+            "operator": "qa",
+            "requested_at": "2026-11-27T10:00:00Z",
+        }
+    )
+    _outcome, out = replay.operate(operation)
+
+    def comparable(profiles: Any) -> dict[str, Any]:
+        return {p.customer_id: p.model_dump(exclude={"updated_at", "version"}) for p in profiles}
+
+    assert comparable(run.profiles().values()) == comparable(out.profiles)
+    assert sorted((j.event.event_id, j.customer_id, j.corrects) for j in corrected) == sorted(
+        (j.event.event_id, j.customer_id, j.corrects) for j in out.journeys
+    )
+    # Ben's next tablet session stays Ben's: the removed link is not made again.
+    run.produce([make_event(event_id="b3", identifiers=[ben, tablet])])
+    run.wait_for_journeys({"a1", "a2", "b1", "b2", "b3"})
+    assert len(run.profiles()) == 2
+    code, unlinked = _cli(run, "unlink", "email:ann@example.com", "email:ben@example.com")
+    assert (code, unlinked["status"]) == (1, "refused")
     assert worker.stop() == 0

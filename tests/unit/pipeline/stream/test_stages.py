@@ -22,7 +22,7 @@ from pipeline.contract.schemas import IDENTITY_OPERATION, OPERATION_RESULT
 from pipeline.engine.journey import Journal
 from pipeline.engine.operations import Operation
 from pipeline.engine.state import MemoryStore
-from pipeline.engine.stitcher import StitchConfig
+from pipeline.engine.stitcher import StitchConfig, Stitcher
 from pipeline.exceptions import StateValueTooLargeError
 from pipeline.stream.batches import OPERATION_BATCH, accepted_event
 from pipeline.stream.stages import LinkStage, Outcome, ProfileStage, Topics
@@ -339,3 +339,45 @@ def test_an_operation_that_raises_is_dead_lettered_as_it_came(
     assert value is not None
     restored = deployment.serde.decode_record("operations", value, IDENTITY_OPERATION)
     assert restored["operation_id"] == "op-x" and restored["kind"] == "link"
+
+
+def test_a_split_in_the_worker_gives_the_profiles_and_journeys_of_replay() -> None:
+    deployment = Deployment()
+    tablet = Identifier(namespace="anonymous_id", value="tablet-1")
+    ann = Identifier(namespace="email", value="ann@example.com")
+    ben = Identifier(namespace="email", value="ben@example.com")
+    events = [
+        make_event(event_id="a1", identifiers=[ann], traits=Traits(first_name="Ann")),
+        make_event(event_id="a2", identifiers=[ann, tablet]),
+        make_event(event_id="b1", identifiers=[ben], traits=Traits(first_name="Ben")),
+        make_event(event_id="b2", identifiers=[ben, tablet]),
+    ]
+    for event in events:  # one batch each: the merge happens in the last
+        deployment.link([event])
+        deployment.drain()
+    assert len(deployment.latest_profiles()) == 1
+    split = _operation_item("op-s", "split", "email:ann@example.com", "event:b2", 9)
+    deployment.collect(deployment.linker.run([split]))
+    deployment.drain()
+    (result,) = _results(deployment)
+    assert (result["status"], result["detail"]) == ("done", "2 parts")
+
+    replay = Stitcher(MemoryStore(), MemoryStore(), clock=lambda: NOW, keep_events=True)
+    for event in events:
+        replay.process(event)
+    _outcome, out = replay.operate(Operation.from_json(split["operation"]))
+    expected = {p.customer_id: p for p in out.profiles}
+    found = deployment.latest_profiles()
+    assert set(found) == set(expected)
+
+    def comparable(profile: CustomerProfile) -> dict[str, Any]:
+        return profile.model_dump(exclude={"updated_at", "version"})
+
+    assert {k: comparable(v) for k, v in found.items()} == {
+        k: comparable(v) for k, v in expected.items()
+    }
+    corrected = [j for j in deployment.journeys() if j.corrects is not None]
+    assert sorted((j.event.event_id, j.customer_id, j.corrects) for j in corrected) == sorted(
+        (j.event.event_id, j.customer_id, j.corrects) for j in out.journeys
+    )
+    assert len(corrected) == 2

@@ -6,10 +6,11 @@ lists every atom merged into it (``atoms``), and the merged-away atom's record k
 forward pointer and the merge's evidence (``into``, ``why``), what was its own. Every atom
 record (``c|<id>``) holds:
 
-``own``   identifier values attached to this atom directly, by namespace (the namespace rule's
-          limit; rolling namespaces keep the latest);
-``evs``   its own events, ``[event_id, time_ms]``, the latest MAX_EVENTS (an event belongs to the
-          atom of its highest-priority identifier, or to its customer when it has none);
+``own``   on a merged-away atom: identifier values attached to it directly, by namespace (a
+          survivor's own are its ``ids`` less its atoms' own: identifiers belong to one atom);
+``evs``   its own events, ``[event_id, time_ms]``, the latest MAX_EVENTS and at most
+          MAX_EVENT_ID_BYTES of ids (an event belongs to the atom of its highest-priority
+          identifier, or to its customer when it has none);
 ``sup``   on a survivor: *support* edges, ``[atom, atom, event_id, source, rule]``: an event
           carried identifiers of two atoms of one customer (after a merge, no merge records
           it); the first MAX_PER_PAIR events per pair of atoms and source, at most MAX_SUPPORT.
@@ -26,7 +27,8 @@ from typing import Any
 
 MAX_ATOMS = 200
 MAX_EVENTS = 1000
-MAX_SUPPORT = 200
+MAX_EVENT_ID_BYTES = 64 * 1024
+MAX_SUPPORT = 100
 MAX_PER_PAIR = 3
 
 
@@ -54,17 +56,25 @@ def keep_latest(values: list[Any], limit: int) -> int:
     return 0
 
 
-def add_own(record: dict[str, Any], namespace: str, value: str, limit: int) -> None:
-    own = record.setdefault("own", {}).setdefault(namespace, [])
-    if value not in own:
-        own.append(value)
-        keep_latest(own, limit)
+def own_of(record: dict[str, Any], atoms: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """An atom's own identifiers: kept on a merged-away atom; a live customer's are its
+    ``ids`` less those of the atoms merged into it."""
+    if "fwd" in record:
+        return dict(record.get("own", {}))
+    theirs = {(ns, v) for atom in atoms for ns, vs in atom.get("own", {}).items() for v in vs}
+    own = {ns: [v for v in values if (ns, v) not in theirs] for ns, values in record["ids"].items()}
+    return {ns: values for ns, values in own.items() if values}
 
 
 def add_event(record: dict[str, Any], event_id: str, at: int) -> None:
     events = record.setdefault("evs", [])
     events.append([event_id, at])
-    record["evs_dropped"] = record.get("evs_dropped", 0) + keep_latest(events, MAX_EVENTS)
+    dropped = keep_latest(events, MAX_EVENTS)
+    size = sum(len(e) for e, _at in events)
+    while size > MAX_EVENT_ID_BYTES and len(events) > 1:
+        size -= len(events.pop(0)[0])
+        dropped += 1
+    record["evs_dropped"] = record.get("evs_dropped", 0) + dropped
 
 
 def add_support(
@@ -95,10 +105,13 @@ def absorb(kept: dict[str, Any], gone: dict[str, Any], loser: str) -> None:
         add_support(kept, left, right, event_id, source, rule)
 
 
-def forward_record(gone: dict[str, Any], winner: str, why: dict[str, Any]) -> dict[str, Any]:
-    """The merged-away atom's record: the forward pointer, the merge's evidence and its own."""
-    record: dict[str, Any] = {"fwd": winner, "into": winner, "why": why}
-    for name in ("own", "evs", "evs_dropped"):
+def forward_record(
+    gone: dict[str, Any], own: dict[str, list[str]], winner: str, why: dict[str, Any]
+) -> dict[str, Any]:
+    """The merged-away atom's record: the forward pointer, the merge's evidence and its own
+    identifiers (``own_of``) and events."""
+    record: dict[str, Any] = {"fwd": winner, "into": winner, "why": why, "own": own}
+    for name in ("evs", "evs_dropped"):
         if name in gone:
             record[name] = gone[name]
     return record

@@ -298,9 +298,6 @@ class Graph:
         if node.value not in values:
             values.append(node.value)
             self._roll(record, node.namespace)
-        composition.add_own(
-            record, node.namespace, node.value, self.rules.rule(node.namespace).limit
-        )
         self.store.set("c|" + customer, record)
         self.store.set(
             "n|" + node.key,
@@ -391,10 +388,13 @@ class Graph:
         kept["first"] = min(kept["first"], gone["first"])
         if gone.get("dnl"):
             kept["dnl"] = sorted(set(kept.get("dnl", [])) | set(gone["dnl"]))[:MAX_DO_NOT_LINK]
+        own = composition.own_of(
+            gone, [self.store.get("c|" + a) or {} for a in gone.get("atoms", [])]
+        )
         composition.absorb(kept, gone, loser)
         self.store.set("c|" + winner, kept)
         self.store.set(
-            "c|" + loser, composition.forward_record(gone, winner, merge_evidence(evidence))
+            "c|" + loser, composition.forward_record(gone, own, winner, merge_evidence(evidence))
         )
         if self.matcher is not None:
             self.matcher.absorb(winner, loser)

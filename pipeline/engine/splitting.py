@@ -87,6 +87,10 @@ class Splitter:
         records = {atom: store.get("c|" + atom) or {} for atom in atoms}
         if any("evs" not in record for record in records.values()):
             return Division("formed before this version kept what a split needs")
+        records[customer] = {
+            **survivor,
+            "own": composition.own_of(survivor, [records[a] for a in atoms[1:]]),
+        }
         every = [e for e in composition.edges(records, survivor) if e.left in records]
         every = [e for e in every if e.right in records]
         removed = [e for e in every if remove(e)]
@@ -131,8 +135,8 @@ class Splitter:
                 merged.extend(v for v in values if v not in merged)
                 composition.keep_latest(merged, rules.rule(namespace).limit)
         times = [at for atom in part for _e, at in records[atom]["evs"]]
-        own = records.get(part_id, {})
-        record = {k: v for k, v in own.items() if k in ("own", "evs", "evs_dropped")}
+        mine = records.get(part_id, {})
+        record = {k: v for k, v in mine.items() if k in ("evs", "evs_dropped")}
         record |= {
             "ids": ids,
             "first": min(times) if times else survivor["first"],

@@ -10,7 +10,8 @@ local stack on free ports, or KAFKA_BOOTSTRAP_SERVERS / SCHEMA_REGISTRY_URL):
    / (last - first output record timestamp), so start-up and rebalancing are not counted.
 2. The linker alone: intake (``OMNISTITCH_WORKER_STAGES=intake``) fills the accepted topic
    first; then a worker running only the link stage turns its EventBatches into
-   OperationBatches: routed events / span of the operation records.
+   OperationBatches: routed events / span of the operation records. Twice: keeping every
+   event for splits (the default) and with ``OMNISTITCH_KEEP_EVENTS=false``.
 3. Two workers (each intake + link + profile; one of them gets the one-partition linker) on a
    fresh topic set, next to one.
 4. Latency: with the worker running, events are produced at a fixed rate (default 1,000/s);
@@ -331,23 +332,30 @@ def main() -> int:
         stop(proc)
         print(f"  latency phase: {len(latencies)} events at {achieved:,.0f} ev/s", flush=True)
 
-        # -- 2. the linker alone ---------------------------------------------------------------
-        prefix = fresh_input("link")
-        env["OMNISTITCH_WORKER_STAGES"] = "intake"
-        proc = start([sys.executable, "-m", "pipeline.cli", "worker"], env, work / "intake.log")
-        deadline = time.monotonic() + 900
-        while accepted_count(bootstrap, serde, prefix) < len(events):
-            if time.monotonic() > deadline:
-                raise SystemExit("bench: intake did not accept every event")
-            time.sleep(1.0)
-        stop(proc)
-        env["OMNISTITCH_WORKER_STAGES"] = "link"
-        proc = start([sys.executable, "-m", "pipeline.cli", "worker"], env, work / "linker.log")
-        watch = RssWatch(proc.pid, "linker alone")
-        results["linker"] = routed_operations(bootstrap, serde, prefix, len(events))
-        rss.update(watch.stop())
-        stop(proc)
-        print(f"  linker alone: {results['linker']:,.0f} events/s", flush=True)
+        # -- 2. the linker alone, keeping events for splits (the default) and not -----------
+        for name, keep in (("linker", "true"), ("linker_lean", "false")):
+            prefix = fresh_input(name)
+            env["OMNISTITCH_WORKER_STAGES"] = "intake"
+            proc = start(
+                [sys.executable, "-m", "pipeline.cli", "worker"], env, work / f"intake-{name}.log"
+            )
+            deadline = time.monotonic() + 900
+            while accepted_count(bootstrap, serde, prefix) < len(events):
+                if time.monotonic() > deadline:
+                    raise SystemExit("bench: intake did not accept every event")
+                time.sleep(1.0)
+            stop(proc)
+            env["OMNISTITCH_WORKER_STAGES"] = "link"
+            env["OMNISTITCH_KEEP_EVENTS"] = keep
+            proc = start(
+                [sys.executable, "-m", "pipeline.cli", "worker"], env, work / f"{name}.log"
+            )
+            watch = RssWatch(proc.pid, "linker alone" + ("" if keep == "true" else ", lean"))
+            results[name] = routed_operations(bootstrap, serde, prefix, len(events))
+            rss.update(watch.stop())
+            stop(proc)
+            env.pop("OMNISTITCH_KEEP_EVENTS")
+            print(f"  {name}: {results[name]:,.0f} events/s", flush=True)
 
         # -- 3. two workers ----------------------------------------------------------------------
         prefix = fresh_input("two")
@@ -403,6 +411,11 @@ def main() -> int:
             "linker alone (batches in, operations out)",
             f"{results['linker']:,.0f} ev/s",
             f">= 20,000 {verdict(results['linker'] >= 20_000)}",
+        ),
+        (
+            "linker alone, events not kept (no splits)",
+            f"{results['linker_lean']:,.0f} ev/s",
+            f"kept costs {1 - results['linker'] / results['linker_lean']:.0%}",
         ),
         ("two workers", f"{results['two']:,.0f} ev/s", f"{results['two'] / worker:.2f}x one"),
         (

@@ -87,6 +87,12 @@ class Settings(BaseSettings):
         "A deployment runs every stage somewhere; e.g. one worker with `intake,link` and "
         "others with `intake,profile`.",
     )
+    keep_events: bool = Field(
+        True,
+        description="The linker keeps every event (its Avro bytes) with its decision, so that "
+        "an operator's split or unlink can rebuild the parts from their own events. Off: its "
+        "state and changelog stay smaller, and splits are refused.",
+    )
     batch_wait_ms: int = Field(
         50,
         ge=1,

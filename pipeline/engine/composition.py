@@ -25,11 +25,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.engine.state import Store
+
 MAX_ATOMS = 200
 MAX_EVENTS = 1000
 MAX_EVENT_ID_BYTES = 64 * 1024
 MAX_SUPPORT = 100
 MAX_PER_PAIR = 3
+# An event kept for splits is stored in chunks of this many characters (``v|<event id>|<n>``),
+# each far below the state bound whatever the record limit (base64 of 512 KiB is 683 KiB).
+BODY_CHUNK_CHARS = 192 * 1024
 
 
 @dataclass(frozen=True)
@@ -133,3 +138,19 @@ def edges(records: dict[str, dict[str, Any]], survivor: dict[str, Any]) -> list[
     ]
     found += [Edge("support", a, b, e, s, r) for a, b, e, s, r in survivor.get("sup", [])]
     return found
+
+
+def keep_body(store: Store, event_id: str, body: str) -> int:
+    """Keep an event as its runner can read it back, in chunks; returns how many."""
+    chunks = [body[i : i + BODY_CHUNK_CHARS] for i in range(0, len(body), BODY_CHUNK_CHARS)]
+    for n, chunk in enumerate(chunks):
+        store.set(f"v|{event_id}|{n}", chunk)
+    return len(chunks)
+
+
+def body_of(store: Store, event_id: str, chunks: int) -> str | None:
+    """A kept event's body, or None when a chunk is missing."""
+    parts = [store.get(f"v|{event_id}|{n}") for n in range(chunks)]
+    if any(part is None for part in parts):
+        return None
+    return "".join(str(part) for part in parts)

@@ -12,8 +12,11 @@ so the result cannot depend on partitioning. Keys:
                            ``into`` the customer it was merged into and ``why`` the merge's
                            evidence (pipeline.engine.explanation reads both); ``dnl`` lists
                            customers an operator said are other people (do not link);
-``e|<event_id>``           what linking the event decided: its customer, folds and changes
-                           (idempotency by event id: a repeat re-emits the same decision).
+``e|<event_id>``           what linking the event decided: its customer, its atom and time,
+                           folds and changes (idempotency by event id: a repeat re-emits the
+                           same decision), the number of chunks of its kept body;
+``v|<event_id>|<n>``       the event itself as the runner kept it, in chunks (splits rebuild
+                           the parts from it; pipeline.engine.composition).
 
 A merge keeps the customer seen first (earliest event time; ties: the smaller id) and leaves a
 forward pointer, so late events for the merged-away id land on the survivor.
@@ -144,10 +147,10 @@ class Graph:
 
     # -- linking ---------------------------------------------------------------------------
     def link(
-        self, event: ChannelEvent, nodes: list[Node], now: datetime, body: Any = None
+        self, event: ChannelEvent, nodes: list[Node], now: datetime, body: str | None = None
     ) -> Linked:
-        """Link one event. ``body``: the event as the caller can read it back (JSON-able, e.g.
-        its Avro bytes and schema id), kept with the decision so that a split can rebuild the
+        """Link one event. ``body``: the event as the caller can read it back (its JSON line,
+        its Avro bytes in base64), kept with the decision so that a split can rebuild the
         profiles of the parts from their own events (pipeline.engine.splitting)."""
         seen = self.store.get("e|" + event.event_id)
         if seen is not None:
@@ -214,7 +217,7 @@ class Graph:
             "x": [change.model_dump(mode="json") for change in result.changes],
         }
         if body is not None:
-            decision["b"] = body
+            decision["b"] = composition.keep_body(self.store, event.event_id, body)
         self.store.set("e|" + event.event_id, decision)
         record = self.store.get("c|" + customer)
         assert record is not None and "fwd" not in record

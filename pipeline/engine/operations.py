@@ -145,7 +145,7 @@ class Operations:
         self,
         graph: Graph,
         normaliser: Normaliser,
-        read: Callable[[Any], ChannelEvent] | None = None,
+        read: Callable[[str], ChannelEvent] | None = None,
     ) -> None:
         """``read``: an event body as the runner gave it to ``Graph.link``, back to the event
         (a split rebuilds the parts from their events; without it, splits are refused)."""

@@ -70,7 +70,7 @@ def _components(atoms: list[str], edges: list[Edge]) -> list[list[str]]:
 
 class Splitter:
     def __init__(
-        self, graph: Graph, normaliser: Normaliser, read: Callable[[Any], ChannelEvent]
+        self, graph: Graph, normaliser: Normaliser, read: Callable[[str], ChannelEvent]
     ) -> None:
         """``read``: an event body as ``Graph.link`` kept it back to the event."""
         self.graph = graph
@@ -169,9 +169,12 @@ class Splitter:
         entries = sorted((at, e) for atom in part for e, at in records[atom]["evs"])
         for _at, event_id in entries:
             decision = self.graph.store.get("e|" + event_id)
-            if decision is None or "b" not in decision:
+            body = None
+            if decision is not None and "b" in decision:
+                body = composition.body_of(self.graph.store, event_id, decision["b"])
+            if body is None:
                 continue  # kept without its body: the part's profile cannot show it
-            event = self.read(decision["b"])
+            event = self.read(body)
             nodes, _dropped = self.normaliser.nodes(event.identifiers, event.traits)
             mine = [n for n in nodes if self.graph.customer_of_node(n) == part_id]
             moved = before if part_id != before else None

@@ -302,7 +302,14 @@ def build_app(
     runner: LinkStage | ProfileStage
     if stage == "link":
         runner = LinkStage(
-            table, codec, topics, clock, stitch, settings.partitions, settings.batch_size
+            table,
+            codec,
+            topics,
+            clock,
+            stitch,
+            settings.partitions,
+            settings.batch_size,
+            keep_events=settings.keep_events,
         )
         avro_name, field = EVENT_BATCH, "events"
     else:

@@ -79,10 +79,10 @@ MAX_STATE_VALUE_BYTES = 512 * 1024
 MAX_OUTPUT_BYTES = 900 * 1024
 
 
-def keep(event: EventBytes) -> list[Any]:
-    """An event's bytes as the linker keeps them with its decision (JSON: base64 and the
-    schema id), so that a split can rebuild the parts from their own events."""
-    return [base64.b64encode(event[0]).decode("ascii"), event[1]]
+def keep(event: EventBytes) -> str:
+    """An event's bytes as the linker keeps them with its decision (``<schema id>:<base64>``),
+    so that a split can rebuild the parts from their own events."""
+    return f"{event[1]}:{base64.b64encode(event[0]).decode('ascii')}"
 
 
 def offset_key(topic: str, partition: int) -> str:
@@ -244,11 +244,16 @@ class LinkStage(BatchStage):
         stitch: StitchConfig,
         partitions: int,
         batch_size: int,
+        keep_events: bool = True,
     ) -> None:
+        """``keep_events``: keep every event with its decision (splits rebuild from them)."""
         super().__init__(store, serde, topics, clock, partitions, batch_size)
         self.stitch = stitch
+        self.keep_events = keep_events
         self.graph = Graph(self.state, stitch.rules, stitch.matching)
-        self.decisions = Operations(self.graph, stitch.normaliser, self.read_kept)
+        self.decisions = Operations(
+            self.graph, stitch.normaliser, self.read_kept if keep_events else None
+        )
         self.operations: list[tuple[str, dict[str, Any]]] = []
 
     def start(self, items: list[dict[str, Any]]) -> None:
@@ -266,7 +271,7 @@ class LinkStage(BatchStage):
             nodes, _dropped = self.stitch.normaliser.nodes(event.identifiers, event.traits)
         else:  # normalised by intake, with the same settings
             nodes = [Node(n["namespace"], n["value"]) for n in given]
-        linked = self.graph.link(event, nodes, now, keep(given_bytes))
+        linked = self.graph.link(event, nodes, now, keep(given_bytes) if self.keep_events else None)
         topic = self.topics.changes
         out: list[Output] = [
             (topic, change.customer_id.encode(), self.serde.encode(topic, change), None)
@@ -310,10 +315,10 @@ class LinkStage(BatchStage):
         )
         return [*out, (results, operation.operation_id.encode(), value, None)]
 
-    def read_kept(self, body: list[Any]) -> ChannelEvent:
+    def read_kept(self, body: str) -> ChannelEvent:
         """An event kept with its linking decision (``keep``) read back."""
-        data, schema_id = body
-        return ChannelEvent.trusted(self.decode_event(base64.b64decode(data), schema_id))
+        schema_id, data = body.split(":", 1)
+        return ChannelEvent.trusted(self.decode_event(base64.b64decode(data), int(schema_id)))
 
     def finish(self, now: datetime, strict: bool) -> list[Output]:
         return self.operation_batches(self.operations)

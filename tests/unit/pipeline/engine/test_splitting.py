@@ -229,3 +229,16 @@ def test_split_parts_never_rejoin_and_the_same_input_splits_the_same(seed: int) 
     now = dict(zip(refs, _parts(stitcher, refs), strict=True))
     rejoined = [(a, b) for a, b in apart if now[a] == now[b]]
     assert not rejoined, f"split parts joined again automatically: {rejoined[:3]}"
+
+
+def test_a_kept_event_larger_than_a_chunk_comes_back_whole() -> None:
+    from pipeline.engine import composition
+
+    store = MemoryStore()
+    body = "x" * (composition.BODY_CHUNK_CHARS * 2 + 5)
+    chunks = composition.keep_body(store, "e1", body)
+    assert chunks == 3
+    assert all(len(v) <= composition.BODY_CHUNK_CHARS for v in store.data.values())
+    assert composition.body_of(store, "e1", chunks) == body
+    store.delete("v|e1|1")
+    assert composition.body_of(store, "e1", chunks) is None

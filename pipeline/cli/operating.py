@@ -1,5 +1,6 @@
-"""`omnistitch link|review|unlink|split`: an operator's decision sent to the running worker,
-then its result (pipeline.stream.submission; the decisions: pipeline.engine.operations)."""
+"""`omnistitch link|review|unlink|split|junk|remove`: an operator's decision sent to the
+running worker, then its result (pipeline.stream.submission; the decisions:
+pipeline.engine.operations)."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ def _operation(args: argparse.Namespace, kind: str) -> Operation:
     if kind == "split":
         right = f"event:{args.event}" if args.event else f"source:{args.source}"
     else:
-        right = args.right
+        right = getattr(args, "right", "")
     return Operation.from_json(
         {
             "operation_id": args.operation_id or f"op-{uuid.uuid4()}",
@@ -100,3 +101,11 @@ def cmd_unlink(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_split(args: argparse.Namespace, settings: Settings) -> int:
     return _send(args, settings, "split")
+
+
+def cmd_junk(args: argparse.Namespace, settings: Settings) -> int:
+    return _send(args, settings, "junk")
+
+
+def cmd_remove(args: argparse.Namespace, settings: Settings) -> int:
+    return _send(args, settings, "remove")

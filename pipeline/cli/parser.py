@@ -10,7 +10,9 @@ from collections.abc import Sequence
 from pipeline.cli.connectors import cmd_collector, cmd_files, cmd_generate
 from pipeline.cli.operating import (
     add_operation_arguments,
+    cmd_junk,
     cmd_link,
+    cmd_remove,
     cmd_review,
     cmd_split,
     cmd_unlink,
@@ -149,6 +151,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--source", help="the source whose evidence goes (e.g. a shared tablet's app)"
     )
     splitting.set_defaults(func=cmd_split)
+    junk = sub.add_parser(
+        "junk",
+        help="mark an identifier value junk after the fact (a shared store tablet, a till's "
+        "default e-mail): it stops linking and the customers it held together are split",
+    )
+    add_operation_arguments(junk, pair=False)
+    junk.set_defaults(func=cmd_junk)
+    removing = sub.add_parser(
+        "remove",
+        help="take an identifier away from its customer (it is another person's): it becomes "
+        "a customer of its own, never linked back automatically",
+    )
+    add_operation_arguments(removing, pair=False)
+    removing.set_defaults(func=cmd_remove)
 
     kpis = sub.add_parser(
         "kpis",

@@ -11,7 +11,8 @@ record (``c|<id>``) holds:
 ``evs``   its own events, ``[event_id, time_ms]``, the latest MAX_EVENTS and at most
           MAX_EVENT_ID_BYTES of ids (an event belongs to the atom of its highest-priority
           identifier, or to its customer when it has none);
-``sup``   on a survivor: *support* edges, ``[atom, atom, event_id, source, rule]``: an event
+``sup``   on a survivor: *support* edges, ``[atom, atom, event_id, source, rule, key, key]``
+          (the keys: an identifier of the event in each atom): an event
           carried identifiers of two atoms of one customer (after a merge, no merge records
           it); the first MAX_PER_PAIR events per pair of atoms and source, at most MAX_SUPPORT.
 
@@ -22,6 +23,7 @@ listed (counted in ``atoms_dropped``) and the customer can no longer be split.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,8 +32,9 @@ from pipeline.engine.state import Store
 MAX_ATOMS = 200
 MAX_EVENTS = 1000
 MAX_EVENT_ID_BYTES = 64 * 1024
-MAX_SUPPORT = 100
+MAX_SUPPORT = 64
 MAX_PER_PAIR = 3
+SHARED = "shared_identifier"  # pipeline.engine.graph.SHARED_IDENTIFIER
 # An event kept for splits is stored in chunks of this many characters (``v|<event id>|<n>``),
 # each far below the state bound whatever the record limit (base64 of 512 KiB is 683 KiB).
 BODY_CHUNK_CHARS = 192 * 1024
@@ -47,6 +50,7 @@ class Edge:
     event_id: str
     source: str
     rule: str
+    keys: tuple[str, ...] = ()  # node keys of the identifiers the evidence linked through
 
     def joins(self, one: str, other: str) -> bool:
         return {self.left, self.right} == {one, other}
@@ -71,6 +75,41 @@ def own_of(record: dict[str, Any], atoms: list[dict[str, Any]]) -> dict[str, lis
     return {ns: values for ns, values in own.items() if values}
 
 
+def place(
+    store: Store,
+    resolve: Callable[[str], str],
+    event_id: str,
+    source: str,
+    rule: str,
+    keys: list[str],
+    customer: str,
+    at: int,
+) -> str:
+    """An event's atom: that of its highest-priority identifier (``keys``, in priority order)
+    of ``customer``, else the customer; it records the event, and the customer's record a
+    support edge to every other atom the event's identifiers are in."""
+    atoms: dict[str, str] = {}  # atom → the key of the event's first identifier in it
+    for key in keys:
+        record = store.get("n|" + key)
+        if record is not None and record["c"] not in atoms and resolve(record["c"]) == customer:
+            atoms[record["c"]] = key
+    atom = next(iter(atoms), customer)
+    record = store.get("c|" + atom)
+    assert record is not None
+    add_event(record, event_id, at)
+    store.set("c|" + atom, record)
+    if len(atoms) > 1:
+        survivor = store.get("c|" + customer)
+        assert survivor is not None
+        changed = False
+        for other in list(atoms)[1:]:
+            keys_pair = (atoms[atom], atoms[other])
+            changed |= add_support(survivor, atom, other, event_id, source, rule, keys_pair)
+        if changed:
+            store.set("c|" + customer, survivor)
+    return atom
+
+
 def add_event(record: dict[str, Any], event_id: str, at: int) -> None:
     events = record.setdefault("evs", [])
     events.append([event_id, at])
@@ -83,19 +122,25 @@ def add_event(record: dict[str, Any], event_id: str, at: int) -> None:
 
 
 def add_support(
-    record: dict[str, Any], left: str, right: str, event_id: str, source: str, rule: str
+    record: dict[str, Any],
+    left: str,
+    right: str,
+    event_id: str,
+    source: str,
+    rule: str,
+    keys: tuple[str, str] = ("", ""),
 ) -> bool:
     """A support edge on the survivor's record, unless the pair has MAX_PER_PAIR of the source
     (or this event's) already."""
     support = record.setdefault("sup", [])
     pair = {left, right}
-    same = [e for a, b, e, s, _r in support if {a, b} == pair and s == source]
+    same = [e[2] for e in support if {e[0], e[1]} == pair and e[3] == source]
     if event_id in same or len(same) >= MAX_PER_PAIR:
         return False
     if len(support) >= MAX_SUPPORT:
         record["sup_dropped"] = record.get("sup_dropped", 0) + 1
         return False
-    support.append([left, right, event_id, source, rule])
+    support.append([left, right, event_id, source, rule, *keys])
     return True
 
 
@@ -106,8 +151,9 @@ def absorb(kept: dict[str, Any], gone: dict[str, Any], loser: str) -> None:
     dropped = keep_latest(atoms, MAX_ATOMS) + gone.get("atoms_dropped", 0)
     if dropped:
         kept["atoms_dropped"] = kept.get("atoms_dropped", 0) + dropped
-    for left, right, event_id, source, rule in gone.get("sup", []):
-        add_support(kept, left, right, event_id, source, rule)
+    for e in gone.get("sup", []):
+        keys = (e[5], e[6]) if len(e) > 6 else ("", "")
+        add_support(kept, e[0], e[1], e[2], e[3], e[4], keys)
 
 
 def forward_record(
@@ -123,7 +169,10 @@ def forward_record(
 
 
 def edges(records: dict[str, dict[str, Any]], survivor: dict[str, Any]) -> list[Edge]:
-    """The evidence graph of a customer: merge edges of its atoms, then support edges."""
+    """The evidence graph of a customer: merge edges of its atoms, then support edges. A merge
+    through a shared identifier is represented by the support edge its event left between the
+    two atoms that hold its identifiers (``place``), not by the forward pointer, which joins
+    the loser to whatever survived on the other side."""
     found = [
         Edge(
             "merged",
@@ -132,11 +181,15 @@ def edges(records: dict[str, dict[str, Any]], survivor: dict[str, Any]) -> list[
             str(record["why"].get("e", "")),
             str(record["why"].get("s", "")),
             str(record["why"].get("r", "")),
+            tuple(record["why"].get("n", [])),
         )
         for atom, record in records.items()
-        if "into" in record and "why" in record
+        if "into" in record and "why" in record and record["why"].get("r") != SHARED
     ]
-    found += [Edge("support", a, b, e, s, r) for a, b, e, s, r in survivor.get("sup", [])]
+    found += [
+        Edge("support", e[0], e[1], e[2], e[3], e[4], tuple(k for k in e[5:] if k))
+        for e in survivor.get("sup", [])
+    ]
     return found
 
 

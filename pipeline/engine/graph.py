@@ -38,7 +38,7 @@ from pipeline.engine.matching import DO_NOT_LINK, MatchConfig, Matcher
 from pipeline.engine.namespaces import NamespaceRules
 from pipeline.engine.state import Store
 
-SHARED_IDENTIFIER = "shared_identifier"
+SHARED_IDENTIFIER = composition.SHARED
 UNIQUE_CONFLICT = "unique_namespace_conflict"
 NAMESPACE_LIMIT = "namespace_limit"
 HAIRBALL = "hairball_guard"
@@ -207,7 +207,16 @@ class Graph:
             )
         if self.matcher is not None:
             customer = self.matcher.match(self, event, nodes, customer, now, result)
-        atom = self._place(event, [node for node, _ in active], customer, at)
+        atom = composition.place(
+            self.store,
+            self.resolve,
+            event.event_id,
+            event.source,
+            SHARED_IDENTIFIER,
+            [node.key for node, _ in active],
+            customer,
+            at,
+        )
         decision: dict[str, Any] = {
             "c": customer,
             "a": atom,
@@ -227,36 +236,6 @@ class Graph:
         result.customer_id = customer
         result.nodes = self._members(nodes, customer)
         return result
-
-    def _place(self, event: ChannelEvent, active: list[Node], customer: str, at: int) -> str:
-        """The event's atom (pipeline.engine.composition): that of its highest-priority
-        identifier of this customer, else the customer; it records the event, and the
-        customer's record a support edge to every other atom the event's identifiers are in."""
-        atoms: list[str] = []
-        for node in active:
-            record = self.store.get("n|" + node.key)
-            if (
-                record is not None
-                and record["c"] not in atoms
-                and self.resolve(record["c"]) == customer
-            ):
-                atoms.append(record["c"])
-        atom = atoms[0] if atoms else customer
-        record = self.store.get("c|" + atom)
-        assert record is not None
-        composition.add_event(record, event.event_id, at)
-        self.store.set("c|" + atom, record)
-        if len(atoms) > 1:
-            survivor = self.store.get("c|" + customer)
-            assert survivor is not None
-            changed = False
-            for other in atoms[1:]:
-                changed |= composition.add_support(
-                    survivor, atom, other, event.event_id, event.source, SHARED_IDENTIFIER
-                )
-            if changed:
-                self.store.set("c|" + customer, survivor)
-        return atom
 
     def _members(self, nodes: list[Node], customer: str) -> list[Node]:
         return [node for node in nodes if self.customer_of_node(node) == customer]

@@ -31,14 +31,17 @@ from pipeline.contract.models import (
     IdentityChange,
 )
 from pipeline.engine.composition import Edge
-from pipeline.engine.graph import MAX_DO_NOT_LINK, Graph
+from pipeline.engine.graph import MAX_DO_NOT_LINK, Graph, new_customer_id, to_ms
 from pipeline.engine.identifiers import Node, Normaliser
 from pipeline.engine.links import Linked, change_id
 from pipeline.engine.splitting import Rebuild, Splitter
 from pipeline.exceptions import ConfigurationError
 
 OPERATOR = "operator"
-KINDS = ("link", "accept", "reject", "unlink", "split")
+KINDS = ("link", "accept", "reject", "unlink", "split", "junk", "remove")
+# Kinds naming one identifier (``left``) only: it is junk (a shared tablet, a till's default
+# e-mail) and stops linking, or it is not this person's and becomes a customer of its own.
+SINGLE = ("junk", "remove")
 # What ``split`` removes from the customer named by ``left``: ``right`` is one of these.
 EVENT_SELECTOR, SOURCE_SELECTOR = "event:", "source:"
 Status = Literal["done", "refused", "unknown", "repeat"]
@@ -74,7 +77,7 @@ class Operation:
             raise ConfigurationError(f"not an operation: {exc}") from exc
         if kind not in KINDS:
             raise ConfigurationError(f"unknown operation kind {kind!r} (one of {', '.join(KINDS)})")
-        for name in ("operation_id", "operator", "left", "right"):
+        for name in ("operation_id", "operator", "left", *(() if kind in SINGLE else ("right",))):
             if not getattr(found, name).strip():
                 raise ConfigurationError(f"operation: {name} is empty")
         if len(found.operator) > MAX_TEXT or len(found.reason) > MAX_TEXT:
@@ -209,6 +212,8 @@ class Operations:
         return self.graph.resolve(left), lambda e: e.joins(left, right)
 
     def _apply(self, op: Operation, now: datetime) -> Outcome:
+        if op.kind in SINGLE:
+            return self._leave(op, now)
         if op.kind == "split":
             if not op.right.startswith((EVENT_SELECTOR, SOURCE_SELECTOR)):
                 return Outcome(
@@ -280,6 +285,67 @@ class Operations:
         winner = self.graph.merge(left, right, now, result, f"{OPERATOR} {op.kind}", evidence)
         result.customer_id = winner
         return Outcome(op.operation_id, "done", "merged", winner, result)
+
+    def _leave(self, op: Operation, now: datetime) -> Outcome:
+        """``junk``: the value is quarantined, ``remove``: it starts a customer of its own; the
+        evidence it gave is removed and the customer it was in recomputed (pipeline.engine
+        .splitting)."""
+        node = self.normaliser.node_of(op.left)
+        record = self.graph.store.get("n|" + node.key) if isinstance(node, Node) else None
+        if record is None or not isinstance(node, Node):
+            return Outcome(op.operation_id, "unknown", f"not known: {op.left.split(':', 1)[0]}")
+        if self.splitter is None:
+            return Outcome(op.operation_id, "refused", "this runner keeps no events to rebuild")
+        if record.get("q"):
+            return Outcome(op.operation_id, "refused", "already quarantined")
+        customer = self.graph.resolve(record["c"])
+        division = self.splitter.split(
+            customer, lambda e: node.key in e.keys, op.operation_id, leaving=node
+        )
+        if division.refused is not None:
+            return Outcome(op.operation_id, "refused", division.refused, customer)
+        evidence = self._evidence(op, [node])
+        result = Linked(customer_id=customer)
+        parts = list(division.ids)
+        if op.kind == "junk":
+            record["q"] = 1
+            record["junk"] = op.operation_id
+            change = ChangeType.quarantined
+        else:
+            own = new_customer_id(f"remove|{op.operation_id}")
+            self.graph.store.set(
+                "c|" + own,
+                {
+                    "ids": {node.namespace: [node.value]},
+                    "first": to_ms(now),
+                    "evs": [],
+                    "dnl": parts[:MAX_DO_NOT_LINK],
+                },
+            )
+            for part in parts:
+                part_record = self.graph.store.get("c|" + part)
+                assert part_record is not None
+                part_record["dnl"] = sorted({*part_record.get("dnl", []), own})[:MAX_DO_NOT_LINK]
+                self.graph.store.set("c|" + part, part_record)
+            record["c"] = own
+            parts.append(own)
+            change = ChangeType.split
+        self.graph.store.set("n|" + node.key, record)
+        result.changes.append(
+            IdentityChange(
+                change_id=change_id(op.kind, op.operation_id),
+                change_type=change,
+                customer_id=customer,
+                old_customer_ids=parts[1:],
+                reason=f"{OPERATOR} {op.kind}: a {node.namespace} value "
+                + ("stops linking" if op.kind == "junk" else "is another customer's")
+                + f"; {len(division.parts)} part(s)",
+                evidence=[evidence],
+                occurred_at=now,
+            )
+        )
+        detail = f"{len(division.parts)} part(s)"
+        return Outcome(op.operation_id, "done", detail, customer, result, division.rebuilds)
 
     def _split(
         self, op: Operation, left: str, right: str, evidence: Evidence, now: datetime

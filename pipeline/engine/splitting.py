@@ -68,6 +68,12 @@ def _components(atoms: list[str], edges: list[Edge]) -> list[list[str]]:
     return list(groups.values())
 
 
+def _oldest(part: list[str], records: dict[str, dict[str, Any]]) -> int:
+    """The time of a part's oldest event kept (the part with the oldest evidence keeps the id
+    of a customer a split made)."""
+    return min((at for atom in part for _e, at in records[atom]["evs"]), default=2**62)
+
+
 class Splitter:
     def __init__(
         self, graph: Graph, normaliser: Normaliser, read: Callable[[str], ChannelEvent]
@@ -77,28 +83,47 @@ class Splitter:
         self.normaliser = normaliser
         self.read = read
 
-    def split(self, customer: str, remove: Callable[[Edge], bool], operation_id: str) -> Division:
+    def split(
+        self,
+        customer: str,
+        remove: Callable[[Edge], bool],
+        operation_id: str,
+        leaving: Node | None = None,
+    ) -> Division:
+        """Remove the evidence ``remove`` selects and recompute the parts. ``leaving``: an
+        identifier that leaves the customer (junk, or not this person's): it is no part's, and
+        the customer is rebuilt even when its evidence stays connected without it."""
         store = self.graph.store
         survivor = store.get("c|" + customer)
         assert survivor is not None and "fwd" not in survivor
-        if survivor.get("atoms_dropped"):
-            return Division("more merges than a split can follow (composition.MAX_ATOMS)")
-        atoms = [customer, *survivor.get("atoms", [])]
-        records = {atom: store.get("c|" + atom) or {} for atom in atoms}
-        if any("evs" not in record for record in records.values()):
+        if survivor.get("atoms_dropped") or survivor.get("sup_dropped"):
+            return Division("more evidence than a split can follow (pipeline.engine.composition)")
+        others = survivor.get("atoms", [])
+        records = {atom: store.get("c|" + atom) or {} for atom in others}
+        if any("evs" not in record for record in records.values()) or "evs" not in survivor:
             return Division("formed before this version kept what a split needs")
-        records[customer] = {
-            **survivor,
-            "own": composition.own_of(survivor, [records[a] for a in atoms[1:]]),
-        }
+        own = composition.own_of(survivor, list(records.values()))
+        records[customer] = {**survivor, "own": own}
+        # A part a split made holds evidence only once events or identifiers came to it.
+        real = not survivor.get("made") or survivor["evs"] or own
+        atoms = [*([customer] if real else []), *others]
+        if leaving is not None:
+            for record in records.values():
+                own = record.get("own", {})
+                if leaving.value in own.get(leaving.namespace, []):
+                    values = [v for v in own[leaving.namespace] if v != leaving.value]
+                    record["own"] = {**own, leaving.namespace: values}
         every = [e for e in composition.edges(records, survivor) if e.left in records]
         every = [e for e in every if e.right in records]
         removed = [e for e in every if remove(e)]
-        if not removed:
+        if not removed and leaving is None:
             return Division("no such evidence in this customer")
         kept_edges = [e for e in every if not remove(e)]
-        parts = sorted(_components(atoms, kept_edges), key=lambda part: customer not in part)
-        if len(parts) == 1:
+        parts = sorted(
+            _components(atoms, kept_edges),
+            key=lambda part: (customer not in part, _oldest(part, records)),
+        )
+        if len(parts) == 1 and leaving is None:
             joining = sorted({e.event_id for e in kept_edges})[:5]
             return Division(
                 "other evidence still joins them (events "
@@ -114,7 +139,7 @@ class Splitter:
             others = [i for i in ids if i != part_id]
             self._write(part, part_id, records, kept_edges, survivor, others)
         for part, part_id in zip(parts, ids, strict=True):  # every atom forwards to its part
-            division.rebuilds.append(self._rebuild(part, part_id, records, customer))
+            division.rebuilds.append(self._rebuild(part, part_id, records, customer, leaving))
         return division
 
     def _write(
@@ -136,7 +161,9 @@ class Splitter:
                 composition.keep_latest(merged, rules.rule(namespace).limit)
         times = [at for atom in part for _e, at in records[atom]["evs"]]
         mine = records.get(part_id, {})
-        record = {k: v for k, v in mine.items() if k in ("evs", "evs_dropped")}
+        record = {k: v for k, v in mine.items() if k in ("evs", "evs_dropped", "made")}
+        if part_id not in records:  # a new part: its atoms hold the events and identifiers
+            record |= {"evs": [], "made": 1}
         record |= {
             "ids": ids,
             "first": min(times) if times else survivor["first"],
@@ -160,8 +187,20 @@ class Splitter:
                 atom_record.pop("why", None)
             store.set("c|" + atom, atom_record)
 
+    def _member(self, node: Node, leaving: Node | None) -> str | None:
+        """The customer of an identifier that still links (not quarantined, not leaving)."""
+        record = self.graph.store.get("n|" + node.key)
+        if record is None or record.get("q") or node == leaving:
+            return None
+        return self.graph.resolve(record["c"])
+
     def _rebuild(
-        self, part: list[str], part_id: str, records: dict[str, dict[str, Any]], before: str
+        self,
+        part: list[str],
+        part_id: str,
+        records: dict[str, dict[str, Any]],
+        before: str,
+        leaving: Node | None,
     ) -> Rebuild:
         """The part's events in time order, read back; its match features from them."""
         found: Features = {}
@@ -176,7 +215,7 @@ class Splitter:
                 continue  # kept without its body: the part's profile cannot show it
             event = self.read(body)
             nodes, _dropped = self.normaliser.nodes(event.identifiers, event.traits)
-            mine = [n for n in nodes if self.graph.customer_of_node(n) == part_id]
+            mine = [n for n in nodes if self._member(n, leaving) == part_id]
             moved = before if part_id != before else None
             events.append((event, mine, moved))
             found = merge_features(found, features_of(event.traits, mine))

@@ -171,4 +171,13 @@ def test_split_through_the_worker_equals_replay_with_the_same_operation(
     assert len(run.profiles()) == 2
     code, unlinked = _cli(run, "unlink", "email:ann@example.com", "email:ben@example.com")
     assert (code, unlinked["status"]) == (1, "refused")
+    # The tablet is junk: it stops linking and leaves both profiles.
+    code, junked = _cli(run, "junk", "anonymous_id:tablet-1")
+    assert (code, junked["status"]) == (0, "done"), junked
+
+    def tablet_gone() -> bool:
+        profiles = run.profiles().values()
+        return len(profiles) == 2 and all("anonymous_id" not in p.identifiers for p in profiles)
+
+    _wait_for(tablet_gone, "both profiles without the junk tablet")
     assert worker.stop() == 0

@@ -242,3 +242,56 @@ def test_a_kept_event_larger_than_a_chunk_comes_back_whole() -> None:
     assert composition.body_of(store, "e1", chunks) == body
     store.delete("v|e1|1")
     assert composition.body_of(store, "e1", chunks) is None
+
+
+def test_junk_after_the_fact_quarantines_the_value_and_splits_what_it_held(
+    store_factory: Callable[[], Store],
+) -> None:
+    stitcher = _stitcher(store_factory)
+    _run(stitcher, FAMILY)
+    merged = _customer(stitcher, ANN)
+    outcome, out = stitcher.operate(_op("junk", f"{TABLET[0]}:{TABLET[1]}", ""))
+    assert (outcome.status, outcome.detail) == ("done", "2 part(s)")
+    ann, ben = _customer(stitcher, ANN), _customer(stitcher, BEN)
+    assert ann != ben and merged in (ann, ben)
+    (change,) = out.changes
+    assert change.change_type is ChangeType.quarantined and change.customer_id == merged
+    profiles = {p.customer_id: p for p in out.profiles}
+    assert all("anonymous_id" not in p.identifiers for p in profiles.values())
+    # The tablet no longer links anything: a later session on it joins nobody.
+    later = stitcher.process(_event("late", 1, TABLET))
+    assert later.customer_id not in (ann, ben)
+    again, _ = stitcher.operate(_op("junk", f"{TABLET[0]}:{TABLET[1]}", "", 2))
+    assert (again.status, again.detail) == ("refused", "already quarantined")
+
+
+def test_removing_an_identifier_makes_it_a_customer_of_its_own(
+    store_factory: Callable[[], Store],
+) -> None:
+    stitcher = _stitcher(store_factory)
+    phone = ("phone", "+4915112345678")
+    _run(stitcher, [_event("a1", 30, ANN, first_name="Ann"), _event("a2", 20, ANN, phone)])
+    ann = _customer(stitcher, ANN)
+    outcome, out = stitcher.operate(_op("remove", f"{phone[0]}:{phone[1]}", ""))
+    assert (outcome.status, outcome.detail) == ("done", "1 part(s)")
+    assert _customer(stitcher, ANN) == ann
+    own = _customer(stitcher, phone)
+    assert own is not None and own != ann
+    (profile,) = {p.customer_id: p for p in out.profiles}.values()  # the latest
+    assert profile.customer_id == ann and "phone" not in profile.identifiers
+    assert profile.event_count == 2, "the events stay: only the identifier left"
+    # A later event with both does not put the phone back.
+    _run(stitcher, [_event("a3", 10, ANN, phone)])
+    assert _customer(stitcher, phone) == own != _customer(stitcher, ANN)
+
+
+def test_a_part_can_be_split_again(store_factory: Callable[[], Store]) -> None:
+    stitcher = _stitcher(store_factory)
+    cara = ("email", "cara@example.com")
+    _run(stitcher, [*FAMILY, _event("cara-1", 3, cara), _event("cara-2", 2, cara, BEN)])
+    first, _ = stitcher.operate(_op("split", f"email:{ANN[1]}", "event:ben-2"))
+    assert first.status == "done"
+    assert _customer(stitcher, BEN) == _customer(stitcher, cara) != _customer(stitcher, ANN)
+    second, _ = stitcher.operate(_op("split", f"email:{BEN[1]}", "event:cara-2", 2))
+    assert (second.status, second.detail) == ("done", "2 parts")
+    assert len({_customer(stitcher, ref) for ref in (ANN, BEN, cara)}) == 3

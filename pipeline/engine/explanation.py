@@ -29,7 +29,7 @@ MAX_STEPS = 10_000
 class Step:
     """One edge: ``subject`` (an identifier key or a customer id) joined ``customer``."""
 
-    kind: str  # "attached" | "merged"
+    kind: str  # "attached" | "merged" | "joined" (an atom a split regrouped, see _regrouped)
     subject: str
     customer: str
     event_id: str | None
@@ -56,7 +56,7 @@ class Step:
 
     def render(self) -> str:
         when = self.occurred_at.strftime("%Y-%m-%d %H:%M:%S") if self.occurred_at else "?"
-        verb = "attached to" if self.kind == "attached" else "merged into"
+        verb = {"attached": "attached to", "merged": "merged into"}.get(self.kind, "joined")
         line = f"{self.subject} {verb} {self.customer}: {self.rule} by event {self.event_id} "
         line += f"({self.source}, {when})"
         if self.via:
@@ -139,6 +139,10 @@ def path_of(store: Store, node: Node) -> list[Step]:
             break
         into = customer.get("into", customer["fwd"])
         why = customer.get("why") or {}
+        if "into" not in customer:  # regrouped by a split: the evidence is a support edge
+            steps.append(_regrouped(store, current, customer["fwd"]))
+            current = into
+            continue
         steps.append(
             Step(
                 "merged",
@@ -155,6 +159,17 @@ def path_of(store: Store, node: Node) -> list[Step]:
         )
         current = into
     return steps
+
+
+def _regrouped(store: Store, atom: str, part: str) -> Step:
+    """An atom a split put into a part: the first event that carried identifiers of it and of
+    another atom of the part (pipeline.engine.composition, support edges)."""
+    record = store.get("c|" + part) or {}
+    for edge in record.get("sup", []):
+        if atom in edge[:2]:
+            keys = [k for k in edge[5:] if k]
+            return Step("joined", atom, part, edge[2], None, edge[3], edge[4], keys)
+    return Step("joined", atom, part, None, None, None, "split", [])
 
 
 def _end(path: list[Step]) -> str | None:

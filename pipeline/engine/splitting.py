@@ -176,13 +176,12 @@ class Splitter:
             "dnl": sorted(set(survivor.get("dnl", [])) | set(others))[:MAX_DO_NOT_LINK],
         }
         store.set("c|" + part_id, record)
-        kept_into = {(e.left, e.right) for e in kept_edges if e.kind == "merged"}
         for atom in part:
             if atom == part_id:
                 continue
             atom_record = dict(records[atom])
             atom_record["fwd"] = part_id
-            if (atom, atom_record.get("into")) not in kept_into:
+            if atom_record.get("into") not in inside:  # its merge now joins two parts
                 atom_record.pop("into", None)
                 atom_record.pop("why", None)
             store.set("c|" + atom, atom_record)

@@ -295,3 +295,17 @@ def test_a_part_can_be_split_again(store_factory: Callable[[], Store]) -> None:
     second, _ = stitcher.operate(_op("split", f"email:{BEN[1]}", "event:cara-2", 2))
     assert (second.status, second.detail) == ("done", "2 parts")
     assert len({_customer(stitcher, ref) for ref in (ANN, BEN, cara)}) == 3
+
+
+def test_explain_within_a_part_names_the_event_that_still_joins_it(
+    store_factory: Callable[[], Store],
+) -> None:
+    stitcher = _stitcher(store_factory)
+    cara = ("email", "cara@example.com")
+    _run(stitcher, [*FAMILY, _event("cara-1", 3, cara), _event("cara-2", 2, cara, BEN)])
+    stitcher.operate(_op("split", f"email:{ANN[1]}", "event:ben-2"))
+    found = explain(stitcher.graph.store, Node(*BEN), Node(*cara))
+    assert found.joined and found.customer == _customer(stitcher, BEN)
+    events = {step.event_id for step in found.left_path + found.right_path}
+    assert "cara-2" in events and "ben-2" not in events
+    assert not explain(stitcher.graph.store, Node(*ANN), Node(*BEN)).joined

@@ -8,9 +8,11 @@ record (``c|<id>``) holds:
 
 ``own``   on a merged-away atom: identifier values attached to it directly, by namespace (a
           survivor's own are its ``ids`` less its atoms' own: identifiers belong to one atom);
-``evs``   its own events, ``[event_id, time_ms]``, the latest MAX_EVENTS and at most
-          MAX_EVENT_ID_BYTES of ids (an event belongs to the atom of its highest-priority
-          identifier, or to its customer when it has none);
+``evs``   its own events, ``[event_id, time_ms]``, the latest MAX_EVENTS (an event belongs to
+          the atom of its highest-priority identifier, or to its customer when it has none);
+          older ones, SPILL at a time, in history chunks ``h|<atom>|<n>`` (``h`` counts them),
+          with the keys of identifiers that rolled off (``hn`` until SPILL of them): so a
+          split and an erase see all of an atom's events and nodes;
 ``sup``   on a survivor: *support* edges, ``[atom, atom, event_id, source, rule, key, key]``
           (the keys: an identifier of the event in each atom): an event
           carried identifiers of two atoms of one customer (after a merge, no merge records
@@ -30,8 +32,8 @@ from typing import Any
 from pipeline.engine.state import Store
 
 MAX_ATOMS = 200
-MAX_EVENTS = 1000
-MAX_EVENT_ID_BYTES = 64 * 1024
+MAX_EVENTS = 200
+SPILL = 50
 MAX_SUPPORT = 64
 MAX_PER_PAIR = 3
 SHARED = "shared_identifier"  # pipeline.engine.graph.SHARED_IDENTIFIER
@@ -96,7 +98,7 @@ def place(
     atom = next(iter(atoms), customer)
     record = store.get("c|" + atom)
     assert record is not None
-    add_event(record, event_id, at)
+    add_event(store, atom, record, event_id, at)
     store.set("c|" + atom, record)
     if len(atoms) > 1:
         survivor = store.get("c|" + customer)
@@ -110,15 +112,40 @@ def place(
     return atom
 
 
-def add_event(record: dict[str, Any], event_id: str, at: int) -> None:
+def add_event(store: Store, atom: str, record: dict[str, Any], event_id: str, at: int) -> None:
+    """The atom's event; beyond MAX_EVENTS on the record the oldest SPILL go to its history."""
     events = record.setdefault("evs", [])
     events.append([event_id, at])
-    dropped = keep_latest(events, MAX_EVENTS)
-    size = sum(len(e) for e, _at in events)
-    while size > MAX_EVENT_ID_BYTES and len(events) > 1:
-        size -= len(events.pop(0)[0])
-        dropped += 1
-    record["evs_dropped"] = record.get("evs_dropped", 0) + dropped
+    if len(events) > MAX_EVENTS:
+        _spill(store, atom, record, {"e": events[:SPILL], "n": []})
+        del events[:SPILL]
+
+
+def add_rolled(store: Store, atom: str, record: dict[str, Any], keys: list[str]) -> None:
+    """Identifiers that rolled off the record (their nodes still point here): noted, and every
+    SPILL of them go to the history, so that an erase finds every node of the customer."""
+    pending = record.setdefault("hn", [])
+    pending.extend(keys)
+    if len(pending) >= SPILL:
+        _spill(store, atom, record, {"e": [], "n": list(pending)})
+        pending.clear()
+
+
+def _spill(store: Store, atom: str, record: dict[str, Any], chunk: dict[str, Any]) -> None:
+    number = record.get("h", 0)
+    store.set(f"h|{atom}|{number}", chunk)
+    record["h"] = number + 1
+
+
+def history(store: Store, atom: str, record: dict[str, Any]) -> tuple[list[Any], list[str]]:
+    """Every event (``[event_id, time_ms]``) and rolled-off node key of an atom, oldest first."""
+    events: list[Any] = []
+    nodes: list[str] = []
+    for number in range(record.get("h", 0)):
+        chunk = store.get(f"h|{atom}|{number}") or {}
+        events += chunk.get("e", [])
+        nodes += chunk.get("n", [])
+    return events + list(record.get("evs", [])), nodes + list(record.get("hn", []))
 
 
 def add_support(
@@ -162,7 +189,7 @@ def forward_record(
     """The merged-away atom's record: the forward pointer, the merge's evidence and its own
     identifiers (``own_of``) and events."""
     record: dict[str, Any] = {"fwd": winner, "into": winner, "why": why, "own": own}
-    for name in ("evs", "evs_dropped"):
+    for name in ("evs", "h", "hn"):
         if name in gone:
             record[name] = gone[name]
     return record

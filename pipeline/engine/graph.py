@@ -279,7 +279,7 @@ class Graph:
         values = record["ids"].setdefault(node.namespace, [])
         if node.value not in values:
             values.append(node.value)
-            self._roll(record, node.namespace)
+            self._roll(customer, record, node.namespace)
         self.store.set("c|" + customer, record)
         self.store.set(
             "n|" + node.key,
@@ -295,13 +295,16 @@ class Graph:
             },
         )
 
-    def _roll(self, record: dict[str, Any], namespace: str) -> None:
+    def _roll(self, customer: str, record: dict[str, Any], namespace: str) -> None:
         """A rolling namespace over its limit: the oldest values leave the record (their nodes
         still point to the customer), counted on the record and in ``stats``."""
         rule = self.rules.rule(namespace)
         values = record["ids"][namespace]
         extra = len(values) - rule.limit
         if rule.rolls and extra > 0:
+            composition.add_rolled(
+                self.store, customer, record, [f"{namespace}|{v}" for v in values[:extra]]
+            )
             del values[:extra]
             rolled = record.setdefault("rolled", {})
             rolled[namespace] = rolled.get(namespace, 0) + extra
@@ -363,7 +366,7 @@ class Graph:
         for namespace, values in gone["ids"].items():
             merged = kept["ids"].setdefault(namespace, [])
             merged.extend(v for v in values if v not in merged)
-            self._roll(kept, namespace)
+            self._roll(winner, kept, namespace)
         for namespace, count in gone.get("rolled", {}).items():
             rolled = kept.setdefault("rolled", {})
             rolled[namespace] = rolled.get(namespace, 0) + count

@@ -159,9 +159,11 @@ class Splitter:
                 merged = ids.setdefault(namespace, [])
                 merged.extend(v for v in values if v not in merged)
                 composition.keep_latest(merged, rules.rule(namespace).limit)
-        times = [at for atom in part for _e, at in records[atom]["evs"]]
+        times = [
+            at for atom in part for _e, at in composition.history(store, atom, records[atom])[0]
+        ]
         mine = records.get(part_id, {})
-        record = {k: v for k, v in mine.items() if k in ("evs", "evs_dropped", "made")}
+        record = {k: v for k, v in mine.items() if k in ("evs", "h", "hn", "made")}
         if part_id not in records:  # a new part: its atoms hold the events and identifiers
             record |= {"evs": [], "made": 1}
         record |= {
@@ -204,7 +206,10 @@ class Splitter:
         """The part's events in time order, read back; its match features from them."""
         found: Features = {}
         events: list[tuple[ChannelEvent, list[Node], str | None]] = []
-        entries = sorted((at, e) for atom in part for e, at in records[atom]["evs"])
+        store = self.graph.store
+        entries = sorted(
+            (at, e) for atom in part for e, at in composition.history(store, atom, records[atom])[0]
+        )
         for _at, event_id in entries:
             decision = self.graph.store.get("e|" + event_id)
             body = None

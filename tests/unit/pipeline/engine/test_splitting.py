@@ -309,3 +309,27 @@ def test_explain_within_a_part_names_the_event_that_still_joins_it(
     events = {step.event_id for step in found.left_path + found.right_path}
     assert "cara-2" in events and "ben-2" not in events
     assert not explain(stitcher.graph.store, Node(*ANN), Node(*BEN)).joined
+
+
+def test_history_keeps_every_event_and_rolled_identifier_of_an_atom() -> None:
+    from pipeline.engine import composition
+
+    stitcher = Stitcher(MemoryStore(), MemoryStore(), clock=lambda: NOW, keep_events=True)
+    many = composition.MAX_EVENTS + 3 * composition.SPILL
+    cookies = [("anonymous_id", f"c-{n}") for n in range(many)]
+    _run(stitcher, [_event(f"x{n}", 1000 - n, ANN, cookies[n]) for n in range(many)])
+    ann = _customer(stitcher, ANN)
+    assert ann is not None
+    record = stitcher.graph.store.get("c|" + ann)
+    events, nodes = composition.history(stitcher.graph.store, ann, record)
+    assert [e for e, _at in events] == [f"x{n}" for n in range(many)]
+    on_record = set(record["ids"]["anonymous_id"])
+    assert {f"anonymous_id|{v}" for _ns, v in cookies} == set(nodes) | {
+        f"anonymous_id|{v}" for v in on_record
+    }
+    # A split after that rebuilds from all of them.
+    _run(stitcher, [_event("ben-0", 1, BEN), _event("ben", 1, BEN, cookies[-1])])
+    outcome, out = stitcher.operate(_op("split", f"email:{ANN[1]}", "event:ben"))
+    assert outcome.status == "done"
+    profiles = {p.customer_id: p for p in out.profiles}
+    assert profiles[ann].event_count == many

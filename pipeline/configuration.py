@@ -7,6 +7,7 @@ import the stitching engine.
 from __future__ import annotations
 
 from pipeline.engine.comparisons import Model
+from pipeline.engine.erasure import Suppression
 from pipeline.engine.identifiers import Normaliser
 from pipeline.engine.matching import MatchConfig
 from pipeline.engine.namespaces import NamespaceRules
@@ -24,7 +25,21 @@ def stitch_config(settings: Settings) -> StitchConfig:
         survivorship=Survivorship(tuple(settings.source_precedence)),
         intake=settings.intake_policy(),
         matching=match_config(settings) if settings.probabilistic else None,
+        suppression=suppression(settings),
     )
+
+
+MIN_ERASURE_KEY = 32
+
+
+def suppression(settings: Settings) -> Suppression | None:
+    """The keyed hash of erased identifiers, from OMNISTITCH_ERASURE_KEY (None: unset)."""
+    secret = settings.erasure_key.get_secret_value()
+    if secret and len(secret) < MIN_ERASURE_KEY:
+        raise ConfigurationError(
+            f"OMNISTITCH_ERASURE_KEY is too short: at least {MIN_ERASURE_KEY} characters"
+        )
+    return Suppression(secret.encode()) if secret else None
 
 
 def normaliser(settings: Settings) -> Normaliser:

@@ -87,6 +87,14 @@ class Settings(BaseSettings):
         "A deployment runs every stage somewhere; e.g. one worker with `intake,link` and "
         "others with `intake,profile`.",
     )
+    erasure_key: SecretStr = Field(
+        SecretStr(""),
+        description="Secret of the keyed hash (HMAC-SHA256) under which erased identifiers are "
+        "remembered, so that an event carrying one is dropped and never brings the person back "
+        "(the values themselves are not kept). At least 32 characters; unset: erase is refused. "
+        "Keep it like a password and never change it: entries made under another key no "
+        "longer match.",
+    )
     keep_events: bool = Field(
         True,
         description="The linker keeps every event (its Avro bytes) with its decision, so that "

@@ -1,4 +1,4 @@
-"""`omnistitch link|review|unlink|split|junk|remove`: an operator's decision sent to the
+"""`omnistitch link|review|unlink|split|junk|remove|erase`: an operator's decision sent to the
 running worker, then its result (pipeline.stream.submission; the decisions:
 pipeline.engine.operations)."""
 
@@ -21,9 +21,12 @@ from pipeline.stream.transport import check_kafka
 APPLIED, NOT_APPLIED, NO_ANSWER = 0, 1, 3
 
 
-def add_operation_arguments(parser: argparse.ArgumentParser, pair: bool = True) -> None:
+def add_operation_arguments(
+    parser: argparse.ArgumentParser, pair: bool = True, positional: bool = True
+) -> None:
     """The references an operation names (``pair``: two of them) and its common options."""
-    parser.add_argument("left", help="a customer id (cus-…) or an identifier NAMESPACE:VALUE")
+    if positional:
+        parser.add_argument("left", help="a customer id (cus-…) or an identifier NAMESPACE:VALUE")
     if pair:
         parser.add_argument("right", help="the other customer id or identifier")
     parser.add_argument(
@@ -46,6 +49,8 @@ def _operation(args: argparse.Namespace, kind: str) -> Operation:
         right = f"event:{args.event}" if args.event else f"source:{args.source}"
     else:
         right = getattr(args, "right", "")
+    if kind == "erase":
+        args.left = args.customer or args.identifier
     return Operation.from_json(
         {
             "operation_id": args.operation_id or f"op-{uuid.uuid4()}",
@@ -109,3 +114,7 @@ def cmd_junk(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_remove(args: argparse.Namespace, settings: Settings) -> int:
     return _send(args, settings, "remove")
+
+
+def cmd_erase(args: argparse.Namespace, settings: Settings) -> int:
+    return _send(args, settings, "erase")

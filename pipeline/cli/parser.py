@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pipeline.cli.connectors import cmd_collector, cmd_files, cmd_generate
 from pipeline.cli.operating import (
     add_operation_arguments,
+    cmd_erase,
     cmd_junk,
     cmd_link,
     cmd_remove,
@@ -165,6 +166,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_operation_arguments(removing, pair=False)
     removing.set_defaults(func=cmd_remove)
+    erasing = sub.add_parser(
+        "erase",
+        help="erase a person (GDPR Art. 17) in the running worker: their identifiers, events "
+        "and customer records leave the graph and the profiles; an event carrying one of their "
+        "identifiers later is dropped (needs OMNISTITCH_ERASURE_KEY in the worker)",
+    )
+    whom = erasing.add_mutually_exclusive_group(required=True)
+    whom.add_argument("--customer", help="the customer id (prefer it: no personal data sent)")
+    whom.add_argument("--identifier", help="one of the person's identifiers, NAMESPACE:VALUE")
+    add_operation_arguments(erasing, pair=False, positional=False)
+    erasing.set_defaults(func=cmd_erase)
 
     kpis = sub.add_parser(
         "kpis",

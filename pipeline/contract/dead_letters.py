@@ -46,6 +46,8 @@ class Reason(StrEnum):
     invalid_event = "invalid_event"
     # An IdentityOperation on the operations topic that is not a valid operation.
     invalid_operation = "invalid_operation"
+    # The event carries an identifier of a person who was erased: dropped, kept without payload.
+    erased = "erased"
     # A field over a size or count limit (pipeline.contract.limits).
     limit_exceeded = "limit_exceeded"
     # The schema id names a schema that is not Avro (JSON Schema, Protobuf).

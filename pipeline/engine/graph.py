@@ -32,6 +32,7 @@ from typing import Any
 
 from pipeline.contract.models import ChangeType, ChannelEvent, Evidence, IdentityChange, to_millis
 from pipeline.engine import composition
+from pipeline.engine.erasure import SUPPRESSIONS, Suppression
 from pipeline.engine.identifiers import Node
 from pipeline.engine.links import Fold, Linked, change_id
 from pipeline.engine.matching import DO_NOT_LINK, MatchConfig, Matcher
@@ -113,10 +114,16 @@ def _change(
 
 class Graph:
     def __init__(
-        self, store: Store, rules: NamespaceRules, matching: MatchConfig | None = None
+        self,
+        store: Store,
+        rules: NamespaceRules,
+        matching: MatchConfig | None = None,
+        suppression: Suppression | None = None,
     ) -> None:
+        """``suppression``: the keyed hash of erased identifiers (pipeline.engine.erasure)."""
         self.store = store
         self.rules = rules
+        self.suppression = suppression
         self.matcher = Matcher(store, matching) if matching is not None else None
         # Identifier values that rolled off customer records (rolling namespaces).
         self.stats: Counter[str] = Counter()
@@ -167,11 +174,16 @@ class Graph:
                 possible=[(a, b) for a, b in seen.get("p", [])],
                 changes=[IdentityChange.model_validate(change) for change in seen["x"]],
             )
+        erasing = self.suppression is not None and bool(self.store.get(SUPPRESSIONS))
+        if erasing and self.suppression is not None and self.suppression.erased(self.store, nodes):
+            return Linked("", erased=True)
         at = to_ms(event.occurred_at)
         ordered = sorted(nodes, key=lambda n: (self.rules.rule(n.namespace).priority, n))
         active: list[tuple[Node, dict[str, Any] | None]] = []
         for node in ordered:
             record = self.store.get("n|" + node.key)
+            if erasing and record is not None and self._gone(record):
+                record = None  # a node an erase missed: its customer is no more
             if record is None or not record.get("q"):
                 active.append((node, record))
         result = Linked(customer_id="")
@@ -236,6 +248,9 @@ class Graph:
         result.customer_id = customer
         result.nodes = self._members(nodes, customer)
         return result
+
+    def _gone(self, record: dict[str, Any]) -> bool:
+        return self.store.get("c|" + self.resolve(record["c"])) is None
 
     def _members(self, nodes: list[Node], customer: str) -> list[Node]:
         return [node for node in nodes if self.customer_of_node(node) == customer]

@@ -25,6 +25,8 @@ class Linked:
 
     customer_id: str
     duplicate: bool = False
+    # The event carries an erased person's identifier: dropped, nothing linked or kept.
+    erased: bool = False
     folds: list[Fold] = field(default_factory=list)
     changes: list[IdentityChange] = field(default_factory=list)
     # Possible matches found now: both customers record each other.

@@ -30,18 +30,20 @@ from pipeline.contract.models import (
     Evidence,
     IdentityChange,
 )
+from pipeline.engine import composition, erasure
 from pipeline.engine.composition import Edge
 from pipeline.engine.graph import MAX_DO_NOT_LINK, Graph, new_customer_id, to_ms
 from pipeline.engine.identifiers import Node, Normaliser
 from pipeline.engine.links import Linked, change_id
+from pipeline.engine.matching import blocking_keys
 from pipeline.engine.splitting import Rebuild, Splitter
 from pipeline.exceptions import ConfigurationError
 
 OPERATOR = "operator"
-KINDS = ("link", "accept", "reject", "unlink", "split", "junk", "remove")
+KINDS = ("link", "accept", "reject", "unlink", "split", "junk", "remove", "erase")
 # Kinds naming one identifier (``left``) only: it is junk (a shared tablet, a till's default
 # e-mail) and stops linking, or it is not this person's and becomes a customer of its own.
-SINGLE = ("junk", "remove")
+SINGLE = ("junk", "remove", "erase")
 # What ``split`` removes from the customer named by ``left``: ``right`` is one of these.
 EVENT_SELECTOR, SOURCE_SELECTOR = "event:", "source:"
 Status = Literal["done", "refused", "unknown", "repeat"]
@@ -120,6 +122,8 @@ class Outcome:
     linked: Linked = field(default_factory=lambda: Linked(customer_id=""))
     # A split: what the profile stage rebuilds, one entry per part (the kept one first).
     rebuilds: list[Rebuild] = field(default_factory=list)
+    # An erase: the customer ids whose profile state the profile stage deletes.
+    erased: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -212,6 +216,8 @@ class Operations:
         return self.graph.resolve(left), lambda e: e.joins(left, right)
 
     def _apply(self, op: Operation, now: datetime) -> Outcome:
+        if op.kind == "erase":
+            return self._erase(op, now)
         if op.kind in SINGLE:
             return self._leave(op, now)
         if op.kind == "split":
@@ -285,6 +291,54 @@ class Operations:
         winner = self.graph.merge(left, right, now, result, f"{OPERATOR} {op.kind}", evidence)
         result.customer_id = winner
         return Outcome(op.operation_id, "done", "merged", winner, result)
+
+    def _erase(self, op: Operation, now: datetime) -> Outcome:
+        """The person out of the graph, their identifiers suppressed (pipeline.engine
+        .erasure); the profile stage deletes the profiles of the customer and its atoms."""
+        suppression = self.graph.suppression
+        if suppression is None:
+            return Outcome(
+                op.operation_id, "refused", "no erasure key configured (OMNISTITCH_ERASURE_KEY)"
+            )
+        customer, _node = self._target(op.left)
+        if customer is None:
+            return Outcome(op.operation_id, "unknown", f"not known: {op.left.split(':', 1)[0]}")
+        done = erasure.erase(
+            self.graph.store,
+            suppression,
+            customer,
+            self.graph.resolve,
+            blocking_keys,
+            self._event_nodes,
+            op.operation_id,
+            to_ms(now),
+        )
+        result = Linked(customer_id=customer)
+        result.changes.append(
+            IdentityChange(
+                change_id=change_id("erased", op.operation_id),
+                change_type=ChangeType.erased,
+                customer_id=customer,
+                old_customer_ids=done.atoms,
+                reason="erased on request (GDPR Art. 17): " + done.report(),
+                evidence=[self._evidence(op, [])],
+                occurred_at=now,
+            )
+        )
+        outcome = Outcome(op.operation_id, "done", "erased: " + done.report(), customer, result)
+        outcome.erased = [customer, *done.atoms]
+        return outcome
+
+    def _event_nodes(self, event_id: str) -> list[str]:
+        """The node keys of a kept event (none when events are not kept)."""
+        decision = self.graph.store.get("e|" + event_id)
+        if self.splitter is None or decision is None or not decision.get("b"):
+            return []
+        body = composition.body_of(self.graph.store, event_id, decision["b"])
+        if body is None:
+            return []
+        event = self.splitter.read(body)
+        return [n.key for n in self.normaliser.nodes(event.identifiers, event.traits)[0]]
 
     def _leave(self, op: Operation, now: datetime) -> Outcome:
         """``junk``: the value is quarantined, ``remove``: it starts a customer of its own; the

@@ -164,6 +164,8 @@ class ProfileBook:
             )
         if kind == "reset":
             return self.reset(customer_id, message["merged"])
+        if kind == "erase":
+            return self.erase(customer_id)
         if kind == "fold":
             return self.fold(customer_id, message["winner"])
         if kind == "absorb":
@@ -268,6 +270,16 @@ class ProfileBook:
             self.journal.note(event.event_id, now_ms)
         out.journeys.append(self._journey(customer_id, event, context))
         return out
+
+    def erase(self, customer_id: str) -> ProfileOutput:
+        """An erase (pipeline.engine.erasure): the customer's state goes; a live profile's
+        tombstone follows (its changelog gets one too)."""
+        state = self.store.get("p|" + customer_id)
+        if state is None:
+            return ProfileOutput()
+        self.store.delete("p|" + customer_id)
+        live = "fwd" not in state and state["first"] is not None and self.emit_outputs
+        return ProfileOutput(tombstones=[customer_id] if live else [])
 
     def reset(self, customer_id: str, merged: list[str]) -> ProfileOutput:
         """A split: the part starts again (its events follow, ``rebuild``); ``merged``: the
@@ -469,6 +481,10 @@ def route_message(
     if repeat:
         message["repeat"] = True
     return message
+
+
+def erase_message() -> dict[str, Any]:
+    return {"kind": "erase"}
 
 
 def reset_message(merged: list[str]) -> dict[str, Any]:

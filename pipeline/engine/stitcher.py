@@ -22,6 +22,7 @@ from pipeline.contract.models import (
     IdentityChange,
     JourneyEvent,
 )
+from pipeline.engine.erasure import Suppression
 from pipeline.engine.graph import Graph
 from pipeline.engine.identifiers import DropReason, Normaliser
 from pipeline.engine.matching import MatchConfig
@@ -31,6 +32,7 @@ from pipeline.engine.profile import (
     ProfileBook,
     ProfileOutput,
     Survivorship,
+    erase_message,
     fold_message,
     possible_message,
     rebuild_message,
@@ -52,6 +54,8 @@ class StitchConfig:
     intake: IntakePolicy = field(default_factory=IntakePolicy)
     # Probabilistic matching; None: deterministic only.
     matching: MatchConfig | None = None
+    # The keyed hash of erased identifiers; None: erase is refused.
+    suppression: Suppression | None = None
 
 
 @dataclass
@@ -61,6 +65,8 @@ class Outputs:
     customer_id: str
     duplicate: bool
     changes: list[IdentityChange] = field(default_factory=list)
+    # The event carried an erased person's identifier and was dropped.
+    erased: bool = False
     profiles: list[CustomerProfile] = field(default_factory=list)
     tombstones: list[str] = field(default_factory=list)
     journeys: list[JourneyEvent] = field(default_factory=list)
@@ -75,6 +81,7 @@ class Outputs:
 class Counts:
     events: int = 0
     duplicates: int = 0
+    erased: int = 0  # dropped: they carried an erased person's identifier
     dropped_identifiers: Counter[DropReason] = field(default_factory=Counter)
     changes: Counter[ChangeType] = field(default_factory=Counter)
 
@@ -98,7 +105,9 @@ class Stitcher:
         profiles; without it they are refused."""
         self.config = config or StitchConfig()
         self.keep_events = keep_events
-        self.graph = Graph(graph_store, self.config.rules, self.config.matching)
+        self.graph = Graph(
+            graph_store, self.config.rules, self.config.matching, self.config.suppression
+        )
         self.book = ProfileBook(
             profile_store, self.config.survivorship, emit_outputs, rules=self.config.rules
         )
@@ -116,6 +125,9 @@ class Stitcher:
         if self.keep_events and body is None:
             body = event.model_dump_json()
         linked = self.graph.link(event, nodes, now, body if self.keep_events else None)
+        if linked.erased:
+            self.counts.erased += 1
+            return Outputs("", False, erased=True)
         self.counts.events += 1
         self.counts.duplicates += linked.duplicate
         if not linked.duplicate:
@@ -153,6 +165,7 @@ class Stitcher:
         pending: deque[tuple[str, dict[str, Any]]] = deque(
             (fold.loser, fold_message(fold.winner)) for fold in outcome.linked.folds
         )
+        pending.extend((gone, erase_message()) for gone in outcome.erased)
         for rebuild in outcome.rebuilds:
             pending.append((rebuild.customer_id, reset_message(rebuild.merged)))
             pending.extend(

@@ -222,6 +222,11 @@ def replay(
             if operation is not None:
                 done, out = stitcher.operate(operation)
                 summary.operations[done.status] += 1
+                if operation.kind == "erase" and done.status == "done":
+                    for used in (graph_store, profile_store):
+                        purge = getattr(used, "purge", None)  # RocksDB: out of the files too
+                        if purge is not None:
+                            purge()
                 routed.append(done.to_json())
                 _write_outputs(out, changes_out, journeys_out, latest if profiles_out else None)
                 continue
@@ -231,6 +236,10 @@ def replay(
                 routed.append((event_id, outcome.reason.value))
                 continue
             out = stitcher.process(outcome, line)
+            if out.erased:  # an erased person's identifier: dropped, nothing kept
+                summary.rejected["erased"] += 1
+                routed.append((outcome.event_id, "erased"))
+                continue
             summary.accepted += 1
             routed.append((outcome.event_id, None))
             _write_outputs(out, changes_out, journeys_out, latest if profiles_out else None)

@@ -8,6 +8,8 @@ from typing import Any
 
 from rocksdict import Options, Rdict
 
+from pipeline.compaction import purging_compaction
+
 
 def bounded_options(write_buffer_mb: int = 16, max_write_buffers: int = 2) -> Options:
     """RocksDB options with a bounded memtable budget."""
@@ -34,6 +36,12 @@ class RocksDBStore:
 
     def delete(self, key: str) -> None:
         del self.db[key.encode()]
+
+    def purge(self) -> None:
+        """Deleted values out of the files too: the memtable flushed, then every level
+        compacted (an erase; RocksDB keeps deleted values in its log and tables until then)."""
+        self.db.flush()
+        self.db.compact_range(None, None, purging_compaction())
 
     def close(self) -> None:
         self.db.close()

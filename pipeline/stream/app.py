@@ -36,11 +36,13 @@ import msgspec
 from faust.types import TP
 
 from pipeline.clock import Clock, system_clock
+from pipeline.compaction import purging_compaction
 from pipeline.configuration import stitch_config
 from pipeline.contract.dead_letters import (
     DeadLetter,
     DeadLetterCounts,
     Origin,
+    Reason,
     Rejection,
     log_processing_error,
     processing_error,
@@ -69,6 +71,7 @@ from pipeline.stream.topics import (
 log = logging.getLogger("omnistitch.worker")
 
 REGISTRY_RETRY_MAX_S = 30.0
+ERASED = Rejection(Reason.erased, "the event carries an identifier of an erased person")
 
 
 def broker_urls(bootstrap_servers: str) -> list[str]:
@@ -140,6 +143,12 @@ class TableStore:
         out: list[Output] = [(topic, k, v, self.partition) for k, v in self.pending]
         self.pending = []
         return out
+
+    def purge(self) -> None:
+        """After an erase: deleted values out of this partition's RocksDB files too (memtable
+        flushed, every level compacted)."""
+        self.db.flush()
+        self.db.compact_range(None, None, purging_compaction())
 
     def persisted(self, offset: int) -> None:
         """Remember in RocksDB how far the changelog is reflected (as faust does after its own
@@ -402,6 +411,10 @@ def build_app(
                 runner.rollback()
                 await failed(stage, origin, message.key, message.value, exc)
             else:
+                if isinstance(runner, LinkStage):
+                    for index in runner.erased:  # no key, no payload: only where it was
+                        where = runner.origin(index)
+                        await dead_letter(where, None, b"", ERASED)
                 for index, error in outcome.failures:
                     if isinstance(runner, LinkStage):
                         where, key, value = runner.dead_letter(index)
@@ -412,6 +425,8 @@ def build_app(
                 handled = len(items) - len(outcome.failures)
             break
         table.set(offset_key(message.topic, message.partition), message.offset)
+        if runner.erasing:  # the batch erased a person: no copy left in the state files
+            table.purge()
         changelog = table.changelog()
         delivered = await sender.send(changelog + outputs)
         if (changelog[0][0], message.partition) in delivered:

@@ -120,6 +120,8 @@ def operation(
         record["corrects"] = message.get("corrects")
     elif kind == "reset":
         record["merged"] = list(message["merged"])
+    elif kind == "erase":
+        pass  # the customer id says it all
     elif kind == "fold":
         record["other"] = message["winner"]
     elif kind == "absorb":
@@ -151,6 +153,8 @@ def message_of(
             message["corrects"] = record.get("corrects")
     elif kind == "reset":
         message["merged"] = list(record.get("merged") or [])
+    elif kind == "erase":
+        pass
     elif kind == "fold":
         message["winner"] = record["other"]
     elif kind == "absorb":

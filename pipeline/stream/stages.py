@@ -43,6 +43,7 @@ from pipeline.engine.journey import Journal
 from pipeline.engine.operations import Operation, Operations
 from pipeline.engine.profile import (
     ProfileBook,
+    erase_message,
     fold_message,
     possible_message,
     rebuild_message,
@@ -142,6 +143,8 @@ class BatchStage:
         self.partitions = partitions
         self.batch_size = batch_size
         self.items: list[dict[str, Any]] = []  # the batch being handled
+        # The batch erased a person (the caller purges the state files after committing).
+        self.erasing = False
 
     # The stage's part: per attempt, per record, at the end of an attempt.
     def start(self, items: list[dict[str, Any]]) -> None:
@@ -163,6 +166,7 @@ class BatchStage:
         while True:
             self.state.rollback()
             self.items = items
+            self.erasing = False
             self.start(items)
             now = self.clock()
             outputs: list[Output] = []
@@ -250,14 +254,17 @@ class LinkStage(BatchStage):
         super().__init__(store, serde, topics, clock, partitions, batch_size)
         self.stitch = stitch
         self.keep_events = keep_events
-        self.graph = Graph(self.state, stitch.rules, stitch.matching)
+        self.graph = Graph(self.state, stitch.rules, stitch.matching, stitch.suppression)
         self.decisions = Operations(
             self.graph, stitch.normaliser, self.read_kept if keep_events else None
         )
+        # Indexes of the batch's events that carried an erased person's identifier.
+        self.erased: list[int] = []
         self.operations: list[tuple[str, dict[str, Any]]] = []
 
     def start(self, items: list[dict[str, Any]]) -> None:
         self.operations = []
+        self.erased = []
 
     def one(self, index: int, now: datetime, strict: bool) -> list[Output]:
         item = self.items[index]
@@ -272,6 +279,9 @@ class LinkStage(BatchStage):
         else:  # normalised by intake, with the same settings
             nodes = [Node(n["namespace"], n["value"]) for n in given]
         linked = self.graph.link(event, nodes, now, keep(given_bytes) if self.keep_events else None)
+        if linked.erased:  # nothing linked or kept; the caller writes a dead letter
+            self.erased.append(index)
+            return []
         topic = self.topics.changes
         out: list[Output] = [
             (topic, change.customer_id.encode(), self.serde.encode(topic, change), None)
@@ -303,6 +313,8 @@ class LinkStage(BatchStage):
         ]
         ops = self.operations
         ops.extend((fold.loser, fold_message(fold.winner)) for fold in outcome.linked.folds)
+        ops.extend((gone, erase_message()) for gone in outcome.erased)
+        self.erasing |= bool(outcome.erased)
         for rebuild in outcome.rebuilds:  # a split: each part starts again from its events
             ops.append((rebuild.customer_id, reset_message(rebuild.merged)))
             ops.extend(
@@ -323,11 +335,15 @@ class LinkStage(BatchStage):
     def finish(self, now: datetime, strict: bool) -> list[Output]:
         return self.operation_batches(self.operations)
 
+    def origin(self, index: int) -> Origin:
+        item = self.items[index]
+        return Origin(item["topic"], item["partition"], item["offset"])
+
     def dead_letter(self, index: int) -> tuple[Origin, bytes | None, bytes | None]:
         """Where the failed event came from, its event id and its bytes as a ChannelEvent
         record in the Confluent wire format."""
         item = self.items[index]
-        origin = Origin(item["topic"], item["partition"], item["offset"])
+        origin = self.origin(index)
         if item.get("operation") is not None:  # the operation as an IdentityOperation record
             try:
                 operation = item["operation"]
@@ -383,6 +399,7 @@ class ProfileStage(BatchStage):
 
     def one(self, index: int, now: datetime, strict: bool) -> list[Output]:
         customer_id, message = message_of(self.items[index], self.decode_event)
+        self.erasing |= message["kind"] == "erase"
         produced = self.book.handle(customer_id, message, now)
         out: list[Output] = [self._journey(journey, message) for journey in produced.journeys]
         self.touched.update(dict.fromkeys(produced.touched))

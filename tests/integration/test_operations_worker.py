@@ -181,3 +181,52 @@ def test_split_through_the_worker_equals_replay_with_the_same_operation(
 
     _wait_for(tablet_gone, "both profiles without the junk tablet")
     assert worker.stop() == 0
+
+
+def test_erase_through_the_worker_leaves_no_trace_in_its_state_and_drops_later_events(
+    run_factory: Callable[[int], Run],
+) -> None:
+    run = run_factory(2)
+    run.env["OMNISTITCH_ERASURE_KEY"] = "integration-test-erasure-key-0123456789"
+    worker = run.worker("w0")
+    worker.start()
+    wait_ready([worker])
+    pii = ["annegret.voss@example.de", "+4915199887766", "Annegret"]
+    ann = Identifier(namespace="email", value=pii[0])
+    phone = Identifier(namespace="phone", value=pii[1])
+    events = [
+        make_event(event_id="a1", identifiers=[ann], traits=Traits(first_name=pii[2])),
+        make_event(event_id="a2", identifiers=[ann, phone]),
+        make_event(event_id="b1", identifiers=[Identifier(namespace="email", value="b@x.de")]),
+    ]
+    run.produce(events)
+    run.wait_for_journeys({"a1", "a2", "b1"})
+    _wait_for(lambda: len(run.profiles()) == 2, "two profiles")
+
+    code, erased = _cli(run, "erase", "--identifier", f"email:{pii[0]}")
+    assert (code, erased["status"]) == (0, "done"), erased
+    _wait_for(lambda: len(run.profiles()) == 1, "Ann's profile tombstoned")
+    changes = [c for c in run.changes() if c.change_type is ChangeType.erased]
+    assert [c.customer_id for c in changes] == [erased["customer_id"]]
+
+    run.produce([make_event(event_id="a3", identifiers=[phone])])  # a late event of hers
+
+    def dropped() -> bool:
+        letters = [
+            DeadLetter.from_message(m.key(), m.value(), m.headers() or [])
+            for m in drain(run.kafka.bootstrap_servers, DEAD_LETTERS.name(run.prefix))
+        ]
+        return any(d.rejection.reason.value == "erased" and not d.value for d in letters)
+
+    _wait_for(dropped, "a dead letter 'erased' without payload for the late event")
+    assert len(run.profiles()) == 1
+    assert worker.stop() == 0
+    state = run.tmp_path / "data-w0"
+    left = [
+        (path.relative_to(state), value)
+        for path in state.rglob("*")
+        if path.is_file()
+        for value in pii
+        if value.encode() in path.read_bytes()
+    ]
+    assert not left, f"personal data left in the worker's state files: {left[:5]}"

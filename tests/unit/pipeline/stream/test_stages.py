@@ -4,6 +4,7 @@ loser's tombstone after the winner's profile, and a record that fails is left ou
 
 from __future__ import annotations
 
+import json
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -44,10 +45,10 @@ class Deployment:
     """A linker and the profile stage of every partition over memory stores, the operation
     topic simulated as one queue of batch records per partition."""
 
-    def __init__(self) -> None:
+    def __init__(self, stitch: StitchConfig | None = None) -> None:
         self.serde = MemorySerde()
         self.graph, self.customers = MemoryStore(), MemoryStore()
-        stitch = StitchConfig()
+        stitch = stitch or StitchConfig()
         self.linker = LinkStage(
             self.graph, self.serde, TOPICS, lambda: NOW, stitch, PARTITIONS, batch_size=50
         )
@@ -381,3 +382,28 @@ def test_a_split_in_the_worker_gives_the_profiles_and_journeys_of_replay() -> No
         (j.event.event_id, j.customer_id, j.corrects) for j in out.journeys
     )
     assert len(corrected) == 2
+
+
+def test_an_erase_in_the_worker_tombstones_the_profile_and_drops_later_events() -> None:
+    from pipeline.engine.erasure import Suppression
+
+    deployment = Deployment(StitchConfig(suppression=Suppression(b"s" * 32)))
+    ann = Identifier(namespace="email", value="ann@example.com")
+    deployment.link([make_event(event_id="a1", identifiers=[ann], traits=Traits(first_name="Ann"))])
+    deployment.drain()
+    (customer,) = deployment.latest_profiles()
+    erase = _operation_item("op-e", "erase", "email:ann@example.com", "", 3)
+    deployment.collect(deployment.linker.run([erase]))
+    assert deployment.linker.erasing
+    deployment.drain()
+    (result,) = _results(deployment)
+    assert result["status"] == "done" and result["detail"].startswith("erased:")
+    assert deployment.latest_profiles() == {}
+    tombstones = [k for t, k, v in deployment.sent if t == TOPICS.profiles and v is None]
+    assert tombstones == [customer.encode()]
+    assert "ann@example.com" not in json.dumps(list(deployment.graph.data.items()))
+    assert "ann@example.com" not in json.dumps(list(deployment.customers.data.items()))
+    later = make_event(event_id="a2", identifiers=[ann])
+    outcome = deployment.link([make_event(event_id="b1"), later])
+    assert deployment.linker.erased == [1] and outcome.failures == []
+    assert deployment.linker.origin(1).offset == 1

@@ -37,6 +37,7 @@ from pipeline.engine.composition import keep_latest
 from pipeline.engine.graph import to_ms
 from pipeline.engine.identifiers import Node
 from pipeline.engine.journey import Journal, JourneyContext, context_of, merge_touches, place
+from pipeline.engine.messages import possible_message, route_message
 from pipeline.engine.namespaces import NamespaceRules
 from pipeline.engine.state import Store
 
@@ -467,39 +468,3 @@ class ProfileBook:
                 "updated_at": to_millis(now),
             }
         )
-
-
-def route_message(
-    event: ChannelEvent, nodes: Sequence[Node], repeat: bool = False
-) -> dict[str, Any]:
-    """``repeat``: the linker had seen the event id before (see ProfileBook.add_event)."""
-    message: dict[str, Any] = {
-        "kind": "route",
-        "event": event.to_avro(),
-        "nodes": [[n.namespace, n.value] for n in nodes],
-    }
-    if repeat:
-        message["repeat"] = True
-    return message
-
-
-def erase_message() -> dict[str, Any]:
-    return {"kind": "erase"}
-
-
-def reset_message(merged: list[str]) -> dict[str, Any]:
-    return {"kind": "reset", "merged": list(merged)}
-
-
-def rebuild_message(
-    event: ChannelEvent, nodes: Sequence[Node], corrects: str | None
-) -> dict[str, Any]:
-    return route_message(event, nodes) | {"rebuild": True, "corrects": corrects}
-
-
-def fold_message(winner: str) -> dict[str, Any]:
-    return {"kind": "fold", "winner": winner}
-
-
-def possible_message(other: str) -> dict[str, Any]:
-    return {"kind": "possible", "other": other}

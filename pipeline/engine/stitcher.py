@@ -26,18 +26,16 @@ from pipeline.engine.erasure import Suppression
 from pipeline.engine.graph import Graph
 from pipeline.engine.identifiers import DropReason, Normaliser
 from pipeline.engine.matching import MatchConfig
-from pipeline.engine.namespaces import NamespaceRules
-from pipeline.engine.operations import Operation, Operations, Outcome
-from pipeline.engine.profile import (
-    ProfileBook,
-    ProfileOutput,
-    Survivorship,
+from pipeline.engine.messages import (
     erase_message,
     fold_message,
     possible_message,
     rebuild_message,
     reset_message,
 )
+from pipeline.engine.namespaces import NamespaceRules
+from pipeline.engine.operations import Operation, Operations, Outcome
+from pipeline.engine.profile import ProfileBook, ProfileOutput, Survivorship
 from pipeline.engine.state import Store
 
 

@@ -40,15 +40,15 @@ from pipeline.contract.wire import MAGIC_BYTE, journey_body
 from pipeline.engine.graph import Graph
 from pipeline.engine.identifiers import Node
 from pipeline.engine.journey import Journal
-from pipeline.engine.operations import Operation, Operations
-from pipeline.engine.profile import (
-    ProfileBook,
+from pipeline.engine.messages import (
     erase_message,
     fold_message,
     possible_message,
     rebuild_message,
     reset_message,
 )
+from pipeline.engine.operations import Operation, Operations
+from pipeline.engine.profile import ProfileBook
 from pipeline.engine.state import StagedStore, Store
 from pipeline.engine.stitcher import StitchConfig
 from pipeline.exceptions import (

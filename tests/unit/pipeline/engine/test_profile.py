@@ -8,7 +8,8 @@ from datetime import timedelta
 from pipeline.contract.models import Channel, Traits
 from pipeline.engine.identifiers import Node
 from pipeline.engine.journey import place
-from pipeline.engine.profile import ProfileBook, Survivorship, fold_message, route_message
+from pipeline.engine.messages import fold_message, route_message
+from pipeline.engine.profile import ProfileBook, Survivorship
 from pipeline.engine.state import MemoryStore, Store
 from tests.factories import NOW, make_event
 

@@ -12,7 +12,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from pipeline.contract import schemas
 from pipeline.contract.models import Identifier
 from pipeline.engine.identifiers import Node
-from pipeline.engine.profile import fold_message, possible_message, route_message
+from pipeline.engine.messages import fold_message, possible_message, route_message
 from pipeline.stream.batches import (
     EVENT_BATCH,
     OPERATION_BATCH,

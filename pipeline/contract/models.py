@@ -179,6 +179,13 @@ class ChannelEvent(ContractModel):
         )
 
 
+class ConsentStatement(ContractModel):
+    avro_name: ClassVar[str] = f"{schemas.NAMESPACE}.ConsentStatement"
+    granted: bool
+    source: str
+    stated_at: Millis
+
+
 class CustomerProfile(ContractModel):
     avro_name: ClassVar[str] = schemas.CUSTOMER_PROFILE
     customer_id: str
@@ -191,6 +198,7 @@ class CustomerProfile(ContractModel):
     order_count: int = 0
     order_totals: dict[str, str] = Field(default_factory=dict)
     consent: dict[str, bool] = Field(default_factory=dict)
+    consent_statements: dict[str, ConsentStatement] = Field(default_factory=dict)
     merged_ids: list[str] = Field(default_factory=list)
     possible_matches: list[str] = Field(default_factory=list)
     version: int = 0
@@ -259,6 +267,7 @@ CONTRACT_MODELS: tuple[type[ContractModel], ...] = (
     Traits,
     ChannelEvent,
     CustomerProfile,
+    ConsentStatement,
     Evidence,
     IdentityChange,
     JourneyEvent,

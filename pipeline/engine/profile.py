@@ -28,6 +28,7 @@ from typing import Any
 from pipeline.contract.models import (
     Channel,
     ChannelEvent,
+    ConsentStatement,
     CustomerProfile,
     JourneyEvent,
     Traits,
@@ -255,7 +256,7 @@ class ProfileBook:
             if current is None and len(state["consent"]) >= self.bounds.max_consent_purposes:
                 continue
             if current is None or at >= current[1]:
-                state["consent"][purpose] = [granted, at]
+                state["consent"][purpose] = [granted, at, event.source]
         state["version"] += 1
         self.store.set("p|" + customer_id, state)
         if not self.emit_outputs:
@@ -460,6 +461,16 @@ class ProfileBook:
                 "order_count": state["orders"],
                 "order_totals": dict(state["totals"]),
                 "consent": {purpose: entry[0] for purpose, entry in state["consent"].items()},
+                "consent_statements": {
+                    purpose: ConsentStatement.from_valid(
+                        {
+                            "granted": entry[0],
+                            "source": entry[2] if len(entry) > 2 else "",
+                            "stated_at": to_millis(_from_ms(entry[1])),
+                        }
+                    )
+                    for purpose, entry in state["consent"].items()
+                },
                 "merged_ids": list(state["merged"]),
                 "possible_matches": [
                     p for p in state.get("possible", []) if p not in state["merged"]

@@ -85,6 +85,28 @@ def test_counts_channels_orders_and_consent(store_factory: Callable[[], Store]) 
     assert profile.first_seen == at(1) and profile.last_seen == at(3)
 
 
+def test_consent_per_purpose_shows_its_latest_statement_and_where_it_came_from(
+    store_factory: Callable[[], Store],
+) -> None:
+    book = ProfileBook(store_factory())
+    statements = [
+        (at(1), "newsletter-tool", {"email": True, "sms": True}),
+        (at(5), "pos-berlin-03", {"sms": False}),
+        (at(3), "call-centre", {"email": False, "sms": True}),  # late, older than the till's
+    ]
+    for moment, source, consent in statements:
+        out = book.add_event(
+            "c1", make_event(occurred_at=moment, source=source, consent=consent), [], NOW
+        )
+    profile = out.profiles[0]
+    assert profile.consent == {"email": False, "sms": False}
+    shown = {k: (v.granted, v.source, v.stated_at) for k, v in profile.consent_statements.items()}
+    assert shown == {
+        "email": (False, "call-centre", at(3)),
+        "sms": (False, "pos-berlin-03", at(5)),
+    }
+
+
 def test_a_repeated_event_changes_nothing(store_factory: Callable[[], Store]) -> None:
     book = ProfileBook(store_factory())
     event = make_event(occurred_at=at(1))

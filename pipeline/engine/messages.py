@@ -29,8 +29,8 @@ def erase_message() -> dict[str, Any]:
     return {"kind": "erase"}
 
 
-def reset_message(merged: list[str]) -> dict[str, Any]:
-    return {"kind": "reset", "merged": list(merged)}
+def reset_message(merged: list[str], operation_id: str) -> dict[str, Any]:
+    return {"kind": "reset", "merged": list(merged), "operation": operation_id}
 
 
 def rebuild_message(

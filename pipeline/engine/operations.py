@@ -34,7 +34,7 @@ from pipeline.engine import composition, erasure
 from pipeline.engine.composition import Edge
 from pipeline.engine.graph import MAX_DO_NOT_LINK, Graph, new_customer_id, to_ms
 from pipeline.engine.identifiers import Node, Normaliser
-from pipeline.engine.links import Linked, change_id
+from pipeline.engine.links import Fold, Linked, change_id
 from pipeline.engine.matching import blocking_keys
 from pipeline.engine.splitting import Rebuild, Splitter
 from pipeline.exceptions import ConfigurationError
@@ -182,12 +182,35 @@ class Operations:
     def apply(self, operation: Operation, now: datetime) -> Outcome:
         seen = self.graph.store.get("op|" + operation.operation_id)
         if seen is not None:
-            return Outcome(operation.operation_id, "repeat", seen["detail"], seen.get("c"))
+            return self._again(operation, seen)
         outcome = self._apply(operation, now)
         self.graph.store.set(
             "op|" + operation.operation_id,
-            {"status": outcome.status, "detail": outcome.detail, "c": outcome.customer_id},
+            {
+                "status": outcome.status,
+                "detail": outcome.detail,
+                "c": outcome.customer_id,
+                "x": [change.model_dump(mode="json") for change in outcome.linked.changes],
+                "f": [[fold.loser, fold.winner] for fold in outcome.linked.folds],
+                "er": outcome.erased,
+                "rb": [[r.customer_id, r.atoms] for r in outcome.rebuilds],
+            },
         )
+        return outcome
+
+    def _again(self, operation: Operation, seen: dict[str, Any]) -> Outcome:
+        """A repeat answers with the first result and sends what the first application decided
+        once more, as a repeated event does (pipeline.engine.graph): after a crash between the
+        state's commit and the outputs' delivery they may never have left. Every consumer is
+        idempotent: identity changes by change_id, folds by the forward pointer, erases by
+        absence, resets by the operation id (pipeline.engine.profile)."""
+        outcome = Outcome(operation.operation_id, "repeat", seen["detail"], seen.get("c"))
+        outcome.linked.changes = [IdentityChange.model_validate(c) for c in seen.get("x", [])]
+        outcome.linked.folds = [Fold(loser, winner) for loser, winner in seen.get("f", [])]
+        outcome.erased = list(seen.get("er", []))
+        if seen.get("rb") and self.splitter is not None and outcome.customer_id:
+            parts = [(part_id, atoms) for part_id, atoms in seen["rb"]]
+            outcome.rebuilds = self.splitter.again(parts, outcome.customer_id)
         return outcome
 
     def _evidence(self, op: Operation, nodes: list[Node]) -> Evidence:

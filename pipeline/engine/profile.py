@@ -44,6 +44,8 @@ from pipeline.engine.state import Store
 
 ORDER_EVENT_TYPES = frozenset({"order_placed", "purchase", "order_completed"})
 TRAIT_NAMES = tuple(Traits.model_fields)
+# Operation ids of the latest splits a profile was reset by (a repeated reset is skipped).
+MAX_RESETS = 20
 CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 
@@ -165,7 +167,7 @@ class ProfileBook:
                 corrects=message.get("corrects"),
             )
         if kind == "reset":
-            return self.reset(customer_id, message["merged"])
+            return self.reset(customer_id, message["merged"], message.get("operation") or "")
         if kind == "erase":
             return self.erase(customer_id)
         if kind == "fold":
@@ -283,11 +285,16 @@ class ProfileBook:
         live = "fwd" not in state and state["first"] is not None and self.emit_outputs
         return ProfileOutput(tombstones=[customer_id] if live else [])
 
-    def reset(self, customer_id: str, merged: list[str]) -> ProfileOutput:
+    def reset(self, customer_id: str, merged: list[str], operation_id: str) -> ProfileOutput:
         """A split: the part starts again (its events follow, ``rebuild``); ``merged``: the
-        atoms it still holds. The version keeps increasing."""
+        atoms it still holds. The version keeps increasing. Once per operation: a repeated
+        reset changes nothing, and the events that follow it are then seen ones."""
         old = self.store.get("p|" + customer_id)
+        done = [] if old is None or "fwd" in old else list(old.get("resets", []))
+        if operation_id and operation_id in done:
+            return ProfileOutput()
         state = _empty_state()
+        state["resets"] = [*done, operation_id][-MAX_RESETS:]
         state["merged"] = list(merged)
         keep_latest(state["merged"], self.bounds.max_merged)
         state["version"] = old["version"] + 1 if old is not None and "fwd" not in old else 0

@@ -36,6 +36,7 @@ class Rebuild:
     customer_id: str
     merged: list[str]
     events: list[tuple[ChannelEvent, list[Node], str | None]]
+    atoms: list[str] = field(default_factory=list)  # the part's atoms (its id too, if one)
 
 
 @dataclass
@@ -225,4 +226,11 @@ class Splitter:
             found = merge_features(found, features_of(event.traits, mine))
         if self.graph.matcher is not None:
             self.graph.matcher.rebuild(part_id, found)
-        return Rebuild(part_id, [a for a in part if a != part_id], events)
+        return Rebuild(part_id, [a for a in part if a != part_id], events, list(part))
+
+    def again(self, parts: list[tuple[str, list[str]]], before: str) -> list[Rebuild]:
+        """The rebuilds of a split applied before (an operation repeated after a crash that
+        may have lost them): read back from the parts' atoms."""
+        store = self.graph.store
+        records = {atom: store.get("c|" + atom) or {} for _id, part in parts for atom in part}
+        return [self._rebuild(part, part_id, records, before, None) for part_id, part in parts]

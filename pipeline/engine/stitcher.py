@@ -154,18 +154,20 @@ class Stitcher:
         makes of its merges — in order with the events, as the worker will."""
         now: datetime = self.clock()
         outcome = self.operations.apply(operation, now)
-        out = Outputs(
-            outcome.customer_id or "",
-            outcome.status == "repeat",
-            changes=list(outcome.linked.changes),
-        )
+        if outcome.status == "repeat":
+            # In one process nothing of the first application can have been lost (the worker,
+            # where a crash may lose outputs, sends them again: pipeline.stream.stages).
+            return outcome, Outputs(outcome.customer_id or "", True)
+        out = Outputs(outcome.customer_id or "", False, changes=list(outcome.linked.changes))
         self.counts.changes.update(change.change_type for change in out.changes)
         pending: deque[tuple[str, dict[str, Any]]] = deque(
             (fold.loser, fold_message(fold.winner)) for fold in outcome.linked.folds
         )
         pending.extend((gone, erase_message()) for gone in outcome.erased)
         for rebuild in outcome.rebuilds:
-            pending.append((rebuild.customer_id, reset_message(rebuild.merged)))
+            pending.append(
+                (rebuild.customer_id, reset_message(rebuild.merged, outcome.operation_id))
+            )
             pending.extend(
                 (rebuild.customer_id, rebuild_message(event, nodes, corrects))
                 for event, nodes, corrects in rebuild.events

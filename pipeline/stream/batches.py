@@ -120,6 +120,7 @@ def operation(
         record["corrects"] = message.get("corrects")
     elif kind == "reset":
         record["merged"] = list(message["merged"])
+        record["other"] = message.get("operation")
     elif kind == "erase":
         pass  # the customer id says it all
     elif kind == "fold":
@@ -153,6 +154,7 @@ def message_of(
             message["corrects"] = record.get("corrects")
     elif kind == "reset":
         message["merged"] = list(record.get("merged") or [])
+        message["operation"] = record.get("other")
     elif kind == "erase":
         pass
     elif kind == "fold":

@@ -316,7 +316,8 @@ class LinkStage(BatchStage):
         ops.extend((gone, erase_message()) for gone in outcome.erased)
         self.erasing |= bool(outcome.erased)
         for rebuild in outcome.rebuilds:  # a split: each part starts again from its events
-            ops.append((rebuild.customer_id, reset_message(rebuild.merged)))
+            reset = reset_message(rebuild.merged, outcome.operation_id)
+            ops.append((rebuild.customer_id, reset))
             ops.extend(
                 (rebuild.customer_id, rebuild_message(event, nodes, corrects))
                 for event, nodes, corrects in rebuild.events

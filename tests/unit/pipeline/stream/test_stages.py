@@ -296,7 +296,15 @@ def test_an_operation_in_the_batch_is_applied_in_order_and_answered_once_per_id(
     deployment.drain()
     (again,) = _results(deployment)
     assert (again["status"], again["customer_id"]) == ("repeat", result["customer_id"])
-    assert not [t for t, _k, _v in deployment.sent if t == TOPICS.changes]
+    # What the first application decided is sent again (a crash may have lost it), and
+    # changes nothing: the same identity change, a fold already folded.
+    resent = [
+        IdentityChange.from_avro(deployment.serde.decode(t, v, IdentityChange)).change_id
+        for t, _k, v in deployment.sent
+        if t == TOPICS.changes and v is not None
+    ]
+    assert resent == result["change_ids"]
+    assert not [k for t, k, _v in deployment.sent if t == TOPICS.profiles], "folded before"
 
 
 def test_a_reject_between_events_keeps_a_later_shared_identifier_from_merging() -> None:
@@ -407,3 +415,50 @@ def test_an_erase_in_the_worker_tombstones_the_profile_and_drops_later_events() 
     outcome = deployment.link([make_event(event_id="b1"), later])
     assert deployment.linker.erased == [1] and outcome.failures == []
     assert deployment.linker.origin(1).offset == 1
+
+
+def _family(deployment: Deployment) -> list[ChannelEvent]:
+    tablet = Identifier(namespace="anonymous_id", value="tablet-1")
+    ann = Identifier(namespace="email", value="ann@example.com")
+    ben = Identifier(namespace="email", value="ben@example.com")
+    events = [
+        make_event(event_id="a1", identifiers=[ann], traits=Traits(first_name="Ann")),
+        make_event(event_id="a2", identifiers=[ann, tablet]),
+        make_event(event_id="b1", identifiers=[ben], traits=Traits(first_name="Ben")),
+        make_event(event_id="b2", identifiers=[ben, tablet]),
+    ]
+    for event in events:
+        deployment.link([event])
+        deployment.drain()
+    return events
+
+
+def test_a_split_whose_outputs_were_lost_is_sent_again_when_repeated() -> None:
+    deployment = Deployment()
+    _family(deployment)
+    split = _operation_item("op-s", "split", "email:ann@example.com", "event:b2", 9)
+    deployment.linker.run([split])  # committed, then the worker died before sending
+    assert len(deployment.latest_profiles()) == 1, "the profile stage never heard of it"
+    deployment.collect(deployment.linker.run([split]))  # the batch read again after restart
+    deployment.drain()
+    (result,) = _results(deployment)
+    assert result["status"] == "repeat"
+    profiles = deployment.latest_profiles()
+    assert sorted(p.event_count for p in profiles.values()) == [2, 2]
+
+
+def test_a_split_repeated_later_does_not_undo_what_came_after_it() -> None:
+    deployment = Deployment()
+    _family(deployment)
+    split = _operation_item("op-s", "split", "email:ann@example.com", "event:b2", 9)
+    deployment.collect(deployment.linker.run([split]))
+    deployment.drain()
+    ben = Identifier(namespace="email", value="ben@example.com")
+    deployment.link([make_event(event_id="b3", identifiers=[ben])])
+    deployment.drain()
+    before = {k: p.event_count for k, p in deployment.latest_profiles().items()}
+    assert sorted(before.values()) == [2, 3]
+    deployment.collect(deployment.linker.run([split]))  # an operator retries the same id
+    deployment.drain()
+    after = {k: p.event_count for k, p in deployment.latest_profiles().items()}
+    assert after == before

@@ -154,7 +154,8 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.quality.training import read_events, records_of, train
 
     start = Model.load(Path(args.start)) if args.start else default_model()
-    normaliser = stitch_config(settings).normaliser
+    config = stitch_config(settings)
+    normaliser = config.normaliser
     records = records_of(read_events(Path(args.input)), normaliser)
     report = train(
         records,
@@ -186,7 +187,8 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     if not graph_dir.is_dir():
         say(f"no graph state in {args.state_dir}: run replay with --store rocksdb --state-dir")
         return 2
-    normaliser = stitch_config(settings).normaliser
+    config = stitch_config(settings)
+    normaliser = config.normaliser
     nodes = []
     for raw in (args.left, args.right):
         found = normaliser.node_of(raw)
@@ -197,7 +199,7 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
         nodes.append(found)
     store = RocksDBStore(graph_dir)
     try:
-        found_path = explain(store, nodes[0], nodes[1])
+        found_path = explain(store, nodes[0], nodes[1], config.rules)
     finally:
         store.close()
     print(json.dumps(found_path.to_json(), indent=2) if args.json else found_path.render())

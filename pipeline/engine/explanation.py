@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pipeline.engine.identifiers import Node
+from pipeline.engine.namespaces import NamespaceRules
 from pipeline.engine.state import Store
 
 # At most this many merge steps are followed from one identifier (a customer merged into
@@ -172,12 +173,46 @@ def _regrouped(store: Store, atom: str, part: str) -> Step:
     return Step("joined", atom, part, None, None, None, "split", [])
 
 
+def _resolve(store: Store, customer: str) -> str:
+    for _ in range(MAX_STEPS):
+        record = store.get("c|" + customer)
+        if record is None or "fwd" not in record:
+            break
+        customer = record["fwd"]
+    return customer
+
+
+def _refusals(store: Store, left: str, right: str, rules: NamespaceRules | None) -> list[str]:
+    """Why two customers are not linked, as far as the state tells."""
+    a, b = store.get("c|" + left) or {}, store.get("c|" + right) or {}
+    found = []
+    if any(_resolve(store, c) == right for c in a.get("dnl", [])) or any(
+        _resolve(store, c) == left for c in b.get("dnl", [])
+    ):
+        found.append("an operator decided these are two people (do not link): no link is made")
+    for namespace in sorted(rules.unique_namespaces() if rules else ()):
+        mine, theirs = (
+            set(a.get("ids", {}).get(namespace, [])),
+            set(b.get("ids", {}).get(namespace, [])),
+        )
+        if mine and theirs and mine != theirs:
+            found.append(
+                f"they hold different {namespace} values (one per customer): a link between "
+                "them is refused"
+            )
+    return found
+
+
 def _end(path: list[Step]) -> str | None:
     return path[-1].customer if path else None
 
 
-def explain(store: Store, left: Node, right: Node) -> Explanation:
-    """The evidence that joins two identifiers, read from a linking stage's graph state."""
+def explain(
+    store: Store, left: Node, right: Node, rules: NamespaceRules | None = None
+) -> Explanation:
+    """The evidence that joins two identifiers, read from a linking stage's graph state; when
+    they are apart, what keeps them apart (an operator's do-not-link, a unique namespace whose
+    values differ: ``rules``)."""
     a, b = path_of(store, left), path_of(store, right)
     left_customer, right_customer = _end(a), _end(b)
     notes = []
@@ -191,6 +226,8 @@ def explain(store: Store, left: Node, right: Node) -> Explanation:
                 "ids and no longer links"
             )
     joined = bool(a and b) and left_customer == right_customer
+    if not joined and left_customer and right_customer:
+        notes += _refusals(store, left_customer, right_customer, rules)
     meet = None
     if joined:
         # Where the paths meet: the first customer of the right path on the left one.

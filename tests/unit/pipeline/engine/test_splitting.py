@@ -333,3 +333,18 @@ def test_history_keeps_every_event_and_rolled_identifier_of_an_atom() -> None:
     assert outcome.status == "done"
     profiles = {p.customer_id: p for p in out.profiles}
     assert profiles[ann].event_count == many
+
+
+def test_explain_says_what_keeps_two_customers_apart(store_factory: Callable[[], Store]) -> None:
+    from pipeline.engine.namespaces import NamespaceRules
+
+    stitcher = _stitcher(store_factory)
+    crm1, crm2 = ("customer_id", "CRM-1"), ("customer_id", "CRM-2")
+    _run(stitcher, [*FAMILY, _event("c1", 9, crm1, ANN), _event("c2", 8, crm2)])
+    stitcher.operate(_op("split", f"email:{ANN[1]}", "event:ben-2"))
+    rules = NamespaceRules()
+    apart = explain(stitcher.graph.store, Node(*ANN), Node(*BEN), rules)
+    assert not apart.joined and any("do not link" in note for note in apart.notes)
+    unique = explain(stitcher.graph.store, Node(*crm1), Node(*crm2), rules)
+    assert any("different customer_id values" in note for note in unique.notes)
+    assert "do not link" in apart.render()

@@ -7,6 +7,7 @@ invalid or junk is dropped with a counted reason; the event itself is kept.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -79,6 +80,21 @@ class Node:
 
     def to_identifier(self) -> Identifier:
         return Identifier.from_valid({"namespace": self.namespace, "value": self.value})
+
+    def hashed(self) -> Identifier:
+        """The identifier as the public topics carry it: its normalised value's SHA-256."""
+        return hashed_identifier(self.namespace, self.value)
+
+
+HASH_PREFIX = "sha256:"
+
+
+def hashed_identifier(namespace: str, normalised_value: str) -> Identifier:
+    """``sha256:<hex>`` of the normalised value (UTF-8): what journeys and identity changes carry
+    instead of the value, so the append-only topics hold no identifier (docs/contract.md). A
+    consumer that knows a value normalises and hashes it the same way to find it."""
+    digest = hashlib.sha256(normalised_value.encode("utf-8", "surrogatepass")).hexdigest()
+    return Identifier.from_valid({"namespace": namespace, "value": HASH_PREFIX + digest})
 
 
 def canonical_namespace(namespace: str) -> str:

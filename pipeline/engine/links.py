@@ -8,7 +8,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 from pipeline.contract.models import IdentityChange
-from pipeline.engine.identifiers import Node
+from pipeline.engine.identifiers import Node, hashed_identifier
 
 
 @dataclass(frozen=True)
@@ -39,3 +39,25 @@ def change_id(*parts: str) -> str:
     """An IdentityChange's id from what caused it: the same cause, the same id (consumers
     deduplicate by it)."""
     return "chg-" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+
+
+def public_change(change: IdentityChange) -> IdentityChange:
+    """The identity change as its topic carries it: the evidence's identifiers as hashes of their
+    normalised values (pipeline.engine.identifiers.hashed_identifier), so the append-only topic
+    holds no identifier. The graph state keeps the values (explain reads them there)."""
+    if not any(evidence.identifiers for evidence in change.evidence):
+        return change
+    return change.model_copy(
+        update={
+            "evidence": [
+                evidence.model_copy(
+                    update={
+                        "identifiers": [
+                            hashed_identifier(i.namespace, i.value) for i in evidence.identifiers
+                        ]
+                    }
+                )
+                for evidence in change.evidence
+            ]
+        }
+    )

@@ -44,6 +44,7 @@ from pipeline.engine.state import Store
 
 ORDER_EVENT_TYPES = frozenset({"order_placed", "purchase", "order_completed"})
 TRAIT_NAMES = tuple(Traits.model_fields)
+NO_TRAITS = Traits()
 # Operation ids of the latest splits a profile was reset by (a repeated reset is skipped).
 MAX_RESETS = 20
 CURRENCY = re.compile(r"^[A-Z]{3}$")
@@ -217,7 +218,9 @@ class ProfileBook:
             if self.journal.lost(event.event_id, marked):
                 self.journal.note(event.event_id, now_ms)
                 again = context_of(state["touches"], at)
-                out.journeys.append(self._journey(customer_id, event, self._seq(again, state)))
+                out.journeys.append(
+                    self._journey(customer_id, event, nodes, self._seq(again, state))
+                )
             return out
         context = self._seq(place(state["touches"], at, event.channel), state)
         state["touches_dropped"] = state.get("touches_dropped", 0) + keep_latest(
@@ -266,13 +269,13 @@ class ProfileBook:
         out = self._changed(customer_id, state, now)
         if rebuild:
             if corrects is not None:
-                out.journeys.append(self._journey(customer_id, event, context, corrects))
+                out.journeys.append(self._journey(customer_id, event, nodes, context, corrects))
             return out
         if self.journal is not None:
             if event.event_id in self.journal.emitted:
                 return out  # its journey event reached Kafka before a crash
             self.journal.note(event.event_id, now_ms)
-        out.journeys.append(self._journey(customer_id, event, context))
+        out.journeys.append(self._journey(customer_id, event, nodes, context))
         return out
 
     def erase(self, customer_id: str) -> ProfileOutput:
@@ -305,13 +308,19 @@ class ProfileBook:
     def _journey(
         customer_id: str,
         event: ChannelEvent,
+        nodes: Sequence[Node],
         context: JourneyContext,
         corrects: str | None = None,
     ) -> JourneyEvent:
+        """The journey event: the event without personal data — its identifiers of this
+        customer as hashes of their normalised values, no traits (the profile has them)."""
+        touch = event.model_copy(
+            update={"identifiers": [node.hashed() for node in nodes], "traits": NO_TRAITS}
+        )
         return JourneyEvent.from_valid(  # every value valid by construction
             {
                 "customer_id": customer_id,
-                "event": event,
+                "event": touch,
                 "sequence_number": context.sequence_number,
                 "previous_channel": context.previous_channel,
                 "channel_switch": context.channel_switch,

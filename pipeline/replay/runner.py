@@ -28,6 +28,7 @@ from pipeline.contract.dead_letters import Rejection
 from pipeline.contract.event_json import fast_event
 from pipeline.contract.intake import check, encodable, validate
 from pipeline.contract.models import ChangeType, ChannelEvent, CustomerProfile
+from pipeline.engine.links import public_change
 from pipeline.engine.operations import Operation
 from pipeline.engine.state import MemoryStore, Store
 from pipeline.engine.stitcher import Outputs, StitchConfig, Stitcher
@@ -178,7 +179,7 @@ def _write_outputs(
     latest: dict[str, CustomerProfile] | None,
 ) -> None:
     if changes_out is not None:
-        changes_out.writelines(change.to_json() + "\n" for change in out.changes)
+        changes_out.writelines(public_change(change).to_json() + "\n" for change in out.changes)
     if journeys_out is not None:
         journeys_out.writelines(j.to_json() + "\n" for j in out.journeys)
     if latest is not None:

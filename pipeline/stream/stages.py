@@ -27,19 +27,18 @@ from datetime import datetime
 from typing import Any
 
 from pipeline.clock import Clock
-from pipeline.contract import schemas
 from pipeline.contract.dead_letters import Origin
-from pipeline.contract.models import ChannelEvent, JourneyEvent
+from pipeline.contract.models import ChannelEvent, IdentityChange, JourneyEvent
 from pipeline.contract.schemas import (
     CHANNEL_EVENT,
     IDENTITY_OPERATION,
-    JOURNEY_EVENT,
     OPERATION_RESULT,
 )
-from pipeline.contract.wire import MAGIC_BYTE, journey_body
+from pipeline.contract.wire import MAGIC_BYTE
 from pipeline.engine.graph import Graph
 from pipeline.engine.identifiers import Node
 from pipeline.engine.journey import Journal
+from pipeline.engine.links import public_change
 from pipeline.engine.messages import (
     erase_message,
     fold_message,
@@ -69,10 +68,6 @@ from pipeline.stream.batches import (
 )
 from pipeline.stream.delivery import Output
 from pipeline.stream.serialization import Serde
-
-_CHANNEL_INDEX = {
-    name: i for i, name in enumerate(schemas.load("io.omnistitch.Channel")["symbols"])
-}
 
 # Far below Kafka's default 1 MiB message size: a table value (changelog record) or an output
 # larger than this is refused before anything is written (limits make it unreachable).
@@ -284,7 +279,12 @@ class LinkStage(BatchStage):
             return []
         topic = self.topics.changes
         out: list[Output] = [
-            (topic, change.customer_id.encode(), self.serde.encode(topic, change), None)
+            (
+                topic,
+                change.customer_id.encode(),
+                self.serde.encode(topic, public_change(change)),
+                None,
+            )
             for change in linked.changes
         ]
         ops = self.operations
@@ -308,7 +308,12 @@ class LinkStage(BatchStage):
         outcome = self.decisions.apply(operation, now)
         changes = self.topics.changes
         out: list[Output] = [
-            (changes, change.customer_id.encode(), self.serde.encode(changes, change), None)
+            (
+                changes,
+                change.customer_id.encode(),
+                self.serde.encode(changes, public_change(change)),
+                None,
+            )
             for change in outcome.linked.changes
         ]
         ops = self.operations
@@ -327,6 +332,14 @@ class LinkStage(BatchStage):
             results, OPERATION_RESULT, outcome.to_result(operation.kind, now)
         )
         return [*out, (results, operation.operation_id.encode(), value, None)]
+
+    def _changes(self, changes: list[IdentityChange]) -> list[Output]:
+        """Identity changes as their topic carries them (hashed identifiers: public_change)."""
+        topic = self.topics.changes
+        return [
+            (topic, c.customer_id.encode(), self.serde.encode(topic, public_change(c)), None)
+            for c in changes
+        ]
 
     def read_kept(self, body: str) -> ChannelEvent:
         """An event kept with its linking decision (``keep``) read back."""
@@ -402,7 +415,7 @@ class ProfileStage(BatchStage):
         customer_id, message = message_of(self.items[index], self.decode_event)
         self.erasing |= message["kind"] == "erase"
         produced = self.book.handle(customer_id, message, now)
-        out: list[Output] = [self._journey(journey, message) for journey in produced.journeys]
+        out: list[Output] = [self._journey(journey) for journey in produced.journeys]
         self.touched.update(dict.fromkeys(produced.touched))
         self.tombstones += produced.tombstones
         self.forwards += produced.forwards
@@ -410,31 +423,9 @@ class ProfileStage(BatchStage):
             out += self._profiles(now)
         return out
 
-    def _journey(self, journey: JourneyEvent, message: dict[str, Any]) -> Output:
-        """The journey event's record: around the event's bytes as they came when they are of
-        this version's ChannelEvent schema (no second encoding), else encoded whole."""
+    def _journey(self, journey: JourneyEvent) -> Output:
         topic = self.topics.journeys
-        key = journey.customer_id.encode()
-        given = message.get("event_bytes")
-        own = self.serde.schema_id(self.topics.events, CHANNEL_EVENT)
-        if (
-            given is None
-            or journey.corrects is not None
-            or given[1] != own
-            or message["event"]["event_id"] != journey.event.event_id
-        ):
-            return (topic, key, self.serde.encode(topic, journey), None)
-        previous = journey.previous_channel
-        body = journey_body(
-            journey.customer_id,
-            given[0],
-            journey.sequence_number,
-            None if previous is None else _CHANNEL_INDEX[previous.value],
-            journey.channel_switch,
-            journey.time_since_previous_ms,
-        )
-        header = bytes([MAGIC_BYTE]) + self.serde.schema_id(topic, JOURNEY_EVENT).to_bytes(4, "big")
-        return (topic, key, header + body, None)
+        return (topic, journey.customer_id.encode(), self.serde.encode(topic, journey), None)
 
     def _profiles(self, now: datetime) -> list[Output]:
         """The latest profile of every customer changed, then the tombstones of customers

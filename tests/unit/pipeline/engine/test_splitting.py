@@ -348,3 +348,49 @@ def test_explain_says_what_keeps_two_customers_apart(store_factory: Callable[[],
     unique = explain(stitcher.graph.store, Node(*crm1), Node(*crm2), rules)
     assert any("different customer_id values" in note for note in unique.notes)
     assert "do not link" in apart.render()
+
+
+def test_at_the_composition_bounds_a_split_is_refused_with_the_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pipeline.engine import composition
+
+    monkeypatch.setattr(composition, "MAX_ATOMS", 2)
+    stitcher = Stitcher(MemoryStore(), MemoryStore(), clock=lambda: NOW, keep_events=True)
+    people = [("email", f"p{n}@example.com") for n in range(4)]
+    events = [_event(f"own-{n}", 100 - n, person) for n, person in enumerate(people)]
+    events += [_event(f"tab-{n}", 50 - n, person, TABLET) for n, person in enumerate(people)]
+    _run(stitcher, events)
+    customer = _customer(stitcher, people[0])
+    record = stitcher.graph.store.get(f"c|{customer}")
+    assert len(record["atoms"]) == 2 and record["atoms_dropped"] == 1
+    outcome, _ = stitcher.operate(_op("split", f"email:{people[0][1]}", "event:tab-1"))
+    assert (outcome.status, outcome.detail) == (
+        "refused",
+        "more evidence than a split can follow (pipeline.engine.composition)",
+    )
+
+
+def test_support_edges_beyond_their_bound_are_counted_and_a_split_then_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pipeline.engine import composition
+
+    monkeypatch.setattr(composition, "MAX_SUPPORT", 1)
+    stitcher = Stitcher(MemoryStore(), MemoryStore(), clock=lambda: NOW, keep_events=True)
+    _run(stitcher, [*FAMILY, _event("ben-3", 10, BEN, TABLET)])
+    record = stitcher.graph.store.get(f"c|{_customer(stitcher, ANN)}")
+    assert len(record["sup"]) == 1 and record["sup_dropped"] == 1
+    outcome, _ = stitcher.operate(_op("split", f"email:{ANN[1]}", "event:ben-2"))
+    assert outcome.status == "refused" and "more evidence" in outcome.detail
+
+
+def test_a_profile_remembers_the_latest_resets_only() -> None:
+    from pipeline.engine.profile import MAX_RESETS, ProfileBook
+
+    book = ProfileBook(MemoryStore())
+    for n in range(MAX_RESETS + 5):
+        book.reset("c1", [], f"op-{n}")
+    state = book.store.get("p|c1")
+    assert state["resets"] == [f"op-{n}" for n in range(5, MAX_RESETS + 5)]
+    assert state["version"] == MAX_RESETS + 4

@@ -3,7 +3,8 @@
 Starts the stitching worker, the HTTP collector and the file connector as processes, sends the
 generator's data for a few thousand customers through them (Segment calls and webhooks over HTTP,
 POS and CRM exports dropped as files, plus a few broken records), waits until the stitcher has
-caught up and prints a report. Every run uses a new seed and a new write key, so it can be run
+caught up, erases one customer through the running worker (an operator's ``omnistitch erase``)
+and prints a report. Every run uses a new seed and a new write key, so it can be run
 again on the same stack.
 """
 
@@ -133,6 +134,8 @@ def main() -> int:
     }
     logs = Path(settings.stack_dir)
     logs.mkdir(parents=True, exist_ok=True)
+    if not settings.erasure_key.get_secret_value():
+        env["OMNISTITCH_ERASURE_KEY"] = _erasure_key(logs)
     base_url = f"http://{settings.collector_host}:{port}"
     procs = {
         "worker": _start("worker", ["worker"], env, logs),
@@ -199,8 +202,9 @@ def main() -> int:
         print(
             f"\ndemo: sent in {sent - began:.0f}s (collector rate limit, file polling), "
             f"all stitched {done_at - sent:.1f}s after the last was sent "
-            f"({done_at - began:.0f}s in all)\n"
+            f"({done_at - began:.0f}s in all)"
         )
+        _erase_one(settings, scenario.people[0].email)
     finally:
         for proc in procs.values():
             proc.terminate()
@@ -211,6 +215,43 @@ def main() -> int:
                 proc.kill()
     _report(settings, serde, start, len(scenario.people))
     return 0
+
+
+def _erasure_key(stack: Path) -> str:
+    """The local stack's erasure key: made once, kept in the stack folder (git-ignored, 0600),
+    so suppressions stay valid across demo runs."""
+    path = stack / "erasure.key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def _erase_one(settings: Settings, email: str) -> None:
+    """An operator's erase through the running worker (omnistitch erase), for one customer."""
+    from pipeline.engine.operations import Operation
+    from pipeline.stream.submission import submit
+
+    operation = Operation.from_json(
+        {
+            "operation_id": f"op-demo-erase-{secrets.token_hex(6)}",
+            "kind": "erase",
+            "left": f"email:{email}",
+            "right": "",
+            "operator": "demo",
+            "reason": "a customer's erasure request (GDPR Art. 17)",
+            "requested_at": datetime.now(UTC),
+        }
+    )
+    answer = submit(settings, operation, 60)
+    result = answer.result
+    if result is None:
+        print("demo: erase of one customer: no answer within 60 s\n")
+        return
+    print(
+        f"demo: `omnistitch erase` of one customer ({result.customer_id}): {result.status}, "
+        f"{result.detail}\n"
+    )
 
 
 def _kpis(journeys: list[JourneyEvent], final: Callable[[str], str]) -> None:

@@ -8,15 +8,18 @@ record (``c|<id>``) holds:
 
 ``own``   on a merged-away atom: identifier values attached to it directly, by namespace (a
           survivor's own are its ``ids`` less its atoms' own: identifiers belong to one atom);
-``evs``   its own events, ``[event_id, time_ms]``, the latest MAX_EVENTS (an event belongs to
-          the atom of its highest-priority identifier, or to its customer when it has none);
-          older ones, SPILL at a time, in history chunks ``h|<atom>|<n>`` (``h`` counts them),
-          with the keys of identifiers that rolled off (``hn`` until SPILL of them): so a
-          split and an erase see all of an atom's events and nodes;
+``v``     the composition version (VERSION): records without it were made before atoms kept
+          what a split or an erase needs;
 ``sup``   on a survivor: *support* edges, ``[atom, atom, event_id, source, rule, key, key]``
           (the keys: an identifier of the event in each atom): an event
           carried identifiers of two atoms of one customer (after a merge, no merge records
           it); the first MAX_PER_PAIR events per pair of atoms and source, at most MAX_SUPPORT.
+
+Beside the record, an atom's *history*: its events (``[event_id, time_ms]``; an event belongs
+to the atom of its highest-priority identifier, or to its customer when it has none) and the
+keys of identifiers that rolled off, in chunks of CHUNK entries (``h|<atom>|<n>``, their number
+in ``h|<atom>``): a split and an erase see every event and node of an atom, and an event costs
+a small write, not one of the customer's record.
 
 Merge edges are the merged-away atoms' ``into`` and ``why``. Together: the customer's evidence
 graph over its atoms, at most MAX_ATOMS of them; beyond that bound the oldest are no longer
@@ -32,8 +35,8 @@ from typing import Any
 from pipeline.engine.state import Store
 
 MAX_ATOMS = 200
-MAX_EVENTS = 200
-SPILL = 50
+CHUNK = 100  # entries per history chunk
+VERSION = 2  # ``v`` on customer records made by this version (see the module doc)
 MAX_SUPPORT = 64
 MAX_PER_PAIR = 3
 SHARED = "shared_identifier"  # pipeline.engine.graph.SHARED_IDENTIFIER
@@ -93,13 +96,12 @@ def place(
     atoms: dict[str, str] = {}  # atom → the key of the event's first identifier in it
     for key in keys:
         record = store.get("n|" + key)
-        if record is not None and record["c"] not in atoms and resolve(record["c"]) == customer:
+        if record is None or record["c"] in atoms:
+            continue
+        if record["c"] == customer or resolve(record["c"]) == customer:
             atoms[record["c"]] = key
     atom = next(iter(atoms), customer)
-    record = store.get("c|" + atom)
-    assert record is not None
-    add_event(store, atom, record, event_id, at)
-    store.set("c|" + atom, record)
+    add_event(store, atom, event_id, at)
     if len(atoms) > 1:
         survivor = store.get("c|" + customer)
         assert survivor is not None
@@ -112,40 +114,50 @@ def place(
     return atom
 
 
-def add_event(store: Store, atom: str, record: dict[str, Any], event_id: str, at: int) -> None:
-    """The atom's event; beyond MAX_EVENTS on the record the oldest SPILL go to its history."""
-    events = record.setdefault("evs", [])
-    events.append([event_id, at])
-    if len(events) > MAX_EVENTS:
-        _spill(store, atom, record, {"e": events[:SPILL], "n": []})
-        del events[:SPILL]
+def add_event(store: Store, atom: str, event_id: str, at: int) -> None:
+    """An event of the atom, appended to its history."""
+    _append(store, atom, "e", [event_id, at])
 
 
-def add_rolled(store: Store, atom: str, record: dict[str, Any], keys: list[str]) -> None:
-    """Identifiers that rolled off the record (their nodes still point here): noted, and every
-    SPILL of them go to the history, so that an erase finds every node of the customer."""
-    pending = record.setdefault("hn", [])
-    pending.extend(keys)
-    if len(pending) >= SPILL:
-        _spill(store, atom, record, {"e": [], "n": list(pending)})
-        pending.clear()
+def add_rolled(store: Store, atom: str, keys: list[str]) -> None:
+    """Identifiers that rolled off the atom's record (their nodes still point to it), noted in
+    its history, so that an erase finds every node of the customer."""
+    for key in keys:
+        _append(store, atom, "n", key)
 
 
-def _spill(store: Store, atom: str, record: dict[str, Any], chunk: dict[str, Any]) -> None:
-    number = record.get("h", 0)
-    store.set(f"h|{atom}|{number}", chunk)
-    record["h"] = number + 1
+def _append(store: Store, atom: str, kind: str, entry: Any) -> None:
+    """One entry to the atom's open history chunk (``h|<atom>|<n>``, CHUNK entries at most; the
+    number of chunks in ``h|<atom>``): a small read and write per event, whatever the size of
+    the customer."""
+    count = int((store.get(f"h|{atom}") or {}).get("n", 0))
+    chunk = store.get(f"h|{atom}|{count - 1}") if count else None
+    if chunk is None or len(chunk["e"]) + len(chunk["n"]) >= CHUNK:
+        chunk, count = {"e": [], "n": []}, count + 1
+        store.set(f"h|{atom}", {"n": count})
+    chunk[kind].append(entry)
+    store.set(f"h|{atom}|{count - 1}", chunk)
 
 
-def history(store: Store, atom: str, record: dict[str, Any]) -> tuple[list[Any], list[str]]:
+def history(store: Store, atom: str) -> tuple[list[Any], list[str]]:
     """Every event (``[event_id, time_ms]``) and rolled-off node key of an atom, oldest first."""
     events: list[Any] = []
     nodes: list[str] = []
-    for number in range(record.get("h", 0)):
+    count = int((store.get(f"h|{atom}") or {}).get("n", 0))
+    for number in range(count):
         chunk = store.get(f"h|{atom}|{number}") or {}
         events += chunk.get("e", [])
         nodes += chunk.get("n", [])
-    return events + list(record.get("evs", [])), nodes + list(record.get("hn", []))
+    return events, nodes
+
+
+def forget_history(store: Store, atom: str) -> int:
+    """Delete an atom's history (an erase); how many chunks went."""
+    count = int((store.get(f"h|{atom}") or {}).get("n", 0))
+    for number in range(count):
+        store.delete(f"h|{atom}|{number}")
+    store.delete(f"h|{atom}")
+    return count
 
 
 def add_support(
@@ -187,12 +199,8 @@ def forward_record(
     gone: dict[str, Any], own: dict[str, list[str]], winner: str, why: dict[str, Any]
 ) -> dict[str, Any]:
     """The merged-away atom's record: the forward pointer, the merge's evidence and its own
-    identifiers (``own_of``) and events."""
-    record: dict[str, Any] = {"fwd": winner, "into": winner, "why": why, "own": own}
-    for name in ("evs", "h", "hn"):
-        if name in gone:
-            record[name] = gone[name]
-    return record
+    identifiers (``own_of``); its history stays under its id."""
+    return {"fwd": winner, "into": winner, "why": why, "own": own, "v": gone.get("v")}
 
 
 def edges(records: dict[str, dict[str, Any]], survivor: dict[str, Any]) -> list[Edge]:

@@ -59,7 +59,8 @@ class Erasure:
     removed: dict[str, int] = field(default_factory=dict)
 
     def count(self, kind: str, n: int = 1) -> None:
-        self.removed[kind] = self.removed.get(kind, 0) + n
+        if n:
+            self.removed[kind] = self.removed.get(kind, 0) + n
 
     def report(self) -> str:
         return ", ".join(f"{kind} {n}" for kind, n in sorted(self.removed.items()))
@@ -86,15 +87,13 @@ def erase(
     keys = {f"{ns}|{v}" for ns, values in survivor.get("ids", {}).items() for v in values}
     events: set[str] = set()
     for atom, record in records.items():
-        history_events, rolled = composition.history(store, atom, record)
+        history_events, rolled = composition.history(store, atom)
         keys.update(rolled)
         keys.update(f"{ns}|{v}" for ns, values in record.get("own", {}).items() for v in values)
         events.update(event_id for event_id, _at in history_events)
         for event_id, _at in history_events:
             keys.update(event_nodes(event_id))
-        for number in range(record.get("h", 0)):
-            store.delete(f"h|{atom}|{number}")
-            done.count("history chunks")
+        done.count("history chunks", composition.forget_history(store, atom))
     for key in sorted(keys):
         node = store.get("n|" + key)
         if node is None or resolve(node["c"]) != customer:

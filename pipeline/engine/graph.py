@@ -271,7 +271,7 @@ class Graph:
             self._attach(active[0][0], existing, event, at, SHARED_IDENTIFIER, None)
             return existing
         customer = new_customer_id(event.event_id)
-        self.store.set("c|" + customer, {"ids": {}, "first": at})
+        self.store.set("c|" + customer, {"ids": {}, "first": at, "v": composition.VERSION})
         if active:
             self._attach(active[0][0], customer, event, at, "first_seen", None)
         result.changes.append(
@@ -318,7 +318,7 @@ class Graph:
         extra = len(values) - rule.limit
         if rule.rolls and extra > 0:
             composition.add_rolled(
-                self.store, customer, record, [f"{namespace}|{v}" for v in values[:extra]]
+                self.store, customer, [f"{namespace}|{v}" for v in values[:extra]]
             )
             del values[:extra]
             rolled = record.setdefault("rolled", {})

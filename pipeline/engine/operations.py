@@ -395,7 +395,7 @@ class Operations:
                 {
                     "ids": {node.namespace: [node.value]},
                     "first": to_ms(now),
-                    "evs": [],
+                    "v": composition.VERSION,
                     "dnl": parts[:MAX_DO_NOT_LINK],
                 },
             )

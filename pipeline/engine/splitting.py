@@ -26,6 +26,7 @@ from pipeline.engine.composition import Edge
 from pipeline.engine.features import Features, features_of, merge_features
 from pipeline.engine.graph import MAX_DO_NOT_LINK, Graph, new_customer_id
 from pipeline.engine.identifiers import Node, Normaliser
+from pipeline.engine.state import Store
 
 
 @dataclass(frozen=True)
@@ -69,10 +70,12 @@ def _components(atoms: list[str], edges: list[Edge]) -> list[list[str]]:
     return list(groups.values())
 
 
-def _oldest(part: list[str], records: dict[str, dict[str, Any]]) -> int:
-    """The time of a part's oldest event kept (the part with the oldest evidence keeps the id
-    of a customer a split made)."""
-    return min((at for atom in part for _e, at in records[atom]["evs"]), default=2**62)
+def _oldest(part: list[str], store: Store) -> int:
+    """The time of a part's oldest event (the part with the oldest evidence keeps the id of a
+    customer a split made)."""
+    return min(
+        (at for atom in part for _e, at in composition.history(store, atom)[0]), default=2**62
+    )
 
 
 class Splitter:
@@ -101,12 +104,12 @@ class Splitter:
             return Division("more evidence than a split can follow (pipeline.engine.composition)")
         others = survivor.get("atoms", [])
         records = {atom: store.get("c|" + atom) or {} for atom in others}
-        if any("evs" not in record for record in records.values()) or "evs" not in survivor:
+        if any("v" not in record for record in [*records.values(), survivor]):
             return Division("formed before this version kept what a split needs")
         own = composition.own_of(survivor, list(records.values()))
         records[customer] = {**survivor, "own": own}
         # A part a split made holds evidence only once events or identifiers came to it.
-        real = not survivor.get("made") or survivor["evs"] or own
+        real = not survivor.get("made") or composition.history(store, customer)[0] or own
         atoms = [*([customer] if real else []), *others]
         if leaving is not None:
             for record in records.values():
@@ -122,7 +125,7 @@ class Splitter:
         kept_edges = [e for e in every if not remove(e)]
         parts = sorted(
             _components(atoms, kept_edges),
-            key=lambda part: (customer not in part, _oldest(part, records)),
+            key=lambda part: (customer not in part, _oldest(part, store)),
         )
         if len(parts) == 1 and leaving is None:
             joining = sorted({e.event_id for e in kept_edges})[:5]
@@ -160,13 +163,11 @@ class Splitter:
                 merged = ids.setdefault(namespace, [])
                 merged.extend(v for v in values if v not in merged)
                 composition.keep_latest(merged, rules.rule(namespace).limit)
-        times = [
-            at for atom in part for _e, at in composition.history(store, atom, records[atom])[0]
-        ]
+        times = [at for atom in part for _e, at in composition.history(store, atom)[0]]
         mine = records.get(part_id, {})
-        record = {k: v for k, v in mine.items() if k in ("evs", "h", "hn", "made")}
+        record = {k: v for k, v in mine.items() if k in ("v", "made")}
         if part_id not in records:  # a new part: its atoms hold the events and identifiers
-            record |= {"evs": [], "made": 1}
+            record |= {"v": composition.VERSION, "made": 1}
         record |= {
             "ids": ids,
             "first": min(times) if times else survivor["first"],
@@ -208,9 +209,7 @@ class Splitter:
         found: Features = {}
         events: list[tuple[ChannelEvent, list[Node], str | None]] = []
         store = self.graph.store
-        entries = sorted(
-            (at, e) for atom in part for e, at in composition.history(store, atom, records[atom])[0]
-        )
+        entries = sorted((at, e) for atom in part for e, at in composition.history(store, atom)[0])
         for _at, event_id in entries:
             decision = self.graph.store.get("e|" + event_id)
             body = None

@@ -38,7 +38,7 @@ def _events() -> list[ChannelEvent]:
     phone = Identifier(namespace="phone", value=ANN_PII[1])
     ben = Identifier(namespace="email", value=BEN_PII[0])
     names = Traits(first_name="Annegret", last_name="Voss", birth_date="1971-04-05")
-    many = composition.MAX_EVENTS + composition.SPILL + 7  # history chunks and rolled cookies
+    many = 2 * composition.CHUNK + 7  # several history chunks, cookies rolled off
     events = [
         make_event(
             event_id=f"ann-{n}",

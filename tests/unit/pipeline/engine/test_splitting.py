@@ -315,13 +315,13 @@ def test_history_keeps_every_event_and_rolled_identifier_of_an_atom() -> None:
     from pipeline.engine import composition
 
     stitcher = Stitcher(MemoryStore(), MemoryStore(), clock=lambda: NOW, keep_events=True)
-    many = composition.MAX_EVENTS + 3 * composition.SPILL
+    many = 3 * composition.CHUNK + 10
     cookies = [("anonymous_id", f"c-{n}") for n in range(many)]
     _run(stitcher, [_event(f"x{n}", 1000 - n, ANN, cookies[n]) for n in range(many)])
     ann = _customer(stitcher, ANN)
     assert ann is not None
     record = stitcher.graph.store.get("c|" + ann)
-    events, nodes = composition.history(stitcher.graph.store, ann, record)
+    events, nodes = composition.history(stitcher.graph.store, ann)
     assert [e for e, _at in events] == [f"x{n}" for n in range(many)]
     on_record = set(record["ids"]["anonymous_id"])
     assert {f"anonymous_id|{v}" for _ns, v in cookies} == set(nodes) | {

@@ -35,7 +35,7 @@ from typing import Any
 from pipeline.engine.state import Store
 
 MAX_ATOMS = 200
-CHUNK = 100  # entries per history chunk
+CHUNK = 25  # entries per history chunk (a write per event and atom: keep it small)
 VERSION = 2  # ``v`` on customer records made by this version (see the module doc)
 MAX_SUPPORT = 64
 MAX_PER_PAIR = 3

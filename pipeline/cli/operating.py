@@ -16,8 +16,9 @@ from pipeline.engine.operations import Operation
 from pipeline.settings import Settings
 from pipeline.stream.transport import check_kafka
 
-# Exit codes: the decision was applied (or had been); a rule refused it or a reference is
-# unknown; no answer within the timeout (the operation stays on its topic).
+# Exit codes: the decision was applied (or had been); a rule refused it, a reference is
+# unknown or its handling failed; no answer within the timeout (the operation stays on its
+# topic).
 APPLIED, NOT_APPLIED, NO_ANSWER = 0, 1, 3
 
 

@@ -344,13 +344,15 @@ def build_app(
                     for index in runner.erased:  # no key, no payload: only where it was
                         where = runner.origin(index)
                         await dead_letter(where, None, b"", ERASED)
+                answers: list[Output] = []
                 for index, error in outcome.failures:
                     if isinstance(runner, LinkStage):
                         where, key, value = runner.dead_letter(index)
+                        answers += runner.failure_result(index, error)
                     else:
                         where, key, value = origin, message.key, runner.dead_letter(index)
                     await failed(stage, where, key, value, error)
-                outputs = outcome.outputs
+                outputs = outcome.outputs + answers
                 handled = len(items) - len(outcome.failures)
             break
         table.set(offset_key(message.topic, message.partition), message.offset)

@@ -349,6 +349,26 @@ class LinkStage(BatchStage):
     def finish(self, now: datetime, strict: bool) -> list[Output]:
         return self.operation_batches(self.operations)
 
+    def failure_result(self, index: int, error: Exception) -> list[Output]:
+        """An operation whose handling raised still gets its answer (``failed``, nothing
+        applied), so that whoever waits for it is not left waiting; an event: nothing."""
+        operation = self.items[index].get("operation")
+        if operation is None:
+            return []
+        operation_id = str(operation.get("operation_id", ""))
+        result: dict[str, Any] = {
+            "operation_id": operation_id,
+            "kind": str(operation.get("kind", "")),
+            "status": "failed",
+            "detail": f"processing_error: {type(error).__name__}; nothing applied, dead-lettered",
+            "customer_id": None,
+            "change_ids": [],
+            "decided_at": self.clock(),
+        }
+        topic = self.topics.results
+        value = self.serde.encode_record(topic, OPERATION_RESULT, result)
+        return [(topic, operation_id.encode(), value, None)]
+
     def origin(self, index: int) -> Origin:
         item = self.items[index]
         return Origin(item["topic"], item["partition"], item["offset"])

@@ -348,6 +348,11 @@ def test_an_operation_that_raises_is_dead_lettered_as_it_came(
     assert value is not None
     restored = deployment.serde.decode_record("operations", value, IDENTITY_OPERATION)
     assert restored["operation_id"] == "op-x" and restored["kind"] == "link"
+    # Whoever waits for it gets an answer: failed, nothing applied.
+    ((topic, key, answer, _partition),) = deployment.linker.failure_result(0, RuntimeError())
+    found = deployment.serde.decode_record(topic, answer, OPERATION_RESULT)
+    assert (topic, key, found["status"]) == (TOPICS.results, b"op-x", "failed")
+    assert "RuntimeError" in found["detail"]
 
 
 def test_a_split_in_the_worker_gives_the_profiles_and_journeys_of_replay() -> None:

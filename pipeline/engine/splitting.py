@@ -70,12 +70,16 @@ def _components(atoms: list[str], edges: list[Edge]) -> list[list[str]]:
     return list(groups.values())
 
 
-def _oldest(part: list[str], store: Store) -> int:
-    """The time of a part's oldest event (the part with the oldest evidence keeps the id of a
-    customer a split made)."""
-    return min(
-        (at for atom in part for _e, at in composition.history(store, atom)[0]), default=2**62
-    )
+# An atom's events, ``[event_id, time_ms]``, read once per split (composition.history).
+Histories = dict[str, list[Any]]
+
+
+def _times(part: list[str], histories: Histories) -> list[int]:
+    return [at for atom in part for _e, at in histories[atom]]
+
+
+def _histories(store: Store, atoms: list[str]) -> Histories:
+    return {atom: composition.history(store, atom)[0] for atom in atoms}
 
 
 class Splitter:
@@ -109,7 +113,8 @@ class Splitter:
         own = composition.own_of(survivor, list(records.values()))
         records[customer] = {**survivor, "own": own}
         # A part a split made holds evidence only once events or identifiers came to it.
-        real = not survivor.get("made") or composition.history(store, customer)[0] or own
+        histories = _histories(store, [customer, *others])
+        real = not survivor.get("made") or histories[customer] or own
         atoms = [*([customer] if real else []), *others]
         if leaving is not None:
             for record in records.values():
@@ -125,7 +130,8 @@ class Splitter:
         kept_edges = [e for e in every if not remove(e)]
         parts = sorted(
             _components(atoms, kept_edges),
-            key=lambda part: (customer not in part, _oldest(part, store)),
+            # For a part a split made: the part with the oldest events keeps its id.
+            key=lambda part: (customer not in part, min(_times(part, histories), default=2**62)),
         )
         if len(parts) == 1 and leaving is None:
             joining = sorted({e.event_id for e in kept_edges})[:5]
@@ -141,9 +147,10 @@ class Splitter:
         division = Division(None, parts, ids, removed)
         for part, part_id in zip(parts, ids, strict=True):
             others = [i for i in ids if i != part_id]
-            self._write(part, part_id, records, kept_edges, survivor, others)
+            times = _times(part, histories)
+            self._write(part, part_id, records, kept_edges, survivor, others, times)
         for part, part_id in zip(parts, ids, strict=True):  # every atom forwards to its part
-            division.rebuilds.append(self._rebuild(part, part_id, records, customer, leaving))
+            division.rebuilds.append(self._rebuild(part, part_id, histories, customer, leaving))
         return division
 
     def _write(
@@ -154,6 +161,7 @@ class Splitter:
         kept_edges: list[Edge],
         survivor: dict[str, Any],
         others: list[str],
+        times: list[int],
     ) -> None:
         store, rules = self.graph.store, self.graph.rules
         inside = set(part)
@@ -163,7 +171,6 @@ class Splitter:
                 merged = ids.setdefault(namespace, [])
                 merged.extend(v for v in values if v not in merged)
                 composition.keep_latest(merged, rules.rule(namespace).limit)
-        times = [at for atom in part for _e, at in composition.history(store, atom)[0]]
         mine = records.get(part_id, {})
         record = {k: v for k, v in mine.items() if k in ("v", "made")}
         if part_id not in records:  # a new part: its atoms hold the events and identifiers
@@ -201,15 +208,14 @@ class Splitter:
         self,
         part: list[str],
         part_id: str,
-        records: dict[str, dict[str, Any]],
+        histories: Histories,
         before: str,
         leaving: Node | None,
     ) -> Rebuild:
         """The part's events in time order, read back; its match features from them."""
         found: Features = {}
         events: list[tuple[ChannelEvent, list[Node], str | None]] = []
-        store = self.graph.store
-        entries = sorted((at, e) for atom in part for e, at in composition.history(store, atom)[0])
+        entries = sorted((at, e) for atom in part for e, at in histories[atom])
         for _at, event_id in entries:
             decision = self.graph.store.get("e|" + event_id)
             body = None
@@ -230,6 +236,6 @@ class Splitter:
     def again(self, parts: list[tuple[str, list[str]]], before: str) -> list[Rebuild]:
         """The rebuilds of a split applied before (an operation repeated after a crash that
         may have lost them): read back from the parts' atoms."""
-        store = self.graph.store
-        records = {atom: store.get("c|" + atom) or {} for _id, part in parts for atom in part}
-        return [self._rebuild(part, part_id, records, before, None) for part_id, part in parts]
+        atoms = [atom for _id, part in parts for atom in part]
+        histories = _histories(self.graph.store, atoms)
+        return [self._rebuild(part, part_id, histories, before, None) for part_id, part in parts]

@@ -49,6 +49,21 @@ def make_event(**overrides: Any) -> ChannelEvent:
     return ChannelEvent(**fields)
 
 
+def make_shared_tablet() -> list[ChannelEvent]:
+    """Ann and Ben, each with an e-mail address and a first name, on one family tablet: the
+    last event (b2, Ben's e-mail on the tablet Ann used in a2) merges them — the wrong merge a
+    split undoes (event ids a1, a2, b1, b2, in this order)."""
+    tablet = Identifier(namespace="anonymous_id", value="tablet-1")
+    ann = Identifier(namespace="email", value="ann@example.com")
+    ben = Identifier(namespace="email", value="ben@example.com")
+    return [
+        make_event(event_id="a1", identifiers=[ann], traits=Traits(first_name="Ann")),
+        make_event(event_id="a2", identifiers=[ann, tablet]),
+        make_event(event_id="b1", identifiers=[ben], traits=Traits(first_name="Ben")),
+        make_event(event_id="b2", identifiers=[ben, tablet]),
+    ]
+
+
 def make_rich_event(**overrides: Any) -> ChannelEvent:
     """An event with every optional part filled, with names that test encodings."""
     fields: dict[str, Any] = {

@@ -56,6 +56,13 @@ class Run:
         self.workers.append(worker)
         return worker
 
+    def ready_worker(self, name: str) -> WorkerProcess:
+        """A worker started and settled (ready after its partition assignment)."""
+        worker = self.worker(name)
+        worker.start()
+        wait_ready([worker])
+        return worker
+
     def produce(self, events: list[ChannelEvent]) -> None:
         producer = Producer(
             {"bootstrap.servers": self.kafka.bootstrap_servers, "enable.idempotence": True}

@@ -22,9 +22,9 @@ from pipeline.engine.state import MemoryStore
 from pipeline.engine.stitcher import Stitcher
 from pipeline.stream.topics import DEAD_LETTERS, OPERATIONS
 from tests.conftest import REPO_ROOT
-from tests.factories import make_event
+from tests.factories import make_event, make_shared_tablet
 from tests.integration.conftest import drain
-from tests.integration.deployments import Run, wait_ready
+from tests.integration.deployments import Run
 
 pytestmark = pytest.mark.integration
 
@@ -53,9 +53,7 @@ def _wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = 120) 
 
 def test_link_and_reject_through_the_worker(run_factory: Callable[[int], Run]) -> None:
     run = run_factory(2)
-    worker = run.worker("w0")
-    worker.start()
-    wait_ready([worker])
+    worker = run.ready_worker("w0")
     ann = Identifier(namespace="email", value="ann@example.com")
     phone = Identifier(namespace="phone", value="+4915112345678")
     card = Identifier(namespace="loyalty_id", value="LC-1")
@@ -120,18 +118,9 @@ def test_split_through_the_worker_equals_replay_with_the_same_operation(
     run_factory: Callable[[int], Run],
 ) -> None:
     run = run_factory(4)
-    worker = run.worker("w0")
-    worker.start()
-    wait_ready([worker])
-    tablet = Identifier(namespace="anonymous_id", value="tablet-1")
-    ann = Identifier(namespace="email", value="ann@example.com")
-    ben = Identifier(namespace="email", value="ben@example.com")
-    events = [
-        make_event(event_id="a1", identifiers=[ann], traits=Traits(first_name="Ann")),
-        make_event(event_id="a2", identifiers=[ann, tablet]),
-        make_event(event_id="b1", identifiers=[ben], traits=Traits(first_name="Ben")),
-        make_event(event_id="b2", identifiers=[ben, tablet]),  # the tablet merges them
-    ]
+    worker = run.ready_worker("w0")
+    events = make_shared_tablet()  # b2, the last, merges Ann and Ben through the tablet
+    tablet, ben = events[3].identifiers[1], events[3].identifiers[0]
     for n, event in enumerate(events):  # in this order (the topic has 4 partitions)
         run.produce([event])
         run.wait_for_journeys({e.event_id for e in events[: n + 1]})
@@ -188,9 +177,7 @@ def test_erase_through_the_worker_leaves_no_trace_in_its_state_and_drops_later_e
 ) -> None:
     run = run_factory(2)
     run.env["OMNISTITCH_ERASURE_KEY"] = "integration-test-erasure-key-0123456789"
-    worker = run.worker("w0")
-    worker.start()
-    wait_ready([worker])
+    worker = run.ready_worker("w0")
     pii = ["annegret.voss@example.de", "+4915199887766", "Annegret"]
     ann = Identifier(namespace="email", value=pii[0])
     phone = Identifier(namespace="phone", value=pii[1])

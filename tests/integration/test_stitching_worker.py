@@ -114,9 +114,7 @@ def test_the_worker_links_a_probabilistic_match_and_reports_a_possible_one(
     run_factory: Callable[[int], Run],
 ) -> None:
     run = run_factory(4)
-    worker = run.worker("w0")
-    worker.start()
-    wait_ready([worker])
+    run.ready_worker("w0")
     person = {"last_name": "Müller", "birth_date": "1980-02-03", "postal_code": "10115"}
     events = [
         make_event(

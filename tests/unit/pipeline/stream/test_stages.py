@@ -33,6 +33,7 @@ from tests.factories import (
     MemorySerde,
     journey_clustering,
     make_event,
+    make_shared_tablet,
     make_stream,
     replay_clustering,
 )
@@ -357,18 +358,7 @@ def test_an_operation_that_raises_is_dead_lettered_as_it_came(
 
 def test_a_split_in_the_worker_gives_the_profiles_and_journeys_of_replay() -> None:
     deployment = Deployment()
-    tablet = Identifier(namespace="anonymous_id", value="tablet-1")
-    ann = Identifier(namespace="email", value="ann@example.com")
-    ben = Identifier(namespace="email", value="ben@example.com")
-    events = [
-        make_event(event_id="a1", identifiers=[ann], traits=Traits(first_name="Ann")),
-        make_event(event_id="a2", identifiers=[ann, tablet]),
-        make_event(event_id="b1", identifiers=[ben], traits=Traits(first_name="Ben")),
-        make_event(event_id="b2", identifiers=[ben, tablet]),
-    ]
-    for event in events:  # one batch each: the merge happens in the last
-        deployment.link([event])
-        deployment.drain()
+    events = _family(deployment)
     assert len(deployment.latest_profiles()) == 1
     split = _operation_item("op-s", "split", "email:ann@example.com", "event:b2", 9)
     deployment.collect(deployment.linker.run([split]))
@@ -423,15 +413,8 @@ def test_an_erase_in_the_worker_tombstones_the_profile_and_drops_later_events() 
 
 
 def _family(deployment: Deployment) -> list[ChannelEvent]:
-    tablet = Identifier(namespace="anonymous_id", value="tablet-1")
-    ann = Identifier(namespace="email", value="ann@example.com")
-    ben = Identifier(namespace="email", value="ben@example.com")
-    events = [
-        make_event(event_id="a1", identifiers=[ann], traits=Traits(first_name="Ann")),
-        make_event(event_id="a2", identifiers=[ann, tablet]),
-        make_event(event_id="b1", identifiers=[ben], traits=Traits(first_name="Ben")),
-        make_event(event_id="b2", identifiers=[ben, tablet]),
-    ]
+    """The shared tablet's events, one batch each: the merge happens in the last."""
+    events = make_shared_tablet()
     for event in events:
         deployment.link([event])
         deployment.drain()

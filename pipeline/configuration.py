@@ -16,6 +16,7 @@ from pipeline.engine.stitcher import StitchConfig
 from pipeline.engine.weights import default_model
 from pipeline.exceptions import ConfigurationError
 from pipeline.settings import Settings
+from pipeline.vault.tags import normaliser_of, suppression_of
 
 
 def stitch_config(settings: Settings) -> StitchConfig:
@@ -29,21 +30,13 @@ def stitch_config(settings: Settings) -> StitchConfig:
     )
 
 
-MIN_ERASURE_KEY = 32
-
-
 def suppression(settings: Settings) -> Suppression | None:
     """The keyed hash of erased identifiers, from OMNISTITCH_ERASURE_KEY (None: unset)."""
-    secret = settings.erasure_key.get_secret_value()
-    if secret and len(secret) < MIN_ERASURE_KEY:
-        raise ConfigurationError(
-            f"OMNISTITCH_ERASURE_KEY is too short: at least {MIN_ERASURE_KEY} characters"
-        )
-    return Suppression(secret.encode()) if secret else None
+    return suppression_of(settings)
 
 
 def normaliser(settings: Settings) -> Normaliser:
-    return Normaliser(settings.default_region, frozenset(settings.junk_values))
+    return normaliser_of(settings)
 
 
 def match_config(settings: Settings) -> MatchConfig:

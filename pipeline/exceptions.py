@@ -67,3 +67,16 @@ class StateValueTooLargeError(OmnistitchError):
 
 class OutputTooLargeError(OmnistitchError):
     """An output record would exceed the largest message the worker produces."""
+
+
+class VaultUnavailableError(OmnistitchError):
+    """The key vault could not be reached or failed; the caller waits and retries, nothing is
+    dead-lettered and no offset moves past the record."""
+
+
+class VaultError(OmnistitchError):
+    """The key vault refused a request (bad token, over a limit, malformed)."""
+
+
+class SealError(OmnistitchError):
+    """A sealed value could not be opened: wrong key, altered bytes or an unknown format."""

@@ -95,6 +95,25 @@ class Settings(BaseSettings):
         "Keep it like a password and never change it: entries made under another key no "
         "longer match.",
     )
+    vault_url: str = Field(
+        "",
+        description="The key vault (omnistitch vault) for crypto-shredding: connectors seal "
+        "personal fields under a data key per record, the worker opens them and an erase "
+        "deletes the person's keys. Unset: nothing is sealed and erase cannot reach the topics.",
+    )
+    vault_token: SecretStr = Field(
+        SecretStr(""),
+        description="Bearer token of the vault (at least 16 characters). Unset: the local "
+        "stack's token file (<stack dir>/vault/token) when it exists.",
+    )
+    vault_timeout_s: float = Field(10.0, gt=0, description="Timeout of one vault call.")
+    vault_port: int = Field(8200, description="Port of the local stack's vault (127.0.0.1).")
+    internal_purge_interval_s: float = Field(
+        5.0,
+        gt=0,
+        description="How often the worker deletes the records of its internal topics that every "
+        "stage has consumed (Kafka DeleteRecords), so that no personal data lingers there.",
+    )
     keep_events: bool = Field(
         True,
         description="The linker keeps every event (its Avro bytes) with its decision, so that "
@@ -260,6 +279,13 @@ class Settings(BaseSettings):
     kafka_heap: str = Field("512m", description="Max heap of the local broker JVM.")
     registry_heap: str = Field("384m", description="Max heap of the local registry JVM.")
     ready_timeout_s: float = Field(90.0, gt=0, description="Seconds to wait for the stack.")
+
+    def vault_token_value(self) -> str:
+        token = self.vault_token.get_secret_value()
+        if not token:
+            path = self.stack_dir / "vault" / "token"
+            token = path.read_text().strip() if path.exists() else ""
+        return token
 
     def kafka_security(self) -> KafkaSecurity:
         return KafkaSecurity(

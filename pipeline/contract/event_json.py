@@ -85,5 +85,6 @@ def fast_event(line: str | bytes) -> ChannelEvent | None:
             "traits": trait_values,
             "properties": decoded.properties,
             "consent": decoded.consent,
+            "sealed": None,
         }
     )

@@ -38,7 +38,13 @@ Millis = Annotated[datetime, AfterValidator(to_millis)]
 class ContractModel(BaseModel):
     """Base of the contract models: strict about unknown fields, Avro and JSON both ways."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        use_enum_values=False,
+        ser_json_bytes="base64",
+        val_json_bytes="base64",
+    )
     avro_name: ClassVar[str]
 
     def to_avro(self) -> dict[str, Any]:
@@ -144,6 +150,8 @@ class ChannelEvent(ContractModel):
     traits: Traits = Field(default_factory=Traits)
     properties: dict[str, str] = Field(default_factory=dict)
     consent: dict[str, bool] | None = None
+    # Identifiers, traits and properties encrypted under the event's vault key (pipeline.vault).
+    sealed: bytes | None = None
 
     @field_validator("channel", mode="before")
     @classmethod
@@ -175,6 +183,7 @@ class ChannelEvent(ContractModel):
                 "traits": Traits.from_valid({**_NO_TRAITS, **traits}) if traits else _EMPTY_TRAITS,
                 "properties": record["properties"],
                 "consent": record["consent"],
+                "sealed": record.get("sealed"),
             }
         )
 
@@ -249,6 +258,8 @@ class IdentityOperation(ContractModel):
     operator: str
     reason: str = ""
     requested_at: Millis
+    # left, right and reason encrypted under the operation's vault key (pipeline.vault).
+    sealed: bytes | None = None
 
 
 class OperationResult(ContractModel):

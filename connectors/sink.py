@@ -24,11 +24,20 @@ from confluent_kafka import KafkaError, Message, Producer
 from pipeline.clock import Clock, system_clock
 from pipeline.contract.dead_letters import DeadLetter, Origin, Rejection
 from pipeline.contract.models import ChannelEvent
-from pipeline.exceptions import DeliveryError, RegistryUnavailableError
+from pipeline.exceptions import (
+    DeliveryError,
+    RegistryUnavailableError,
+    VaultError,
+    VaultUnavailableError,
+)
 from pipeline.settings import Settings
 from pipeline.stream.serialization import RegistrySerde, Serde
 from pipeline.stream.topics import DEAD_LETTERS, EVENTS
 from pipeline.stream.transport import KafkaSecurity, RegistryAccess, kafka_conf
+from pipeline.vault.client import VaultClient
+from pipeline.vault.sealer import Sealer
+from pipeline.vault.sealing import KEY_HEADER, event_key_id
+from pipeline.vault.tags import Tagger
 
 log = logging.getLogger("omnistitch.connectors")
 
@@ -85,9 +94,12 @@ class EventSink:
         serde: Serde | None = None,
         clock: Clock = system_clock,
         producer_config: dict[str, Any] | None = None,
+        sealer: Sealer | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
+        # Crypto-shredding (pipeline.vault): personal fields leave sealed under per-record keys.
+        self.sealer = sealer
         self.serde = serde or (
             RegistrySerde.from_access(config.registry)
             if config.registry
@@ -113,6 +125,23 @@ class EventSink:
         self._poller: threading.Thread | None = None
         self._stopping = threading.Event()
 
+    @classmethod
+    def from_settings(cls, settings: Settings, client_id: str) -> EventSink:
+        """The sink of a connector process: sealing when a vault is configured."""
+        vault = VaultClient.from_settings(settings)
+        sealer = None if vault is None else Sealer(vault, Tagger.from_settings(settings))
+        return cls(SinkConfig.from_settings(settings, client_id), sealer=sealer)
+
+    def sealed(self, records: Sequence[Outgoing]) -> Sequence[Outgoing]:
+        """The records as they may leave: sealed when a vault is configured. A vault that
+        cannot be reached or refuses is a DeliveryError: nothing was accepted."""
+        if self.sealer is None:
+            return records
+        try:
+            return self.sealer.seal(records, self.clock())
+        except (VaultUnavailableError, VaultError) as exc:
+            raise DeliveryError(f"records could not be sealed: {exc}") from exc
+
     # -- encoding -------------------------------------------------------------------------------
 
     def _encode(self, record: Outgoing) -> tuple[str, bytes | None, bytes | None, Any]:
@@ -124,7 +153,8 @@ class EventSink:
             raise
         except Exception as exc:  # the registry client raises plain errors when unreachable
             raise RegistryUnavailableError(f"could not encode an event: {exc}") from exc
-        return self.events_topic, record.event_id.encode(), value, None
+        headers = None if record.sealed is None else [(KEY_HEADER, event_key_id(record.event_id))]
+        return self.events_topic, record.event_id.encode(), value, headers
 
     def _produce(self, record: Outgoing, on_delivery: Any, deadline: float) -> None:
         topic, key, value, headers = self._encode(record)
@@ -146,6 +176,7 @@ class EventSink:
         """Publish and wait until Kafka acknowledged every record; DeliveryError otherwise."""
         if not records:
             return
+        records = self.sealed(records)
         failures: list[str] = []
         pending = [len(records)]
 
@@ -186,6 +217,8 @@ class EventSink:
             return
         self.start()
         loop = asyncio.get_running_loop()
+        if self.sealer is not None:  # a vault call: off the event loop
+            records = await loop.run_in_executor(None, self.sealed, records)
         futures: list[asyncio.Future[None]] = []
 
         def report(future: asyncio.Future[None]) -> Any:

@@ -32,7 +32,7 @@ from connectors.files.mappings import (
     map_row,
 )
 from connectors.files.reading import RawRow, csv_header, read_rows
-from connectors.sink import EventSink, Outgoing, SinkConfig, refusal
+from connectors.sink import EventSink, Outgoing, refusal
 from pipeline.clock import Clock, system_clock
 from pipeline.contract.dead_letters import HEADER_PREFIX, Rejection
 from pipeline.contract.models import ChannelEvent
@@ -334,7 +334,7 @@ def run_files(settings: Settings, once: bool, drop_dir: Path | None = None) -> d
     stopping: list[bool] = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
-    sink = EventSink(SinkConfig.from_settings(settings, "omnistitch-files"))
+    sink = EventSink.from_settings(settings, "omnistitch-files")
     probe = TopicProbe(settings.kafka_security())
     try:
         log.info("watching %s (kinds: %s)", config.drop_dir, ", ".join(sorted(config.mappings)))

@@ -59,10 +59,10 @@ async def run_capped(app: web.Application, host: str, port: int, limit: int) -> 
 
 def serve(settings: Settings) -> None:
     """``omnistitch collector``: serve until SIGTERM/SIGINT, then flush what is queued."""
-    from connectors.sink import EventSink, SinkConfig
+    from connectors.sink import EventSink
 
     config = collector_config(settings)
-    sink = EventSink(SinkConfig.from_settings(settings, "omnistitch-collector"))
+    sink = EventSink.from_settings(settings, "omnistitch-collector")
     sink.start()
     app = Collector(config, sink).app()
 

@@ -18,7 +18,7 @@ from pipeline.cli.operating import (
     cmd_split,
     cmd_unlink,
 )
-from pipeline.cli.stack import cmd_schemas, cmd_stack, cmd_tail, cmd_topics
+from pipeline.cli.stack import cmd_schemas, cmd_stack, cmd_tail, cmd_topics, cmd_vault
 from pipeline.cli.stitching import (
     cmd_eval,
     cmd_explain,
@@ -232,6 +232,15 @@ def build_parser() -> argparse.ArgumentParser:
     intake = sub.add_parser("intake", help="the same as `omnistitch stage intake`")
     intake.add_argument("--parent", type=int, help="end when this process is gone")
     intake.set_defaults(func=cmd_stage)
+
+    vault = sub.add_parser(
+        "vault", help="run the key vault (crypto-shredding keys); `omnistitch stack up` starts one"
+    )
+    vault.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    vault.add_argument("--port", type=int, help="port (default OMNISTITCH_VAULT_PORT, 8200)")
+    vault.add_argument("--data", help="RocksDB folder of the keys (default <stack dir>/vault/keys)")
+    vault.add_argument("--marker", help=argparse.SUPPRESS)
+    vault.set_defaults(func=cmd_vault)
 
     collector = sub.add_parser(
         "collector", help="run the HTTP collector (Segment tracking API and webhooks)"

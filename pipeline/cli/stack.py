@@ -7,7 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from pipeline.cli.console import say
+from pipeline.cli.console import say, setup_logging
+from pipeline.exceptions import ConfigurationError
 from pipeline.settings import Settings
 from pipeline.stack.local import KAFKA_VERSION, REGISTRY_VERSION, LocalStack, StackConfig
 from pipeline.stream.topics import ALL_TOPICS, create_topics
@@ -20,6 +21,7 @@ def stack_config(settings: Settings) -> StackConfig:
         kafka_port=settings.kafka_port,
         controller_port=settings.controller_port,
         registry_port=settings.registry_port,
+        vault_port=settings.vault_port,
         kafka_heap=settings.kafka_heap,
         registry_heap=settings.registry_heap,
         ready_timeout_s=settings.ready_timeout_s,
@@ -223,4 +225,20 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
             "value": value,
         }
         print(json.dumps(record, default=str, ensure_ascii=False))
+    return 0
+
+
+def cmd_vault(args: argparse.Namespace, settings: Settings) -> int:
+    """``omnistitch vault``: the key vault service in the foreground (the stack starts one)."""
+    from pathlib import Path
+
+    from pipeline.vault.service import serve
+    from pipeline.vault.store import rocks_store
+
+    setup_logging(settings)
+    token = settings.vault_token_value()
+    if not token:
+        raise ConfigurationError("no vault token: set OMNISTITCH_VAULT_TOKEN")
+    data = Path(args.data) if args.data else settings.stack_dir / "vault" / "keys"
+    serve(rocks_store(data), token, args.host, args.port or settings.vault_port)
     return 0

@@ -48,6 +48,8 @@ class Reason(StrEnum):
     invalid_operation = "invalid_operation"
     # The event carries an identifier of a person who was erased: dropped, kept without payload.
     erased = "erased"
+    # Sealed fields (pipeline.vault) that do not open: no key for them, or altered bytes.
+    unreadable_seal = "unreadable_seal"
     # A field over a size or count limit (pipeline.contract.limits).
     limit_exceeded = "limit_exceeded"
     # The schema id names a schema that is not Avro (JSON Schema, Protobuf).
@@ -88,6 +90,8 @@ class DeadLetter:
     # Set by ``bounded()`` when the value was cut to MAX_KEPT_BYTES.
     original_bytes: int | None = None
     sha256: str | None = None
+    # The vault key id the value is sealed under (pipeline.vault), when it is.
+    sealed_key: str | None = None
 
     def bounded(self) -> DeadLetter:
         """This dead letter with its value cut to MAX_KEPT_BYTES when it is larger."""
@@ -111,7 +115,8 @@ class DeadLetter:
         ]
         if self.rejection.schema_id is not None:
             headers.append(("schema_id", str(self.rejection.schema_id)))
-        for name, extra in (("stage", self.stage), ("exception", self.exception)):
+        extras = (("stage", self.stage), ("exception", self.exception))
+        for name, extra in (*extras, ("sealed_key", self.sealed_key)):
             if extra is not None:
                 headers.append((name, extra))
         if self.original_bytes is not None and self.sha256 is not None:
@@ -151,6 +156,7 @@ class DeadLetter:
             exception=found.get("exception"),
             original_bytes=int(original) if original else None,
             sha256=found.get("sha256"),
+            sealed_key=found.get("sealed_key"),
         )
 
 

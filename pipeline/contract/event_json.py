@@ -50,6 +50,7 @@ class _Event(msgspec.Struct, forbid_unknown_fields=True):
     traits: _Traits | None = None  # type: ignore[valid-type]
     properties: dict[str, str] = {}
     consent: dict[str, bool] | None = None
+    sealed: None = None  # a sealed event (base64 in JSON) takes pydantic's path
 
 
 _DECODER = msgspec.json.Decoder(_Event)

@@ -33,6 +33,9 @@ from pipeline.engine.state import Store
 
 SUPPRESSIONS = "x|count"  # how many suppression entries exist (a cheap "any at all?")
 
+# Crypto-shredding: (event ids, tags of identifiers) whose data keys are to be deleted.
+Shred = Callable[[list[str], list[str]], None]
+
 
 @dataclass(frozen=True)
 class Suppression:
@@ -75,6 +78,7 @@ def erase(
     event_nodes: Callable[[str], list[str]],
     operation_id: str,
     now_ms: int,
+    shred: Shred | None = None,
 ) -> Erasure:
     """Erase ``customer`` (a live customer id) from the graph state; see the module doc.
     ``event_nodes``: the node keys of a kept event (every identifier was attached by one of the
@@ -94,10 +98,18 @@ def erase(
         for event_id, _at in history_events:
             keys.update(event_nodes(event_id))
         done.count("history chunks", composition.forget_history(store, atom))
+    mine = []
     for key in sorted(keys):
         node = store.get("n|" + key)
         if node is None or resolve(node["c"]) != customer:
             continue  # not (any more) this person's: another customer's now
+        mine.append(key)
+    if shred is not None:
+        # First the keys that open every sealed copy of the person's records on the topics
+        # (pipeline.vault): if the vault cannot be reached this raises, and nothing is erased
+        # yet; the operation is applied again.
+        shred(sorted(events), [suppression.key(key) for key in mine])
+    for key in mine:
         store.delete("n|" + key)
         store.set(suppression.key(key), {"t": now_ms, "op": operation_id})
         done.count("identifiers")

@@ -153,11 +153,13 @@ class Operations:
         graph: Graph,
         normaliser: Normaliser,
         read: Callable[[str], ChannelEvent] | None = None,
+        shred: erasure.Shred | None = None,
     ) -> None:
         """``read``: an event body as the runner gave it to ``Graph.link``, back to the event
         (a split rebuilds the parts from their events; without it, splits are refused)."""
         self.graph = graph
         self.normaliser = normaliser
+        self.shred = shred  # an erase deletes the person's data keys (pipeline.vault)
         self.splitter = None if read is None else Splitter(graph, normaliser, read)
 
     def _atom(self, ref: str) -> str | None:
@@ -335,6 +337,7 @@ class Operations:
             self._event_nodes,
             op.operation_id,
             to_ms(now),
+            self.shred,
         )
         result = Linked(customer_id=customer)
         result.changes.append(

@@ -1,4 +1,5 @@
-"""The local stack: one Apache Kafka node (KRaft, broker + controller) and Apicurio Registry.
+"""The local stack: one Apache Kafka node (KRaft, broker + controller), Apicurio Registry and
+the key vault (pipeline.vault).
 
 Both run as plain JVMs from the jars `make setup` fetched with Maven (stack/pom.xml), bound to
 127.0.0.1 only, with their data and logs under one folder (``.stack/`` by default). The same code
@@ -51,6 +52,7 @@ class StackConfig:
     kafka_port: int = 9092
     controller_port: int = 9093
     registry_port: int = 8081
+    vault_port: int = 8200
     kafka_heap: str = "512m"
     registry_heap: str = "384m"
     ready_timeout_s: float = 90.0
@@ -62,6 +64,10 @@ class StackConfig:
     @property
     def secure_bootstrap_servers(self) -> str:
         return f"localhost:{self.secure_port}"
+
+    @property
+    def vault_url(self) -> str:
+        return f"http://127.0.0.1:{self.vault_port}"
 
     @property
     def bootstrap_servers(self) -> str:
@@ -125,6 +131,10 @@ class JavaNode:
     def ports(self) -> tuple[int, ...]:
         raise NotImplementedError
 
+    def environment(self) -> dict[str, str] | None:
+        """The process environment (None: this process's)."""
+        return None
+
     # -- shared behaviour -------------------------------------------------------------------
     def pids(self) -> list[int]:
         """Every live process of this node (there should be at most one)."""
@@ -156,6 +166,7 @@ class JavaNode:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                env=self.environment(),
             )
         return True
 
@@ -410,7 +421,10 @@ class LocalStack:
         self.config = config
         self.kafka = KafkaNode(config)
         self.registry = RegistryNode(config)
-        self.nodes: tuple[JavaNode, ...] = (self.kafka, self.registry)
+        from pipeline.stack.vault import VaultNode  # a JavaNode subclass (no cycle at import)
+
+        self.vault = VaultNode(config)
+        self.nodes: tuple[JavaNode, ...] = (self.kafka, self.registry, self.vault)
 
     def up(self, report: Callable[[str], None] = lambda _msg: None) -> float:
         """Start what is not running and wait until all is ready. Returns elapsed seconds."""
@@ -448,4 +462,5 @@ class LocalStack:
             NodeStatus(
                 "registry", self.registry.pids(), self.registry.ready(), self.config.registry_url
             ),
+            NodeStatus("vault", self.vault.pids(), self.vault.ready(), self.config.vault_url),
         ]

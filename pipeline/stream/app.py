@@ -46,7 +46,7 @@ from pipeline.contract.dead_letters import (
 from pipeline.contract.models import JourneyEvent
 from pipeline.engine.graph import to_ms
 from pipeline.engine.journey import Journal
-from pipeline.exceptions import DecodeError, RegistryUnavailableError
+from pipeline.exceptions import DecodeError, RegistryUnavailableError, VaultUnavailableError
 from pipeline.settings import Settings
 from pipeline.stream import durability
 from pipeline.stream.batches import EVENT_BATCH, OPERATION_BATCH
@@ -64,6 +64,8 @@ from pipeline.stream.topics import (
     OPERATION_RESULTS,
     PROFILES,
 )
+from pipeline.vault.client import VaultClient
+from pipeline.vault.sealer import shredder
 
 log = logging.getLogger("omnistitch.worker")
 
@@ -237,6 +239,7 @@ def build_app(
     table = TableStore(
         _table(app, table_name, table_partitions, changelog_name(settings, table_name), **rocks)
     )
+    vault = VaultClient.from_settings(settings)
     runner: LinkStage | ProfileStage
     if stage == "link":
         runner = LinkStage(
@@ -248,6 +251,7 @@ def build_app(
             settings.partitions,
             settings.batch_size,
             keep_events=settings.keep_events,
+            shred=None if vault is None else shredder(vault),
         )
         avro_name, field = EVENT_BATCH, "events"
     else:
@@ -327,10 +331,10 @@ def build_app(
             try:
                 items = codec.decode_record(message.topic, message.value, avro_name)[field]
                 outcome = runner.run(items)
-            except RegistryUnavailableError as exc:
+            except (RegistryUnavailableError, VaultUnavailableError) as exc:
                 runner.rollback()
                 # Not the record's fault: wait and retry, the offset stays uncommitted.
-                log.warning("schema registry unavailable, retrying in %.1fs: %s", delay, exc)
+                log.warning("registry or vault unavailable, retrying in %.1fs: %s", delay, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, REGISTRY_RETRY_MAX_S)
                 continue

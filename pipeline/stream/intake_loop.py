@@ -39,16 +39,32 @@ from pipeline.contract.intake import accept
 from pipeline.contract.models import ChannelEvent
 from pipeline.contract.schemas import CHANNEL_EVENT, IDENTITY_OPERATION
 from pipeline.engine.operations import Operation
-from pipeline.exceptions import ConfigurationError, DecodeError, RegistryUnavailableError
+from pipeline.exceptions import (
+    ConfigurationError,
+    DecodeError,
+    RegistryUnavailableError,
+    SealError,
+    VaultError,
+    VaultUnavailableError,
+)
 from pipeline.settings import Settings
 from pipeline.stream.batches import EVENT_BATCH, accepted_event, chunks, event_body
 from pipeline.stream.serialization import RegistrySerde, Serde
 from pipeline.stream.supervisor import parent_alive
 from pipeline.stream.topics import ACCEPTED, DEAD_LETTERS, EVENTS, OPERATIONS
+from pipeline.vault.client import Vault, VaultClient
+from pipeline.vault.sealing import (
+    KEY_HEADER,
+    event_key_id,
+    open_event_record,
+    open_operation_record,
+    operation_key_id,
+)
 
 log = logging.getLogger("omnistitch.intake")
 
 STAGE = "intake"
+ERASED = Rejection(Reason.erased, "the record was sealed under a key that an erase deleted")
 REGISTRY_RETRY_MAX_S = 30.0
 
 
@@ -63,10 +79,14 @@ class IntakeLoop:
         serde: Serde | None = None,
         clock: Clock = system_clock,
         alive: Callable[[], bool] = lambda: True,
+        vault: Vault | None = None,
     ) -> None:
         from confluent_kafka import Consumer, Producer
 
         self.settings = settings
+        # Sealed records (pipeline.vault) open with the keys of their batch, fetched at once.
+        self.vault = vault or VaultClient.from_settings(settings)
+        self.keys: dict[str, bytes | None] = {}
         self.serde = serde or RegistrySerde.from_access(settings.registry_access())
         self.clock = clock
         self.alive = alive
@@ -113,14 +133,52 @@ class IntakeLoop:
 
     # -- one record ----------------------------------------------------------------------------
     def _decode(self, data: bytes) -> dict[str, Any]:
-        return self.serde.decode(self.source, data, ChannelEvent)
+        record = self.serde.decode(self.source, data, ChannelEvent)
+        if record.get("sealed") is not None:
+            key = self._key(event_key_id(str(record["event_id"])))
+            try:
+                record = open_event_record(record, key)
+            except SealError as exc:
+                raise DecodeError(Rejection(Reason.unreadable_seal, str(exc))) from None
+        return record
+
+    def _key(self, key_id: str) -> bytes:
+        """The key of a sealed record; DecodeError ``erased`` when it was shredded,
+        ``unreadable_seal`` when the vault never had it."""
+        if key_id not in self.keys:  # sealed without the header: asked alone
+            self.keys.update(self._fetch([key_id]))
+        if key_id not in self.keys:
+            raise DecodeError(Rejection(Reason.unreadable_seal, "the vault has no key for it"))
+        key = self.keys[key_id]
+        if key is None:
+            raise DecodeError(ERASED)
+        return key
+
+    def _fetch(self, ids: list[str]) -> dict[str, bytes | None]:
+        if not ids:
+            return {}
+        if self.vault is None:  # a configuration gap, not the records' fault: wait
+            raise VaultUnavailableError("sealed records, but no vault (OMNISTITCH_VAULT_URL)")
+        try:
+            return self.vault.fetch(ids)
+        except VaultError as exc:  # a refusal (token, limits) is a configuration matter: wait
+            raise VaultUnavailableError(str(exc)) from exc
+
+    def prefetch(self, messages: list[Any]) -> None:
+        """The keys of the batch's sealed records (named in their headers), in one call."""
+        ids = []
+        for message in messages:
+            for name, value in message.headers() or ():
+                if name == KEY_HEADER and value:
+                    ids.append(value.decode())
+        self.keys = self._fetch(sorted(set(ids)))
 
     def _dead_letter(self, message: Any, rejection: Rejection, error: str | None = None) -> None:
         letter = DeadLetter(
             _origin(message),
             rejection,
             message.key(),
-            message.value(),
+            b"" if rejection.reason is Reason.erased else message.value(),
             self.clock(),
             stage=STAGE if error else None,
             exception=error,
@@ -156,7 +214,7 @@ class IntakeLoop:
                 origin.offset,
                 [(node.namespace, node.value) for node in nodes],
             )
-        except RegistryUnavailableError:
+        except (RegistryUnavailableError, VaultUnavailableError):
             raise
         except Exception as exc:
             self.processing_errors += 1
@@ -173,8 +231,14 @@ class IntakeLoop:
             record = self.serde.decode_record(
                 self.operations_topic, message.value() or b"", IDENTITY_OPERATION
             )
+            if record.get("sealed") is not None:
+                key = self._key(operation_key_id(str(record["operation_id"])))
+                try:
+                    record = open_operation_record(record, key)
+                except SealError as exc:
+                    raise DecodeError(Rejection(Reason.unreadable_seal, str(exc))) from None
             Operation.from_json(record)  # the linking stage applies only valid operations
-        except RegistryUnavailableError:
+        except (RegistryUnavailableError, VaultUnavailableError):
             raise
         except DecodeError as exc:
             self._dead_letter(message, exc.rejection)
@@ -220,13 +284,14 @@ class IntakeLoop:
             self._failed.clear()
             accepted_before = self.accepted
             try:
+                self.prefetch(messages)
                 entries = [entry for entry in map(self.handle, messages) if entry is not None]
                 self.forward(entries)
                 break
-            except RegistryUnavailableError as exc:
+            except (RegistryUnavailableError, VaultUnavailableError) as exc:
                 # Not the records' fault: wait, then hand the whole batch over again (what
                 # was produced already is repeated, harmless downstream).
-                log.warning("schema registry unavailable, retrying in %.1fs: %s", delay, exc)
+                log.warning("registry or vault unavailable, retrying in %.1fs: %s", delay, exc)
                 self.accepted = accepted_before
                 self.producer.flush()
                 time.sleep(delay)

@@ -35,6 +35,7 @@ from pipeline.contract.schemas import (
     OPERATION_RESULT,
 )
 from pipeline.contract.wire import MAGIC_BYTE
+from pipeline.engine.erasure import Shred
 from pipeline.engine.graph import Graph
 from pipeline.engine.identifiers import Node
 from pipeline.engine.journey import Journal
@@ -55,6 +56,7 @@ from pipeline.exceptions import (
     OutputTooLargeError,
     RegistryUnavailableError,
     StateValueTooLargeError,
+    VaultUnavailableError,
 )
 from pipeline.stream.batches import (
     MAX_BATCH_BYTES,
@@ -174,7 +176,7 @@ class BatchStage:
                         outputs += map(_checked, self.one(index, now, strict))
                         if strict:
                             self.state.check_recent()
-                    except RegistryUnavailableError:
+                    except (RegistryUnavailableError, VaultUnavailableError):
                         raise
                     except Exception as exc:
                         failures[index] = exc
@@ -244,14 +246,17 @@ class LinkStage(BatchStage):
         partitions: int,
         batch_size: int,
         keep_events: bool = True,
+        shred: Shred | None = None,
     ) -> None:
-        """``keep_events``: keep every event with its decision (splits rebuild from them)."""
+        """``keep_events``: keep every event with its decision (splits rebuild from them);
+        ``shred``: deletes data keys in the vault (an erase; a resent erased event)."""
         super().__init__(store, serde, topics, clock, partitions, batch_size)
         self.stitch = stitch
         self.keep_events = keep_events
         self.graph = Graph(self.state, stitch.rules, stitch.matching, stitch.suppression)
+        self.shred = shred
         self.decisions = Operations(
-            self.graph, stitch.normaliser, self.read_kept if keep_events else None
+            self.graph, stitch.normaliser, self.read_kept if keep_events else None, shred
         )
         # Indexes of the batch's events that carried an erased person's identifier.
         self.erased: list[int] = []
@@ -276,6 +281,8 @@ class LinkStage(BatchStage):
         linked = self.graph.link(event, nodes, now, keep(given_bytes) if self.keep_events else None)
         if linked.erased:  # nothing linked or kept; the caller writes a dead letter
             self.erased.append(index)
+            if self.shred is not None:  # its sealed copy on the events topic goes dark too
+                self.shred([event.event_id], [])
             return []
         topic = self.topics.changes
         out: list[Output] = [

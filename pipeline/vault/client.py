@@ -43,9 +43,7 @@ class VaultClient:
         """The configured vault, or None when OMNISTITCH_VAULT_URL is unset (nothing sealed)."""
         if not settings.vault_url:
             return None
-        return cls(
-            settings.vault_url, settings.vault_token_value(), settings.vault_timeout_s
-        )
+        return cls(settings.vault_url, settings.vault_token_value(), settings.vault_timeout_s)
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -72,14 +70,19 @@ class VaultClient:
     def fetch(self, ids: Sequence[str]) -> dict[str, bytes | None]:
         out: dict[str, bytes | None] = {}
         for start in range(0, len(ids), MAX_IDS_PER_CALL):
-            out.update(_keys(self._post("/v1/fetch", {"ids": list(ids[start : start + MAX_IDS_PER_CALL])})))
+            out.update(
+                _keys(self._post("/v1/fetch", {"ids": list(ids[start : start + MAX_IDS_PER_CALL])}))
+            )
         return out
 
     def shred(self, ids: Sequence[str], tags: Sequence[str]) -> int:
         shredded = 0
         step = MAX_IDS_PER_CALL // 2
         for start in range(0, max(len(ids), len(tags)), step):
-            body = {"ids": list(ids[start : start + step]), "tags": list(tags[start : start + step])}
+            body = {
+                "ids": list(ids[start : start + step]),
+                "tags": list(tags[start : start + step]),
+            }
             shredded += int(self._post("/v1/shred", body)["shredded"])
         return shredded
 

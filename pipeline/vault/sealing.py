@@ -17,7 +17,7 @@ import msgspec
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from pipeline.contract.models import ChannelEvent, IdentityOperation, Identifier, Traits
+from pipeline.contract.models import ChannelEvent, Identifier, IdentityOperation, Traits
 from pipeline.exceptions import SealError
 
 SEALED_MAGIC = b"OSV1"

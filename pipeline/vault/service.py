@@ -54,12 +54,14 @@ def vault_app(store: KeyStore, token: str) -> web.Application:
     @web.middleware
     async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path == "/health":
-            return await handler(request)
+            response: web.StreamResponse = await handler(request)
+            return response
         given = request.headers.get("Authorization", "").removeprefix("Bearer ").encode()
         if not hmac.compare_digest(hashlib.sha256(given).digest(), wanted):
             return web.json_response({"error": "unauthorised"}, status=401)
         try:
-            return await handler(request)
+            response = await handler(request)
+            return response
         except VaultError as exc:
             return web.json_response({"error": str(exc)}, status=400)
         except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, TypeError, KeyError):

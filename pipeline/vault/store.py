@@ -132,9 +132,10 @@ class RocksCells:
 
     def scan(self, prefix: bytes) -> Iterator[bytes]:
         for key in self.db.keys(from_key=prefix):
-            if not bytes(key).startswith(prefix):
+            found = key if isinstance(key, bytes) else str(key).encode()
+            if not found.startswith(prefix):
                 return
-            yield bytes(key)
+            yield found
 
     def purge(self) -> None:
         self.db.flush()

@@ -1,0 +1,86 @@
+"""Where records are sealed: a connector's batch gets its keys in one vault call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import datetime
+
+from pipeline.contract.dead_letters import DeadLetter, Origin, Reason, Rejection
+from pipeline.contract.models import ChannelEvent, IdentityOperation
+from pipeline.exceptions import VaultError
+from pipeline.vault.client import Vault
+from pipeline.vault.sealing import (
+    dead_letter_key_id,
+    event_key_id,
+    operation_key_id,
+    seal,
+    seal_event,
+    seal_operation,
+)
+from pipeline.vault.tags import Tagger
+
+ERASED_EVENT = Rejection(
+    Reason.erased, "the event id belongs to an erased person's event; it is not written again"
+)
+
+
+class Sealer:
+    """Seals events (key ``e:<event_id>``, tagged with their identifiers), dead letters (a key
+    of their own, tagged with the e-mail addresses and phone numbers found in the bytes) and
+    operations (``o:<operation_id>``, tagged with the identifiers they name)."""
+
+    def __init__(self, vault: Vault, tagger: Tagger) -> None:
+        self.vault = vault
+        self.tagger = tagger
+
+    def seal(
+        self, records: Sequence[ChannelEvent | DeadLetter], now: datetime
+    ) -> list[ChannelEvent | DeadLetter]:
+        """The records sealed, in order. An event whose id was shredded (an erased person's,
+        sent again) becomes a dead letter ``erased`` without payload."""
+        ids: list[str] = []
+        requests: list[tuple[str, list[str]]] = []
+        for record in records:
+            if isinstance(record, ChannelEvent):
+                key_id = event_key_id(record.event_id)
+                requests.append((key_id, self.tagger.of_event(record)))
+            else:
+                key_id = dead_letter_key_id()
+                requests.append((key_id, self.tagger.of_text(record.value)))
+            ids.append(key_id)
+        keys = self.vault.issue(requests) if requests else {}
+        out: list[ChannelEvent | DeadLetter] = []
+        for record, key_id in zip(records, ids, strict=True):
+            key = keys.get(key_id)
+            if isinstance(record, ChannelEvent):
+                if key is None:
+                    where = Origin(f"connector:{record.source}", -1, -1)
+                    out.append(DeadLetter(where, ERASED_EVENT, None, b"", now))
+                else:
+                    out.append(seal_event(record, key))
+            elif key is None or not record.value:
+                out.append(replace(record, value=b"" if key is None else record.value))
+            else:
+                bounded = record.bounded()
+                sealed = seal(key, key_id, bounded.value or b"")
+                out.append(replace(bounded, value=sealed, sealed_key=key_id))
+        return out
+
+    def seal_operation(self, operation: IdentityOperation) -> IdentityOperation:
+        key_id = operation_key_id(operation.operation_id)
+        tags = self.tagger.of_references(operation.left, operation.right)
+        key = self.vault.issue([(key_id, tags)]).get(key_id)
+        if key is None:
+            raise VaultError("this operation id was shredded; use a new one")
+        return seal_operation(operation, key)
+
+
+def shredder(vault: Vault) -> Callable[[list[str], list[str]], None]:
+    """An erase's (event ids, tags) as one vault call: the events' keys and every key tagged
+    with one of the person's identifiers."""
+
+    def shred(event_ids: list[str], tags: list[str]) -> None:
+        vault.shred([event_key_id(event_id) for event_id in event_ids], tags)
+
+    return shred

@@ -49,7 +49,7 @@ def parse_time(value: Any, field: str) -> datetime:
             raise MappingFailure(f"{field}: timestamp out of range") from exc
     if isinstance(value, str) and value.strip():
         text = value.strip()
-        if text.isdigit():
+        if text.isascii() and text.isdigit():  # "²".isdigit() too, but int() refuses it
             return parse_time(int(text), field)
         try:
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     vault.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
     vault.add_argument("--port", type=int, help="port (default OMNISTITCH_VAULT_PORT, 8200)")
     vault.add_argument("--data", help="RocksDB folder of the keys (default <stack dir>/vault/keys)")
-    vault.add_argument("--marker", help=argparse.SUPPRESS)
+    vault.add_argument("marker", nargs="?", help=argparse.SUPPRESS)  # the stack's process marker
     vault.set_defaults(func=cmd_vault)
 
     collector = sub.add_parser(

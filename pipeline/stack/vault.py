@@ -9,7 +9,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from pipeline.stack.local import JavaNode
+from pipeline.stack.nodes import JavaNode
 
 
 class VaultNode(JavaNode):
@@ -45,7 +45,7 @@ class VaultNode(JavaNode):
             str(self.config.vault_port),
             "--data",
             str(self.dir / "keys"),
-            "--marker",
+            "--",
             self.marker,
         ]
 

@@ -46,11 +46,17 @@ from pipeline.contract.dead_letters import (
 from pipeline.contract.models import JourneyEvent
 from pipeline.engine.graph import to_ms
 from pipeline.engine.journey import Journal
-from pipeline.exceptions import DecodeError, RegistryUnavailableError, VaultUnavailableError
+from pipeline.exceptions import (
+    DecodeError,
+    RegistryUnavailableError,
+    VaultError,
+    VaultUnavailableError,
+)
 from pipeline.settings import Settings
 from pipeline.stream import durability
 from pipeline.stream.batches import EVENT_BATCH, OPERATION_BATCH
 from pipeline.stream.delivery import Output, Sender
+from pipeline.stream.purging import Purger
 from pipeline.stream.serialization import RegistrySerde, Serde
 from pipeline.stream.stages import LinkStage, ProfileStage, Topics, offset_key
 from pipeline.stream.tables import TableStore
@@ -65,7 +71,8 @@ from pipeline.stream.topics import (
     PROFILES,
 )
 from pipeline.vault.client import VaultClient
-from pipeline.vault.sealer import shredder
+from pipeline.vault.sealer import Sealer, shredder
+from pipeline.vault.tags import Tagger
 
 log = logging.getLogger("omnistitch.worker")
 
@@ -240,6 +247,7 @@ def build_app(
         _table(app, table_name, table_partitions, changelog_name(settings, table_name), **rocks)
     )
     vault = VaultClient.from_settings(settings)
+    sealer = None if vault is None else Sealer(vault, Tagger.from_settings(settings))
     runner: LinkStage | ProfileStage
     if stage == "link":
         runner = LinkStage(
@@ -260,6 +268,7 @@ def build_app(
         )
         avro_name, field = OPERATION_BATCH, "operations"
     sender = Sender(settings)
+    purger = Purger(settings.kafka_security())  # handled internal records deleted
 
     async def dead_letter(
         origin: Origin,
@@ -272,6 +281,19 @@ def build_app(
         letter = DeadLetter(
             origin, rejection, key, value, clock(), stage=stage, exception=error
         ).bounded()
+        delay = 0.5
+        while sealer is not None and letter.value:
+            try:  # a stage's record is opened data: sealed under a key of its own
+                letter = await asyncio.get_running_loop().run_in_executor(
+                    None, sealer.seal_letter, letter, clock()
+                )
+                break
+            except (VaultUnavailableError, VaultError) as exc:
+                log.warning(
+                    "vault unavailable for a dead letter, retrying in %.1fs: %s", delay, exc
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, REGISTRY_RETRY_MAX_S)
         await dead_topic.send(key=key, value=letter.value, headers=letter.headers())
         counts.add(rejection.reason)
         log.info(
@@ -366,6 +388,7 @@ def build_app(
         delivered = await sender.send(changelog + outputs)
         if (changelog[0][0], message.partition) in delivered:
             table.persisted(delivered[(changelog[0][0], message.partition)])
+        purger.mark(message.topic, message.partition, message.offset)
         return handled
 
     def read_range(topic: str, partition: int, start: int, end: int) -> list[Any]:
@@ -420,6 +443,11 @@ def build_app(
         app.agent(accepted_topic, name="link", concurrency=1)(link)
     else:
         app.agent(ops_topic, name="profile", concurrency=1)(profile)
+
+    @app.timer(settings.internal_purge_interval_s)
+    async def purge_internal() -> None:
+        """Handled records of the internal input topic deleted (pipeline.stream.purging)."""
+        await asyncio.get_running_loop().run_in_executor(None, purger.purge)
 
     last_logged: list[tuple[Any, ...]] = []
 

@@ -53,6 +53,7 @@ from pipeline.stream.serialization import RegistrySerde, Serde
 from pipeline.stream.supervisor import parent_alive
 from pipeline.stream.topics import ACCEPTED, DEAD_LETTERS, EVENTS, OPERATIONS
 from pipeline.vault.client import Vault, VaultClient
+from pipeline.vault.sealer import Sealer
 from pipeline.vault.sealing import (
     KEY_HEADER,
     event_key_id,
@@ -60,6 +61,7 @@ from pipeline.vault.sealing import (
     open_operation_record,
     operation_key_id,
 )
+from pipeline.vault.tags import Tagger
 
 log = logging.getLogger("omnistitch.intake")
 
@@ -87,6 +89,10 @@ class IntakeLoop:
         # Sealed records (pipeline.vault) open with the keys of their batch, fetched at once.
         self.vault = vault or VaultClient.from_settings(settings)
         self.keys: dict[str, bytes | None] = {}
+        # Dead letters of records that were not sealed are sealed here (their own key).
+        self.sealer = (
+            None if self.vault is None else Sealer(self.vault, Tagger.from_settings(settings))
+        )
         self.serde = serde or RegistrySerde.from_access(settings.registry_access())
         self.clock = clock
         self.alive = alive
@@ -183,6 +189,9 @@ class IntakeLoop:
             stage=STAGE if error else None,
             exception=error,
         ).bounded()
+        sealed_already = any(name == KEY_HEADER for name, _ in message.headers() or ())
+        if self.sealer is not None and letter.value and not sealed_already:
+            letter = self.sealer.seal_letter(letter, self.clock())
         headers: list[tuple[str, str | bytes | None]] = list(letter.headers())
         self.producer.produce(
             self.dead_topic,

@@ -20,6 +20,10 @@ from pipeline.exceptions import OmnistitchError
 from pipeline.settings import Settings
 from pipeline.stream.serialization import RegistrySerde, Serde
 from pipeline.stream.topics import OPERATION_RESULTS, OPERATIONS
+from pipeline.vault.client import VaultClient
+from pipeline.vault.sealer import Sealer
+from pipeline.vault.sealing import KEY_HEADER, operation_key_id
+from pipeline.vault.tags import Tagger
 
 
 class SubmissionError(OmnistitchError):
@@ -54,13 +58,20 @@ def submit(
                 TopicPartition(results_topic, 0), timeout=10
             )
             consumer.assign([TopicPartition(results_topic, 0, high if high >= 0 else OFFSET_END)])
-        value = codec.encode_record(operations_topic, IDENTITY_OPERATION, operation.to_json())
+        record = operation.to_json()
+        headers: list[tuple[str, str | bytes | None]] | None = None
+        vault = VaultClient.from_settings(settings)
+        if vault is not None:  # the identifiers it names leave sealed (pipeline.vault)
+            record = Sealer(vault, Tagger.from_settings(settings)).seal_operation(record)
+            headers = [(KEY_HEADER, operation_key_id(operation.operation_id))]
+        value = codec.encode_record(operations_topic, IDENTITY_OPERATION, record)
         producer = Producer({**kafka, "enable.idempotence": True, "acks": "all"})
         failed: list[str] = []
         producer.produce(
             operations_topic,
             key=key,
             value=value,
+            headers=headers,
             on_delivery=lambda error, _m: failed.append(str(error)) if error else None,
         )
         if producer.flush(30) or failed:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from pipeline.contract.dead_letters import DeadLetter, Origin, Reason, Rejection
-from pipeline.contract.models import ChannelEvent, IdentityOperation
+from pipeline.contract.models import ChannelEvent
 from pipeline.exceptions import VaultError
 from pipeline.vault.client import Vault
 from pipeline.vault.sealing import (
@@ -67,13 +68,21 @@ class Sealer:
                 out.append(replace(bounded, value=sealed, sealed_key=key_id))
         return out
 
-    def seal_operation(self, operation: IdentityOperation) -> IdentityOperation:
-        key_id = operation_key_id(operation.operation_id)
-        tags = self.tagger.of_references(operation.left, operation.right)
+    def seal_letter(self, letter: DeadLetter, now: datetime) -> DeadLetter:
+        """One dead letter sealed (a stage's: its bytes may be an internal, opened record)."""
+        sealed = self.seal([letter], now)[0]
+        assert isinstance(sealed, DeadLetter)
+        return sealed
+
+    def seal_operation(self, record: dict[str, Any]) -> dict[str, Any]:
+        """An IdentityOperation record sealed under ``o:<operation_id>``, tagged with the
+        identifiers it names (so that erasing the person also darkens the operation)."""
+        key_id = operation_key_id(str(record["operation_id"]))
+        tags = self.tagger.of_references(str(record["left"]), str(record["right"]))
         key = self.vault.issue([(key_id, tags)]).get(key_id)
         if key is None:
             raise VaultError("this operation id was shredded; use a new one")
-        return seal_operation(operation, key)
+        return seal_operation(record, key)
 
 
 def shredder(vault: Vault) -> Callable[[list[str], list[str]], None]:

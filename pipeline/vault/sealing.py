@@ -17,7 +17,7 @@ import msgspec
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from pipeline.contract.models import ChannelEvent, Identifier, IdentityOperation, Traits
+from pipeline.contract.models import ChannelEvent, Identifier, Traits
 from pipeline.exceptions import SealError
 
 SEALED_MAGIC = b"OSV1"
@@ -109,10 +109,11 @@ def opened_event(event: ChannelEvent, key: bytes) -> ChannelEvent:
 # -- operations -----------------------------------------------------------------------------
 
 
-def seal_operation(operation: IdentityOperation, key: bytes) -> IdentityOperation:
-    payload = {"left": operation.left, "right": operation.right, "reason": operation.reason}
-    sealed = seal(key, operation_key_id(operation.operation_id), msgspec.json.encode(payload))
-    return operation.model_copy(update={"left": "", "right": "", "reason": "", "sealed": sealed})
+def seal_operation(record: dict[str, Any], key: bytes) -> dict[str, Any]:
+    """An IdentityOperation record (Avro form) with its references and reason sealed."""
+    payload = {name: str(record.get(name) or "") for name in ("left", "right", "reason")}
+    sealed = seal(key, operation_key_id(str(record["operation_id"])), msgspec.json.encode(payload))
+    return {**record, "left": "", "right": "", "reason": "", "sealed": sealed}
 
 
 def open_operation_record(record: dict[str, Any], key: bytes) -> dict[str, Any]:

@@ -124,6 +124,7 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaEndpoints]:
             kafka_port=free_port(),
             controller_port=free_port(),
             registry_port=free_port(),
+            vault_port=free_port(),
         )
         local = LocalStack(config)
         local.up()

@@ -42,6 +42,7 @@ def test_cli_up_twice_status_down_twice(tmp_path: Path, unique_name: Callable[[s
         "OMNISTITCH_KAFKA_PORT": str(kafka_port),
         "OMNISTITCH_CONTROLLER_PORT": str(free_port()),
         "OMNISTITCH_REGISTRY_PORT": str(free_port()),
+        "OMNISTITCH_VAULT_PORT": str(free_port()),
         "OMNISTITCH_BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka_port}",
         "OMNISTITCH_TOPIC_PREFIX": unique_name("cli") + ".",
     }
@@ -65,6 +66,7 @@ def test_cli_up_twice_status_down_twice(tmp_path: Path, unique_name: Callable[[s
         assert second.returncode == 0, second.stderr
         assert "kafka: already running" in second.stdout
         assert "registry: already running" in second.stdout
+        assert "vault: already running" in second.stdout
         # Exactly one JVM per node: the broker and the registry.
         assert len(_stack_jvms(home / "kafka")) == 1
         assert len(_stack_jvms(home / "registry")) == 1
@@ -74,6 +76,9 @@ def test_cli_up_twice_status_down_twice(tmp_path: Path, unique_name: Callable[[s
         assert status.returncode == 0, status.stderr
         assert "kafka     ready" in status.stdout
         assert "registry  ready" in status.stdout
+        assert "vault     ready" in status.stdout
+        token = home / "vault" / "token"
+        assert token.stat().st_mode & 0o777 == 0o600 and len(token.read_text()) >= 32
         assert "missing" not in status.stdout
     finally:
         down = cli("stack", "down")

@@ -31,7 +31,7 @@ def test_parse_time_reads_iso_and_epoch_forms(raw: object, expected: datetime) -
     assert parse_time(raw, "t") == expected
 
 
-@pytest.mark.parametrize("raw", [None, "", "yesterday", True, {"a": 1}, 10**20])
+@pytest.mark.parametrize("raw", [None, "", "yesterday", True, {"a": 1}, 10**20, "²", "١٢٣"])
 def test_parse_time_refuses_what_is_not_a_time_naming_the_field(raw: object) -> None:
     with pytest.raises(MappingFailure, match=r"^ts:"):
         parse_time(raw, "ts")

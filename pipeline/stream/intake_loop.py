@@ -22,6 +22,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from pipeline.clock import Clock, system_clock
@@ -189,8 +190,10 @@ class IntakeLoop:
             stage=STAGE if error else None,
             exception=error,
         ).bounded()
-        sealed_already = any(name == KEY_HEADER for name, _ in message.headers() or ())
-        if self.sealer is not None and letter.value and not sealed_already:
+        sealed_by = [v for name, v in message.headers() or () if name == KEY_HEADER and v]
+        if sealed_by and letter.value:  # a sealed record: its personal fields are sealed already
+            letter = replace(letter, sealed_key=sealed_by[0].decode())
+        elif self.sealer is not None and letter.value:
             letter = self.sealer.seal_letter(letter, self.clock())
         headers: list[tuple[str, str | bytes | None]] = list(letter.headers())
         self.producer.produce(

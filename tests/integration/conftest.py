@@ -356,3 +356,39 @@ def run_factory(
     from tests.integration.deployments import Run
 
     return lambda partitions: Run(kafka, unique_name, worker_process, tmp_path, partitions)
+
+
+@dataclass(frozen=True)
+class VaultEndpoint:
+    url: str
+    token: str
+    process: WorkerProcess
+
+    def env(self) -> dict[str, str]:
+        return {"OMNISTITCH_VAULT_URL": self.url, "OMNISTITCH_VAULT_TOKEN": self.token}
+
+
+@pytest.fixture
+def vault(worker_process: Callable[..., WorkerProcess], tmp_path: Path) -> Iterator[VaultEndpoint]:
+    """A key vault (``omnistitch vault``) as a real process on a free port."""
+    port = free_port()
+    token = "integration-vault-token-" + os.urandom(8).hex()
+    proc = worker_process(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "vault",
+            "--port",
+            str(port),
+            "--data",
+            str(tmp_path / "vault-keys"),
+        ],
+        {"OMNISTITCH_VAULT_TOKEN": token},
+        name="vault",
+    )
+    proc.start()
+    endpoint = VaultEndpoint(f"http://127.0.0.1:{port}", token, proc)
+    wait_healthy(endpoint.url, proc)
+    yield endpoint
+    assert proc.stop() == 0, proc.tail()

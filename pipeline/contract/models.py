@@ -212,6 +212,9 @@ class CustomerProfile(ContractModel):
     possible_matches: list[str] = Field(default_factory=list)
     version: int = 0
     updated_at: Millis
+    # Crypto-shredding (docs/erasure.md): identifiers and traits sealed under ``sealed_key``.
+    sealed: bytes | None = None
+    sealed_key: str | None = None
 
 
 class Evidence(ContractModel):

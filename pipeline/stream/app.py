@@ -27,8 +27,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import faust
 
@@ -43,7 +44,8 @@ from pipeline.contract.dead_letters import (
     log_processing_error,
     processing_error,
 )
-from pipeline.contract.models import JourneyEvent
+from pipeline.contract.models import CustomerProfile, JourneyEvent
+from pipeline.contract.schemas import CUSTOMER_PROFILE
 from pipeline.engine.graph import to_ms
 from pipeline.engine.journey import Journal
 from pipeline.exceptions import (
@@ -72,8 +74,11 @@ from pipeline.stream.topics import (
 )
 from pipeline.vault.client import VaultClient
 from pipeline.vault.sealer import Sealer, shredder
+from pipeline.vault.sealing import seal_profile
+from pipeline.vault.tables import TableSeal
 from pipeline.vault.tags import Tagger
 
+T = TypeVar("T")
 log = logging.getLogger("omnistitch.worker")
 
 REGISTRY_RETRY_MAX_S = 30.0
@@ -243,10 +248,15 @@ def build_app(
     table_name, table_partitions = (
         ("graph", 1) if stage == "link" else ("customers", settings.partitions)
     )
-    table = TableStore(
-        _table(app, table_name, table_partitions, changelog_name(settings, table_name), **rocks)
-    )
     vault = VaultClient.from_settings(settings)
+    secret = settings.erasure_key.get_secret_value()
+    seal = None if vault is None or not secret else TableSeal(vault, secret.encode(), table_name)
+    if vault is not None and seal is None:
+        log.warning("vault without OMNISTITCH_ERASURE_KEY: the %s table is not sealed", table_name)
+    table = TableStore(
+        _table(app, table_name, table_partitions, changelog_name(settings, table_name), **rocks),
+        seal,
+    )
     sealer = None if vault is None else Sealer(vault, Tagger.from_settings(settings))
     runner: LinkStage | ProfileStage
     if stage == "link":
@@ -281,19 +291,8 @@ def build_app(
         letter = DeadLetter(
             origin, rejection, key, value, clock(), stage=stage, exception=error
         ).bounded()
-        delay = 0.5
-        while sealer is not None and letter.value:
-            try:  # a stage's record is opened data: sealed under a key of its own
-                letter = await asyncio.get_running_loop().run_in_executor(
-                    None, sealer.seal_letter, letter, clock()
-                )
-                break
-            except (VaultUnavailableError, VaultError) as exc:
-                log.warning(
-                    "vault unavailable for a dead letter, retrying in %.1fs: %s", delay, exc
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, REGISTRY_RETRY_MAX_S)
+        if sealer is not None and letter.value:  # a stage's record is opened data: sealed
+            letter = await until_vault("a dead letter", sealer.seal_letter, letter, clock())
         await dead_topic.send(key=key, value=letter.value, headers=letter.headers())
         counts.add(rejection.reason)
         log.info(
@@ -384,12 +383,37 @@ def build_app(
         table.set(offset_key(message.topic, message.partition), message.offset)
         if runner.erasing:  # the batch erased a person: no copy left in the state files
             table.purge()
-        changelog = table.changelog()
+        changelog = await until_vault("the changelog", table.changelog, runner.forgetting)
+        if seal is not None and isinstance(runner, ProfileStage):
+            outputs = [sealed_profile(output) for output in outputs]
         delivered = await sender.send(changelog + outputs)
         if (changelog[0][0], message.partition) in delivered:
             table.persisted(delivered[(changelog[0][0], message.partition)])
         purger.mark(message.topic, message.partition, message.offset)
         return handled
+
+    async def until_vault(what: str, call: Callable[..., T], *args: Any) -> T:
+        """``call(*args)``, waiting while the vault cannot be reached or refuses: what needs it
+        here is committed already (a stage's state, a dead letter) and must follow."""
+        delay = 0.5
+        while True:
+            try:
+                return call(*args)
+            except (VaultUnavailableError, VaultError) as exc:
+                log.warning("vault unavailable for %s, retrying in %.1fs: %s", what, delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, REGISTRY_RETRY_MAX_S)
+
+    def sealed_profile(output: Output) -> Output:
+        """A profile on the profiles topic sealed under the data key of its state's table key,
+        so that what shreds the state's earlier versions shreds the profile's too."""
+        topic, key, value, partition = output
+        if topic != topics.profiles or value is None or key is None or seal is None:
+            return output
+        record = codec.decode(topic, value, CustomerProfile)
+        key_id, data_key = seal.data_key("p|" + key.decode())
+        sealed = seal_profile(record, data_key, key_id)
+        return topic, key, codec.encode_record(topic, CUSTOMER_PROFILE, sealed), partition
 
     def read_range(topic: str, partition: int, start: int, end: int) -> list[Any]:
         """The records of one partition in [start, end), as far as retention kept them."""

@@ -142,6 +142,9 @@ class BatchStage:
         self.items: list[dict[str, Any]] = []  # the batch being handled
         # The batch erased a person (the caller purges the state files after committing).
         self.erasing = False
+        # The batch erased, split or reset: earlier versions of what it wrote are to become
+        # unreadable (the caller re-keys them, pipeline.vault.tables).
+        self.forgetting = False
 
     # The stage's part: per attempt, per record, at the end of an attempt.
     def start(self, items: list[dict[str, Any]]) -> None:
@@ -164,6 +167,7 @@ class BatchStage:
             self.state.rollback()
             self.items = items
             self.erasing = False
+            self.forgetting = False
             self.start(items)
             now = self.clock()
             outputs: list[Output] = []
@@ -327,6 +331,7 @@ class LinkStage(BatchStage):
         ops.extend((fold.loser, fold_message(fold.winner)) for fold in outcome.linked.folds)
         ops.extend((gone, erase_message()) for gone in outcome.erased)
         self.erasing |= bool(outcome.erased)
+        self.forgetting |= bool(outcome.erased or outcome.rebuilds)
         for rebuild in outcome.rebuilds:  # a split: each part starts again from its events
             reset = reset_message(rebuild.merged, outcome.operation_id)
             ops.append((rebuild.customer_id, reset))
@@ -441,6 +446,7 @@ class ProfileStage(BatchStage):
     def one(self, index: int, now: datetime, strict: bool) -> list[Output]:
         customer_id, message = message_of(self.items[index], self.decode_event)
         self.erasing |= message["kind"] == "erase"
+        self.forgetting |= message["kind"] in ("erase", "reset")
         produced = self.book.handle(customer_id, message, now)
         out: list[Output] = [self._journey(journey) for journey in produced.journeys]
         self.touched.update(dict.fromkeys(produced.touched))

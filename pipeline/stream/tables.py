@@ -11,6 +11,7 @@ from faust.types import TP
 
 from pipeline.compaction import purging_compaction
 from pipeline.stream.delivery import Output
+from pipeline.vault.tables import TableSeal
 
 
 def _table_key(key: str) -> bytes:
@@ -35,8 +36,10 @@ class TableStore:
     (keys and values JSON).
     """
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Any, seal: TableSeal | None = None) -> None:
         self.table = table
+        # Crypto-shredding (pipeline.vault.tables): hashed keys, sealed changelog values.
+        self.seal = seal
         self.partition = 0
         self.db: Any = None
         self.pending: list[tuple[bytes, bytes | None]] = []
@@ -47,24 +50,44 @@ class TableStore:
         self.db = self.table.data._db_for_partition(partition)
         self.pending = []
 
+    def _key(self, key: str) -> bytes:
+        return _table_key(key) if self.seal is None else self.seal.table_key(key)
+
     def get(self, key: str) -> Any | None:
-        found = self.db.get(_table_key(key))
-        return None if found is None else msgspec.json.decode(found)
+        key_bytes = self._key(key)
+        found = self.db.get(key_bytes)
+        if found is None:
+            return None
+        if self.seal is not None and self.seal.is_sealed(found):  # restored from the changelog
+            opened = self.seal.open(found)
+            if opened is None:
+                return None
+            self.db.put(key_bytes, opened)  # opened once, kept plain in the local store
+            found = opened
+        return msgspec.json.decode(found)
 
     def set(self, key: str, value: Any) -> None:
-        key_bytes, value_bytes = _table_key(key), msgspec.json.encode(value)
+        key_bytes, value_bytes = self._key(key), msgspec.json.encode(value)
         self.db.put(key_bytes, value_bytes)
         self.pending.append((key_bytes, value_bytes))
 
     def delete(self, key: str) -> None:
-        key_bytes = _table_key(key)
+        key_bytes = self._key(key)
         self.db.delete(key_bytes)
         self.pending.append((key_bytes, None))
 
-    def changelog(self) -> list[Output]:
-        """The changelog records of the writes since ``bind``."""
+    def changelog(self, forget: bool = False) -> list[Output]:
+        """The changelog records of the writes since ``bind``. With a seal, the values are
+        sealed; ``forget`` (an erase, a split, a reset) first shreds the data keys of every key
+        written, so their earlier versions become unreadable. Vault errors propagate and keep
+        the records for the next call."""
         topic = self.table.changelog_topic.get_topic_name()
-        out: list[Output] = [(topic, k, v, self.partition) for k, v in self.pending]
+        records = self.pending
+        if self.seal is not None:
+            if forget:
+                self.seal.shred(k for k, _ in records)
+            records = self.seal.seal(records)
+        out: list[Output] = [(topic, k, v, self.partition) for k, v in records]
         self.pending = []
         return out
 

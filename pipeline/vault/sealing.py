@@ -124,3 +124,32 @@ def open_operation_record(record: dict[str, Any], key: bytes) -> dict[str, Any]:
     except (msgspec.DecodeError, KeyError, TypeError):
         raise SealError("the sealed operation's content is malformed") from None
     return {**record, **fields, "sealed": None}
+
+
+# -- profiles -------------------------------------------------------------------------------
+
+
+def seal_profile(record: dict[str, Any], key: bytes, key_id: str) -> dict[str, Any]:
+    """A CustomerProfile record (Avro form) with its identifiers and traits sealed."""
+    traits = {k: v for k, v in (record.get("traits") or {}).items() if v is not None}
+    payload = {"identifiers": record.get("identifiers") or {}, "traits": traits}
+    sealed = seal(key, key_id, msgspec.json.encode(payload))
+    return {**record, "identifiers": {}, "traits": {}, "sealed": sealed, "sealed_key": key_id}
+
+
+def open_profile(record: dict[str, Any], key: bytes) -> dict[str, Any]:
+    """A sealed CustomerProfile record with its identifiers and traits restored."""
+    key_id = str(record["sealed_key"])
+    try:
+        payload = msgspec.json.decode(unseal(key, key_id, record["sealed"]))
+        traits = {**dict.fromkeys(Traits.model_fields), **payload["traits"]}
+        identifiers = {str(ns): list(values) for ns, values in payload["identifiers"].items()}
+    except (msgspec.DecodeError, KeyError, TypeError, AttributeError):
+        raise SealError("the sealed profile's content is malformed") from None
+    return {
+        **record,
+        "identifiers": identifiers,
+        "traits": traits,
+        "sealed": None,
+        "sealed_key": None,
+    }

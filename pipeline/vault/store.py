@@ -8,7 +8,9 @@ same tests. Key scheme (only here):
                         ``x|<hex>``, so the vault can find every key of a person without
                         holding a single identifier)
 ``s|<key id>``          empty: the id was shredded; it is never issued again (a resent erased
-                        event cannot be sealed anew)
+                        event cannot be sealed anew). Ids of table keys and profiles
+                        (``REISSUABLE``) get a fresh key instead: what was sealed under the
+                        shredded one stays unreadable, what comes after is sealed anew.
 
 Size bounds: a key id at most ``MAX_ID_CHARS``, a tag at most ``MAX_TAG_CHARS``, at most
 ``MAX_TAGS`` tags per key: one ``k|`` value stays under 5 KiB.
@@ -32,6 +34,8 @@ MAX_TAGS = 50
 MAX_IDS_PER_CALL = 5000
 
 Issue = tuple[str, Sequence[str]]  # (key id, tags)
+# Key ids whose shredding does not forbid a new key under the same id (pipeline.vault.tables).
+REISSUABLE = ("t:",)
 
 
 def _key(key_id: str) -> bytes:
@@ -166,7 +170,8 @@ class KeyStore:
             for key_id, tags in requests:
                 if key_id in out:
                     continue
-                if self.cells.get(_shredded(key_id)) is not None:
+                shredded = self.cells.get(_shredded(key_id)) is not None
+                if shredded and not key_id.startswith(REISSUABLE):
                     out[key_id] = None
                     continue
                 held = self.cells.get(_key(key_id))
@@ -190,8 +195,8 @@ class KeyStore:
             held = self.cells.get(_key(key_id))
             if held is not None:
                 out[key_id] = held[:KEY_BYTES]
-            elif self.cells.get(_shredded(key_id)) is not None:
-                out[key_id] = None
+            elif key_id.startswith(REISSUABLE) or self.cells.get(_shredded(key_id)) is not None:
+                out[key_id] = None  # a table key without a key: shredded (or never sealed)
         return out
 
     def shred(self, ids: Sequence[str], tags: Sequence[str]) -> int:
@@ -217,7 +222,8 @@ class KeyStore:
                     for tag in held[KEY_BYTES:].decode().split("\x00"):
                         if tag:
                             deletes.append(_tag(tag, key_id))
-            self.cells.write({_shredded(key_id): b"" for key_id in victims}, deletes)
+            marks = {_shredded(k): b"-" for k in victims if not k.startswith(REISSUABLE)}
+            self.cells.write(marks, deletes)
             if deleted:
                 self.cells.purge()
         return deleted

@@ -2,11 +2,9 @@
 per-record keys in the vault, the worker opens them, and an erase deletes the person's keys.
 Afterwards a scan of the topics — decrypting everything the vault can still open — finds none
 of the person's e-mail address, phone number or names, while another customer's data still
-opens (the scan really decrypts).
-
-Not scanned here, because not yet erasable at once (docs/erasure.md): the compacted profiles
-topic and the worker's changelog topics keep earlier values until Kafka compacts them.
-"""
+opens (the scan really decrypts). The compacted topics are scanned too: the profiles and the
+worker's changelogs, whose earlier versions stay until Kafka compacts them — sealed under keys
+the erase shredded."""
 
 from __future__ import annotations
 
@@ -23,7 +21,7 @@ import pytest
 
 from connectors.sink import EventSink, refusal
 from pipeline.contract.dead_letters import DeadLetter, Reason, Rejection
-from pipeline.contract.models import ChannelEvent, Identifier, Traits
+from pipeline.contract.models import ChannelEvent, CustomerProfile, Identifier, Traits
 from pipeline.contract.schemas import IDENTITY_OPERATION
 from pipeline.settings import Settings
 from pipeline.stream.topics import (
@@ -35,9 +33,17 @@ from pipeline.stream.topics import (
     JOURNEYS,
     OPERATION_RESULTS,
     OPERATIONS,
+    PROFILES,
 )
 from pipeline.vault.client import VaultClient
-from pipeline.vault.sealing import KEY_HEADER, open_event_record, open_operation_record, unseal
+from pipeline.vault.sealing import (
+    KEY_HEADER,
+    open_event_record,
+    open_operation_record,
+    open_profile,
+    unseal,
+)
+from pipeline.vault.tables import TableSeal
 from tests.conftest import REPO_ROOT
 from tests.factories import make_event
 from tests.integration.conftest import VaultEndpoint, drain
@@ -56,6 +62,7 @@ SCANNED = (
     OPERATION_RESULTS,
     JOURNEYS,
     IDENTITY_CHANGES,
+    PROFILES,
 )
 
 
@@ -64,6 +71,15 @@ def _readable(run: Run, vault: VaultClient, topic: str, message: Any) -> list[by
     value = message.value() or b""
     headers = dict(message.headers() or [])
     texts = [value, message.key() or b"", *(v or b"" for v in headers.values())]
+    if TableSeal.is_sealed(value):  # a changelog record
+        opened = TableSeal(vault, b"-", "any").open(value)
+        return [*texts, opened or b""]
+    if topic.endswith(PROFILES.suffix) and value:
+        record = run.serde.decode(topic, value, CustomerProfile)
+        key_id = record["sealed_key"] or ""
+        key = vault.fetch([key_id]).get(key_id) if key_id else None
+        opened = open_profile(record, key) if key else {}
+        return [*texts, json.dumps(opened, default=str).encode()]
     key_id = (headers.get(KEY_HEADER) or headers.get("omnistitch.dlq.sealed_key") or b"").decode()
     key = vault.fetch([key_id]).get(key_id) if key_id else None
     if key is None:
@@ -82,14 +98,15 @@ def _readable(run: Run, vault: VaultClient, topic: str, message: Any) -> list[by
 def _scan(run: Run, vault: VaultClient) -> dict[str, list[str]]:
     """Per topic: which of Ann's values can be read, and whether Bob's name can."""
     found: dict[str, list[str]] = {}
-    for spec in SCANNED:
-        topic = spec.name(run.prefix)
+    app_id = run.env["OMNISTITCH_APP_ID"]
+    changelogs = [f"{app_id}-graph-changelog", f"{app_id}-customers-changelog"]
+    for topic in [spec.name(run.prefix) for spec in SCANNED] + changelogs:
         for message in drain(run.kafka.bootstrap_servers, topic, idle_s=2):
             for text in _readable(run, vault, topic, message):
                 lowered = text.lower()
                 for value in [*ANN, BOB_NAME]:
                     if value.lower().encode() in lowered:
-                        found.setdefault(value, []).append(spec.suffix)
+                        found.setdefault(value, []).append(topic)
     return found
 
 
@@ -179,6 +196,15 @@ def test_after_an_erase_no_topic_holds_a_readable_copy_of_the_person(
 
     before = _scan(run, client)
     assert set(before) == {*ANN, BOB_NAME}, before  # sealed, yet the vault opens all of it
+    app_id = run.env["OMNISTITCH_APP_ID"]
+    for topic in (
+        PROFILES.name(run.prefix),
+        f"{app_id}-graph-changelog",
+        f"{app_id}-customers-changelog",
+    ):
+        assert topic in before[ANN[0]], (topic, before[ANN[0]])  # the scan opens these too
+        raw = drain(run.kafka.bootstrap_servers, topic)
+        assert not any(ANN[0].encode() in (m.value() or b"") + (m.key() or b"") for m in raw)
     events = drain(run.kafka.bootstrap_servers, EVENTS.name(run.prefix))
     assert not any(ANN[0].encode() in (m.value() or b"") for m in events)  # sealed on the topic
 

@@ -66,6 +66,9 @@ register-schemas: setup ## Register the topics' value schemas in the running reg
 check-schemas: setup ## Fail if a schema in schemas/ cannot read data of its released version
 	$(OMNI) schemas check
 
+# The stack's vault: the connectors seal, the worker opens, an erase shreds (docs/erasure.md).
+worker collector files demo: export OMNISTITCH_VAULT_URL ?= http://127.0.0.1:$(or $(OMNISTITCH_VAULT_PORT),8200)
+
 worker: up ## Run the stitching worker in the foreground against the local stack
 	$(OMNI) worker
 

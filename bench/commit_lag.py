@@ -37,6 +37,7 @@ def main() -> int:
         kafka_port=free_port(),
         controller_port=free_port(),
         registry_port=free_port(),
+        vault_port=free_port(),
     )
     stack = LocalStack(config)
     stack.up()

@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 from confluent_kafka import Producer
 
-from bench.stitching import broker, end_offsets, read_all, start, stop
+from bench.processes import broker, end_offsets, read_all, start, stop
 from connectors.synthetic.generator import synthetic_stream
 from pipeline.contract.models import JourneyEvent
 from pipeline.contract.schemas import CHANNEL_EVENT

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pipeline.engine.comparisons import Model
 from pipeline.engine.erasure import Suppression
 from pipeline.engine.identifiers import Normaliser
+from pipeline.engine.journey import JOURNEY_PROPERTIES
 from pipeline.engine.matching import MatchConfig
 from pipeline.engine.namespaces import NamespaceRules
 from pipeline.engine.profile import Survivorship
@@ -27,6 +28,11 @@ def stitch_config(settings: Settings) -> StitchConfig:
         intake=settings.intake_policy(),
         matching=match_config(settings) if settings.probabilistic else None,
         suppression=suppression(settings),
+        journey_properties=(
+            JOURNEY_PROPERTIES
+            if settings.journey_properties is None
+            else frozenset(settings.journey_properties)
+        ),
     )
 
 

@@ -95,6 +95,12 @@ class Settings(BaseSettings):
         "Keep it like a password and never change it: entries made under another key no "
         "longer match.",
     )
+    journey_properties: list[str] | None = Field(
+        None,
+        description="The event properties journey events carry (JSON list). Unset: the KPIs' "
+        "and the commerce and service ids (pipeline.engine.journey.JOURNEY_PROPERTIES); any "
+        "other property stays on the (sealed) event only, since journeys cannot be erased.",
+    )
     vault_url: str = Field(
         "",
         description="The key vault (omnistitch vault) for crypto-shredding: connectors seal "

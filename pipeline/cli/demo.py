@@ -40,6 +40,8 @@ from pipeline.settings import Settings
 from pipeline.stack.local import free_port, port_open
 from pipeline.stream.serialization import RegistrySerde
 from pipeline.stream.topics import DEAD_LETTERS, EVENTS, IDENTITY_CHANGES, JOURNEYS, create_topics
+from pipeline.vault.client import VaultClient
+from pipeline.vault.sealing import event_key_id
 
 # The topics the report reads, from where they ended when the demo started.
 WATCHED = (EVENTS, JOURNEYS, IDENTITY_CHANGES, DEAD_LETTERS)
@@ -136,6 +138,11 @@ def main() -> int:
     logs.mkdir(parents=True, exist_ok=True)
     if not settings.erasure_key.get_secret_value():
         env["OMNISTITCH_ERASURE_KEY"] = _erasure_key(logs)
+    if not settings.vault_url:  # the stack's vault: connectors seal, an erase shreds
+        env["OMNISTITCH_VAULT_URL"] = f"http://127.0.0.1:{settings.vault_port}"
+    settings = settings.model_copy(
+        update={"vault_url": env.get("OMNISTITCH_VAULT_URL", settings.vault_url)}
+    )
     base_url = f"http://{settings.collector_host}:{port}"
     procs = {
         "worker": _start("worker", ["worker"], env, logs),
@@ -204,7 +211,13 @@ def main() -> int:
             f"all stitched {done_at - sent:.1f}s after the last was sent "
             f"({done_at - began:.0f}s in all)"
         )
-        _erase_one(settings, scenario.people[0].email)
+        first = str(scenario.people[0].pid)
+        theirs = [
+            e.event_id
+            for e in map_touches(scenario).events
+            if e.properties.get("truth_person_id") == first and e.event_id in expected
+        ]
+        _erase_one(settings, scenario.people[0].email, theirs)
     finally:
         for proc in procs.values():
             proc.terminate()
@@ -227,8 +240,10 @@ def _erasure_key(stack: Path) -> str:
     return path.read_text().strip()
 
 
-def _erase_one(settings: Settings, email: str) -> None:
-    """An operator's erase through the running worker (omnistitch erase), for one customer."""
+def _erase_one(settings: Settings, email: str, event_ids: list[str]) -> None:
+    """An operator's erase through the running worker (omnistitch erase), for one customer;
+    then how many of the person's events on the events topic no longer open (crypto-shredding:
+    their keys are gone from the vault)."""
     from pipeline.engine.operations import Operation
     from pipeline.stream.submission import submit
 
@@ -250,8 +265,16 @@ def _erase_one(settings: Settings, email: str) -> None:
         return
     print(
         f"demo: `omnistitch erase` of one customer ({result.customer_id}): {result.status}, "
-        f"{result.detail}\n"
+        f"{result.detail}"
     )
+    vault = VaultClient.from_settings(settings)
+    if vault is not None and event_ids:
+        keys = vault.fetch([event_key_id(event_id) for event_id in event_ids])
+        dark = sum(1 for event_id in event_ids if keys.get(event_key_id(event_id)) is None)
+        print(
+            f"      crypto-shredding: {dark} of the person's {len(event_ids)} events on the "
+            "events topic no longer open (their keys left the vault)\n"
+        )
 
 
 def _kpis(journeys: list[JourneyEvent], final: Callable[[str], str]) -> None:

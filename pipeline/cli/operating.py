@@ -1,6 +1,6 @@
-"""`omnistitch link|review|unlink|split|junk|remove|erase`: an operator's decision sent to the
-running worker, then its result (pipeline.stream.submission; the decisions:
-pipeline.engine.operations)."""
+"""`omnistitch link|review|unlink|split|junk|remove|erase|explain`: an operator's decision
+(or question) sent to the running worker, then its result (pipeline.stream.submission; the
+decisions: pipeline.engine.operations)."""
 
 from __future__ import annotations
 
@@ -119,3 +119,26 @@ def cmd_remove(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_erase(args: argparse.Namespace, settings: Settings) -> int:
     return _send(args, settings, "erase")
+
+
+def explain_live(args: argparse.Namespace, settings: Settings) -> int:
+    """``omnistitch explain L R`` against the running worker: an ``explain`` operation, read
+    by the linking stage from its current graph, answered on the results topic (sealed there
+    when a vault is configured: the path names identifiers). Exit 0 joined, 1 apart or
+    refused, 3 no answer."""
+    from pipeline.engine.explanation import Explanation
+    from pipeline.stream.submission import submit
+
+    args.operator, args.reason, args.operation_id = None, "", None
+    operation = _operation(args, "explain")
+    check_kafka(settings.kafka_security())
+    result = submit(settings, operation, args.timeout).result
+    if result is None:
+        say(f"explain {operation.operation_id}: no answer within {args.timeout:.0f}s")
+        return NO_ANSWER
+    if result.status != "done":
+        say(f"explain: {result.status} ({result.detail})")
+        return NOT_APPLIED
+    found = Explanation.from_json(json.loads(result.detail))
+    print(json.dumps(found.to_json(), indent=2) if args.json else found.render())
+    return APPLIED if found.joined else NOT_APPLIED

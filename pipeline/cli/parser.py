@@ -108,12 +108,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     explaining = sub.add_parser(
         "explain",
-        help="why two identifiers belong to one customer: the path of evidence, from the graph "
-        "state a replay kept (--store rocksdb --state-dir DIR)",
+        help="why two identifiers (or a customer and an identifier) belong to one customer: the "
+        "path of evidence, from the running worker, or from a replay's --state-dir",
     )
-    explaining.add_argument("left", help="an identifier, NAMESPACE:VALUE (normalised as stitched)")
+    explaining.add_argument(
+        "left", help="an identifier NAMESPACE:VALUE (normalised as stitched) or a customer id"
+    )
     explaining.add_argument("right", help="another identifier, NAMESPACE:VALUE")
-    explaining.add_argument("--state-dir", required=True, help="the replay's --state-dir")
+    explaining.add_argument(
+        "--state-dir", help="the graph state a replay kept (default: ask the running worker)"
+    )
+    explaining.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds to wait for the worker's answer"
+    )
     explaining.add_argument("--json", action="store_true", help="print JSON instead of text")
     explaining.set_defaults(func=cmd_explain)
 

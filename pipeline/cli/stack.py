@@ -189,6 +189,8 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
     from connectors.files.loader import TopicProbe
     from pipeline.exceptions import DecodeError
     from pipeline.stream.serialization import RegistrySerde
+    from pipeline.vault.client import VaultClient
+    from pipeline.vault.sealer import opened
 
     probe = TopicProbe(settings.kafka_security())
     serde = RegistrySerde.from_access(settings.registry_access())
@@ -201,6 +203,7 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
         messages = probe.arrived(args.topic, since)
     finally:
         probe.close()
+    vault = VaultClient.from_settings(settings)  # sealed records are shown opened, if it can
     for message in sorted(messages, key=lambda m: (m.timestamp()[1], m.partition(), m.offset())):
         raw = message.value()
         value: object
@@ -209,6 +212,8 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
         else:
             try:
                 value = serde.decode_as_written(raw)
+                if vault is not None and isinstance(value, dict):
+                    value = opened(value, vault)
             except DecodeError as exc:
                 value = {"undecoded_bytes": len(raw), "why": exc.rejection.reason.value}
         key = message.key()

@@ -183,6 +183,10 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     from pipeline.engine.identifiers import Node
     from pipeline.replay.stores import RocksDBStore
 
+    if args.state_dir is None:  # the running worker's graph
+        from pipeline.cli.operating import explain_live
+
+        return explain_live(args, settings)
     graph_dir = Path(args.state_dir) / "graph"
     if not graph_dir.is_dir():
         say(f"no graph state in {args.state_dir}: run replay with --store rocksdb --state-dir")

@@ -274,6 +274,8 @@ class OperationResult(ContractModel):
     customer_id: str | None = None
     change_ids: list[str] = Field(default_factory=list)
     decided_at: Millis
+    # An explain's detail (it names identifiers) sealed under the operation's vault key.
+    sealed: bytes | None = None
 
 
 CONTRACT_MODELS: tuple[type[ContractModel], ...] = (

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline.engine.identifiers import Node
+from pipeline.engine.identifiers import Node, Normaliser
 from pipeline.engine.namespaces import NamespaceRules
 from pipeline.engine.state import Store
 
@@ -54,6 +54,22 @@ class Step:
             "score": self.score,
             "details": self.details,
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Step:
+        when = data.get("occurred_at")
+        return cls(
+            data["kind"],
+            data["subject"],
+            data["customer"],
+            data.get("event_id"),
+            datetime.fromisoformat(when) if when else None,
+            data.get("source"),
+            data.get("rule"),
+            list(data.get("via", [])),
+            data.get("score"),
+            dict(data.get("details", {})),
+        )
 
     def render(self) -> str:
         when = self.occurred_at.strftime("%Y-%m-%d %H:%M:%S") if self.occurred_at else "?"
@@ -93,6 +109,21 @@ class Explanation:
             "right_path": [s.to_json() for s in self.right_path],
             "notes": self.notes,
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Explanation:
+        """What ``to_json`` wrote (an explain answered by the worker, on the results topic)."""
+        return cls(
+            data["left"],
+            data["right"],
+            bool(data["joined"]),
+            data.get("customer"),
+            [Step.from_json(s) for s in data.get("left_path", [])],
+            [Step.from_json(s) for s in data.get("right_path", [])],
+            data.get("left_customer"),
+            data.get("right_customer"),
+            list(data.get("notes", [])),
+        )
 
     def render(self) -> str:
         if self.joined:
@@ -245,5 +276,48 @@ def explain(
         b,
         left_customer,
         right_customer,
+        notes,
+    )
+
+
+def explain_references(
+    store: Store,
+    normaliser: Normaliser,
+    left: str,
+    right: str,
+    rules: NamespaceRules | None = None,
+) -> Explanation | None:
+    """What an operator names: two identifiers (``NAMESPACE:VALUE``, normalised as the stitcher
+    does), or a customer id (``cus-...``) and an identifier (the identifier's path to it).
+    None when a reference is neither."""
+    refs: list[Node | str] = []
+    for ref in (left, right):
+        node = ref if ref.startswith("cus-") else normaliser.node_of(ref)
+        if not isinstance(node, Node | str):
+            return None
+        refs.append(node)
+    a, b = refs
+    if isinstance(a, Node) and isinstance(b, Node):
+        return explain(store, a, b, rules)
+    if isinstance(a, str) and isinstance(b, str):
+        return None  # two customers: their merge (if any) is an identity change, not a path
+    customer, node = (a, b) if isinstance(a, str) else (b, a)
+    assert isinstance(customer, str) and isinstance(node, Node)
+    path = path_of(store, node)
+    known = store.get("c|" + customer) is not None
+    target = _resolve(store, customer) if known else None
+    joined = bool(path) and target is not None and _end(path) == target
+    notes = [] if known else [f"{customer} is not known"]
+    if not path:
+        notes.append(f"{node.key} is not known")
+    return Explanation(
+        node.key,
+        customer,
+        joined,
+        target if joined else None,
+        path,
+        [],
+        _end(path),
+        target,
         notes,
     )

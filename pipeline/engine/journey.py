@@ -7,11 +7,51 @@ arrives late still gets the touch that really came before it as its predecessor.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
-from pipeline.contract.models import Channel
+from pipeline.contract.models import Channel, ChannelEvent, JourneyEvent, Traits
+from pipeline.engine.identifiers import Node
+
+NO_TRAITS = Traits()
+# The properties a journey event keeps (the KPIs', docs/kpis.md, and the commerce and service
+# ids next to them): journeys go to every consumer and cannot be crypto-shredded, so any other
+# property (a free-form analytics.js property, an IP address) stays on the sealed event only.
+# OMNISTITCH_JOURNEY_PROPERTIES changes the list.
+JOURNEY_PROPERTIES = frozenset(
+    {
+        "amount",
+        "total",
+        "revenue",
+        "currency",
+        "order_id",
+        "receipt_id",
+        "pickup_id",
+        "pickup_store_id",
+        "store_id",
+        "till_id",
+        "fulfilment",
+        "ticket_id",
+        "status",
+        "survey_id",
+        "response_id",
+        "score",
+        "campaign",
+        "product_id",
+        "sku",
+        "category",
+        "quantity",
+        "message_id",
+        "conversation_id",
+        "call_id",
+        "agent_id",
+        "staff_id",
+        "page_id",
+        "truth_person_id",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -96,3 +136,36 @@ class Journal:
     def lost(self, event_id: str, marked_ms: int) -> bool:
         """Seen recently, yet not on the topic: its journey event was lost in a crash."""
         return marked_ms >= self.since_ms and event_id not in self.emitted
+
+
+def journey_event(
+    customer_id: str,
+    event: ChannelEvent,
+    nodes: Sequence[Node],
+    context: JourneyContext,
+    corrects: str | None,
+    shown: frozenset[str],
+) -> JourneyEvent:
+    """The journey event: the event without personal data — its identifiers of this customer
+    as hashes of their normalised values, no traits (the profile has them), only the
+    properties ``shown``."""
+    properties = {k: v for k, v in event.properties.items() if k in shown}
+    touch = event.model_copy(
+        update={
+            "identifiers": [node.hashed() for node in nodes],
+            "traits": NO_TRAITS,
+            "properties": properties,
+            "sealed": None,
+        }
+    )
+    return JourneyEvent.from_valid(  # every value valid by construction
+        {
+            "customer_id": customer_id,
+            "event": touch,
+            "sequence_number": context.sequence_number,
+            "previous_channel": context.previous_channel,
+            "channel_switch": context.channel_switch,
+            "time_since_previous_ms": context.time_since_previous_ms,
+            "corrects": corrects,
+        }
+    )

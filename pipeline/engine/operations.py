@@ -19,6 +19,7 @@ operation-results topic; replay reads them from its input.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ from pipeline.contract.models import (
 )
 from pipeline.engine import composition, erasure
 from pipeline.engine.composition import Edge
+from pipeline.engine.explanation import explain_references
 from pipeline.engine.graph import MAX_DO_NOT_LINK, Graph, new_customer_id, to_ms
 from pipeline.engine.identifiers import Node, Normaliser
 from pipeline.engine.links import Fold, Linked, change_id
@@ -40,7 +42,7 @@ from pipeline.engine.splitting import Rebuild, Splitter
 from pipeline.exceptions import ConfigurationError
 
 OPERATOR = "operator"
-KINDS = ("link", "accept", "reject", "unlink", "split", "junk", "remove", "erase")
+KINDS = ("link", "accept", "reject", "unlink", "split", "junk", "remove", "erase", "explain")
 # Kinds naming one identifier (``left``) only: it is junk (a shared tablet, a till's default
 # e-mail) and stops linking, or it is not this person's and becomes a customer of its own.
 SINGLE = ("junk", "remove", "erase")
@@ -182,6 +184,17 @@ class Operations:
         return self.graph.customer_of_node(node), node
 
     def apply(self, operation: Operation, now: datetime) -> Outcome:
+        if operation.kind == "explain":  # reads only: answered afresh every time
+            found = explain_references(
+                self.graph.store, self.normaliser, operation.left, operation.right, self.graph.rules
+            )
+            if found is None:
+                return Outcome(
+                    operation.operation_id,
+                    "refused",
+                    "explain takes two identifiers, or a customer id and an identifier",
+                )
+            return Outcome(operation.operation_id, "done", json.dumps(found.to_json()))
         seen = self.graph.store.get("op|" + operation.operation_id)
         if seen is not None:
             return self._again(operation, seen)

@@ -37,14 +37,21 @@ from pipeline.contract.models import (
 from pipeline.engine.composition import keep_latest
 from pipeline.engine.graph import to_ms
 from pipeline.engine.identifiers import Node
-from pipeline.engine.journey import Journal, JourneyContext, context_of, merge_touches, place
+from pipeline.engine.journey import (
+    JOURNEY_PROPERTIES,
+    Journal,
+    JourneyContext,
+    context_of,
+    journey_event,
+    merge_touches,
+    place,
+)
 from pipeline.engine.messages import possible_message, route_message
 from pipeline.engine.namespaces import NamespaceRules
 from pipeline.engine.state import Store
 
 ORDER_EVENT_TYPES = frozenset({"order_placed", "purchase", "order_completed"})
 TRAIT_NAMES = tuple(Traits.model_fields)
-NO_TRAITS = Traits()
 # Operation ids of the latest splits a profile was reset by (a repeated reset is skipped).
 MAX_RESETS = 20
 CURRENCY = re.compile(r"^[A-Z]{3}$")
@@ -139,6 +146,7 @@ class ProfileBook:
         rules: NamespaceRules | None = None,
         bounds: ProfileBounds | None = None,
         coalesce: bool = False,
+        journey_properties: frozenset[str] = JOURNEY_PROPERTIES,
     ) -> None:
         """``emit_outputs=False`` keeps the state exactly the same but builds no profile and
         journey records (a replay that only needs customer ids). ``journal``: see Journal;
@@ -146,6 +154,7 @@ class ProfileBook:
         customers whose profile changed in ``ProfileOutput.touched`` instead of building a
         profile per message (the worker builds one per customer and batch, ``snapshot``)."""
         self.coalesce = coalesce
+        self.shown = journey_properties  # the event properties a journey event carries
         self.store = store
         self.survivorship = survivorship or Survivorship()
         self.emit_outputs = emit_outputs
@@ -219,7 +228,9 @@ class ProfileBook:
                 self.journal.note(event.event_id, now_ms)
                 again = context_of(state["touches"], at)
                 out.journeys.append(
-                    self._journey(customer_id, event, nodes, self._seq(again, state))
+                    journey_event(
+                        customer_id, event, nodes, self._seq(again, state), None, self.shown
+                    )
                 )
             return out
         context = self._seq(place(state["touches"], at, event.channel), state)
@@ -269,13 +280,15 @@ class ProfileBook:
         out = self._changed(customer_id, state, now)
         if rebuild:
             if corrects is not None:
-                out.journeys.append(self._journey(customer_id, event, nodes, context, corrects))
+                out.journeys.append(
+                    journey_event(customer_id, event, nodes, context, corrects, self.shown)
+                )
             return out
         if self.journal is not None:
             if event.event_id in self.journal.emitted:
                 return out  # its journey event reached Kafka before a crash
             self.journal.note(event.event_id, now_ms)
-        out.journeys.append(self._journey(customer_id, event, nodes, context))
+        out.journeys.append(journey_event(customer_id, event, nodes, context, None, self.shown))
         return out
 
     def erase(self, customer_id: str) -> ProfileOutput:
@@ -303,31 +316,6 @@ class ProfileBook:
         state["version"] = old["version"] + 1 if old is not None and "fwd" not in old else 0
         self.store.set("p|" + customer_id, state)
         return ProfileOutput()
-
-    @staticmethod
-    def _journey(
-        customer_id: str,
-        event: ChannelEvent,
-        nodes: Sequence[Node],
-        context: JourneyContext,
-        corrects: str | None = None,
-    ) -> JourneyEvent:
-        """The journey event: the event without personal data — its identifiers of this
-        customer as hashes of their normalised values, no traits (the profile has them)."""
-        touch = event.model_copy(
-            update={"identifiers": [node.hashed() for node in nodes], "traits": NO_TRAITS}
-        )
-        return JourneyEvent.from_valid(  # every value valid by construction
-            {
-                "customer_id": customer_id,
-                "event": touch,
-                "sequence_number": context.sequence_number,
-                "previous_channel": context.previous_channel,
-                "channel_switch": context.channel_switch,
-                "time_since_previous_ms": context.time_since_previous_ms,
-                "corrects": corrects,
-            }
-        )
 
     def possible(self, customer_id: str, other: str, now: datetime) -> ProfileOutput:
         """Record a possible match (probabilistic, not merged) on this customer's profile."""
@@ -493,5 +481,7 @@ class ProfileBook:
                 ],
                 "version": state["version"],
                 "updated_at": to_millis(now),
+                "sealed": None,
+                "sealed_key": None,
             }
         )

@@ -25,6 +25,7 @@ from pipeline.contract.models import (
 from pipeline.engine.erasure import Suppression
 from pipeline.engine.graph import Graph
 from pipeline.engine.identifiers import DropReason, Normaliser
+from pipeline.engine.journey import JOURNEY_PROPERTIES
 from pipeline.engine.matching import MatchConfig
 from pipeline.engine.messages import (
     erase_message,
@@ -54,6 +55,8 @@ class StitchConfig:
     matching: MatchConfig | None = None
     # The keyed hash of erased identifiers; None: erase is refused.
     suppression: Suppression | None = None
+    # The event properties journey events carry (pipeline.engine.journey).
+    journey_properties: frozenset[str] = JOURNEY_PROPERTIES
 
 
 @dataclass
@@ -107,7 +110,11 @@ class Stitcher:
             graph_store, self.config.rules, self.config.matching, self.config.suppression
         )
         self.book = ProfileBook(
-            profile_store, self.config.survivorship, emit_outputs, rules=self.config.rules
+            profile_store,
+            self.config.survivorship,
+            emit_outputs,
+            rules=self.config.rules,
+            journey_properties=self.config.journey_properties,
         )
         self.clock = clock
         self.counts = Counts()

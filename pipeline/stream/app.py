@@ -270,6 +270,9 @@ def build_app(
             settings.batch_size,
             keep_events=settings.keep_events,
             shred=None if vault is None else shredder(vault),
+            seal_result=None
+            if sealer is None
+            else lambda op, result: sealer.seal_result(op.left, op.right, result),
         )
         avro_name, field = EVENT_BATCH, "events"
     else:

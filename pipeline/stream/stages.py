@@ -22,6 +22,7 @@ journeys and identity changes stay one per event / change.
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -251,6 +252,7 @@ class LinkStage(BatchStage):
         batch_size: int,
         keep_events: bool = True,
         shred: Shred | None = None,
+        seal_result: Callable[[Operation, dict[str, Any]], dict[str, Any]] | None = None,
     ) -> None:
         """``keep_events``: keep every event with its decision (splits rebuild from them);
         ``shred``: deletes data keys in the vault (an erase; a resent erased event)."""
@@ -259,6 +261,7 @@ class LinkStage(BatchStage):
         self.keep_events = keep_events
         self.graph = Graph(self.state, stitch.rules, stitch.matching, stitch.suppression)
         self.shred = shred
+        self.seal_result = seal_result  # an explain's answer, sealed (pipeline.vault)
         self.decisions = Operations(
             self.graph, stitch.normaliser, self.read_kept if keep_events else None, shred
         )
@@ -340,9 +343,10 @@ class LinkStage(BatchStage):
                 for event, nodes, corrects in rebuild.events
             )
         results = self.topics.results
-        value = self.serde.encode_record(
-            results, OPERATION_RESULT, outcome.to_result(operation.kind, now)
-        )
+        result = outcome.to_result(operation.kind, now)
+        if operation.kind == "explain" and self.seal_result is not None:
+            result = self.seal_result(operation, result)  # the path names identifiers
+        value = self.serde.encode_record(results, OPERATION_RESULT, result)
         return [*out, (results, operation.operation_id.encode(), value, None)]
 
     def _changes(self, changes: list[IdentityChange]) -> list[Output]:
@@ -429,6 +433,7 @@ class ProfileStage(BatchStage):
             journal=journal,
             rules=stitch.rules,
             coalesce=True,
+            journey_properties=stitch.journey_properties,
         )
         self.touched: dict[str, None] = {}
         self.tombstones: list[str] = []

@@ -21,7 +21,7 @@ from pipeline.settings import Settings
 from pipeline.stream.serialization import RegistrySerde, Serde
 from pipeline.stream.topics import OPERATION_RESULTS, OPERATIONS
 from pipeline.vault.client import VaultClient
-from pipeline.vault.sealer import Sealer
+from pipeline.vault.sealer import Sealer, opened
 from pipeline.vault.sealing import KEY_HEADER, operation_key_id
 from pipeline.vault.tags import Tagger
 
@@ -87,10 +87,10 @@ def submit(
             answer = message.value()
             if answer is None:
                 continue
-            return Answer(
-                operation,
-                OperationResult.from_avro(codec.decode(results_topic, answer, OperationResult)),
-            )
+            record = codec.decode(results_topic, answer, OperationResult)
+            if vault is not None:  # an explain's sealed detail, opened with the operation's key
+                record = opened(record, vault)
+            return Answer(operation, OperationResult.from_avro(record))
         return Answer(operation, None)
     finally:
         consumer.close()

@@ -14,10 +14,14 @@ from pipeline.vault.client import Vault
 from pipeline.vault.sealing import (
     dead_letter_key_id,
     event_key_id,
+    open_event_record,
+    open_operation_record,
+    open_profile,
     operation_key_id,
     seal,
     seal_event,
     seal_operation,
+    unseal,
 )
 from pipeline.vault.tags import Tagger
 
@@ -74,6 +78,16 @@ class Sealer:
         assert isinstance(sealed, DeadLetter)
         return sealed
 
+    def seal_result(self, left: str, right: str, result: dict[str, Any]) -> dict[str, Any]:
+        """An OperationResult record with its detail sealed under the operation's key (the
+        one the CLI sealed the operation under; tagged with the identifiers it names)."""
+        key_id = operation_key_id(str(result["operation_id"]))
+        key = self.vault.issue([(key_id, self.tagger.of_references(left, right))]).get(key_id)
+        if key is None:
+            raise VaultError("this operation id was shredded")
+        sealed = seal(key, key_id, str(result["detail"]).encode())
+        return {**result, "detail": "", "sealed": sealed}
+
     def seal_operation(self, record: dict[str, Any]) -> dict[str, Any]:
         """An IdentityOperation record sealed under ``o:<operation_id>``, tagged with the
         identifiers it names (so that erasing the person also darkens the operation)."""
@@ -93,3 +107,27 @@ def shredder(vault: Vault) -> Callable[[list[str], list[str]], None]:
         vault.shred([event_key_id(event_id) for event_id in event_ids], tags)
 
     return shred
+
+
+def opened(record: dict[str, Any], vault: Vault) -> dict[str, Any]:
+    """A decoded record (event, operation or profile) with its sealed fields opened when the
+    vault still holds its key; as it is otherwise (plain, or erased: ``sealed`` stays)."""
+    if record.get("sealed") is None:
+        return record
+    if "decided_at" in record:  # an OperationResult: its detail
+        key_id = operation_key_id(str(record["operation_id"]))
+        key = vault.fetch([key_id]).get(key_id)
+        if key is None:
+            return record
+        detail = unseal(key, key_id, record["sealed"]).decode()
+        return {**record, "detail": detail, "sealed": None}
+    if record.get("sealed_key"):
+        key_id, opener = str(record["sealed_key"]), open_profile
+    elif "operation_id" in record:
+        key_id, opener = operation_key_id(str(record["operation_id"])), open_operation_record
+    elif "event_id" in record:
+        key_id, opener = event_key_id(str(record["event_id"])), open_event_record
+    else:
+        return record
+    key = vault.fetch([key_id]).get(key_id)
+    return record if key is None else opener(record, key)

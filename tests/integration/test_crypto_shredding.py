@@ -21,7 +21,13 @@ import pytest
 
 from connectors.sink import EventSink, refusal
 from pipeline.contract.dead_letters import DeadLetter, Reason, Rejection
-from pipeline.contract.models import ChannelEvent, CustomerProfile, Identifier, Traits
+from pipeline.contract.models import (
+    ChannelEvent,
+    CustomerProfile,
+    Identifier,
+    OperationResult,
+    Traits,
+)
 from pipeline.contract.schemas import IDENTITY_OPERATION
 from pipeline.settings import Settings
 from pipeline.stream.topics import (
@@ -36,6 +42,7 @@ from pipeline.stream.topics import (
     PROFILES,
 )
 from pipeline.vault.client import VaultClient
+from pipeline.vault.sealer import opened
 from pipeline.vault.sealing import (
     KEY_HEADER,
     open_event_record,
@@ -72,14 +79,17 @@ def _readable(run: Run, vault: VaultClient, topic: str, message: Any) -> list[by
     headers = dict(message.headers() or [])
     texts = [value, message.key() or b"", *(v or b"" for v in headers.values())]
     if TableSeal.is_sealed(value):  # a changelog record
-        opened = TableSeal(vault, b"-", "any").open(value)
-        return [*texts, opened or b""]
+        restored = TableSeal(vault, b"-", "any").open(value)
+        return [*texts, restored or b""]
+    if topic.endswith(OPERATION_RESULTS.suffix) and value:
+        record = run.serde.decode(topic, value, OperationResult)
+        return [*texts, json.dumps(opened(record, vault), default=str).encode()]
     if topic.endswith(PROFILES.suffix) and value:
         record = run.serde.decode(topic, value, CustomerProfile)
         key_id = record["sealed_key"] or ""
         key = vault.fetch([key_id]).get(key_id) if key_id else None
-        opened = open_profile(record, key) if key else {}
-        return [*texts, json.dumps(opened, default=str).encode()]
+        profile = open_profile(record, key) if key else {}
+        return [*texts, json.dumps(profile, default=str).encode()]
     key_id = (headers.get(KEY_HEADER) or headers.get("omnistitch.dlq.sealed_key") or b"").decode()
     key = vault.fetch([key_id]).get(key_id) if key_id else None
     if key is None:
@@ -208,6 +218,29 @@ def test_after_an_erase_no_topic_holds_a_readable_copy_of_the_person(
     events = drain(run.kafka.bootstrap_servers, EVENTS.name(run.prefix))
     assert not any(ANN[0].encode() in (m.value() or b"") for m in events)  # sealed on the topic
 
+    # Why are her e-mail address and phone one customer? The worker's answer names both:
+    # sealed on the results topic, opened by the CLI.
+    asked = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipeline.cli",
+            "explain",
+            f"email:{ANN[0]}",
+            f"phone:{ANN[1]}",
+            "--json",
+        ],
+        cwd=REPO_ROOT,
+        env={**os.environ, **run.env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert asked.returncode == 0 and json.loads(asked.stdout)["joined"], asked.stderr
+    results = drain(run.kafka.bootstrap_servers, OPERATION_RESULTS.name(run.prefix))
+    assert results and not any(ANN[0].encode() in (m.value() or b"") for m in results)
+    assert OPERATION_RESULTS.name(run.prefix) in _scan(run, client)[ANN[0]]  # the scan opens it
+
     answer = _erase(run, f"email:{ANN[0]}")
     assert answer["status"] == "done", answer
 
@@ -223,3 +256,9 @@ def test_after_an_erase_no_topic_holds_a_readable_copy_of_the_person(
     assert reasons >= {Reason.limit_exceeded, Reason.unmappable_record}
     assert all(d.sealed_key for d in letters if d.value)  # every dead letter with bytes sealed
     assert worker.stop() == 0
+    # The worker's state files and every log of this test (worker stages, vault) hold none of
+    # her values either.
+    files = [p for p in run.tmp_path.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".log" for p in files) and any("data-w0" in str(p) for p in files)
+    left = [(p.name, v) for p in files for v in ANN if v.lower().encode() in p.read_bytes().lower()]
+    assert not left, f"personal data left in state files or logs: {left[:5]}"

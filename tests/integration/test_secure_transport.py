@@ -42,6 +42,7 @@ def secure_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStac
         kafka_port=free_port(),
         controller_port=free_port(),
         registry_port=free_port(),
+        vault_port=free_port(),
         secure_port=free_port(),
         secure_users=((USER, PASSWORD),),
     )

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.contract.models import ChangeType, Identifier, Traits
-from pipeline.engine.explanation import explain
+from pipeline.engine.explanation import Explanation, explain
 from pipeline.engine.identifiers import Node
 from pipeline.engine.matching import MatchConfig
 from pipeline.engine.operations import Operation
@@ -191,3 +191,34 @@ def test_after_a_reject_no_sequence_of_events_joins_the_two(
     assert graph.customer_of_node(Node("email", "p0@example.de")) != graph.customer_of_node(
         Node("anonymous_id", "a-0")
     )
+
+
+def test_explain_as_an_operation_answers_from_the_current_graph_and_records_nothing(
+    stitcher: Stitcher,
+) -> None:
+    import json
+
+    a = see(stitcher, [("email", "kathi@example.de"), ("phone", "+491701234567")])
+    see(stitcher, [("email", "other@example.de")])
+    asked = op("explain", "email:KATHI@example.de", "phone:0170 1234567")
+    outcome, out = stitcher.operate(asked)
+    found = json.loads(outcome.detail)
+    assert (outcome.status, found["joined"], found["customer"]) == ("done", True, a)
+    assert not out.changes and not out.profiles
+    direct = explain(
+        stitcher.graph.store, Node("email", "kathi@example.de"), Node("phone", "+491701234567")
+    )
+    assert found == direct.to_json()
+    assert Explanation.from_json(found) == direct  # what the CLI renders from the result
+
+    apart, _ = stitcher.operate(
+        op("explain", "email:kathi@example.de", "email:other@example.de", 2)
+    )
+    assert json.loads(apart.detail)["joined"] is False
+    mine, _ = stitcher.operate(op("explain", a, "email:kathi@example.de", 3))
+    path = json.loads(mine.detail)
+    assert path["joined"] and path["left_path"][-1]["customer"] == a
+    again, _ = stitcher.operate(asked)  # not recorded: a fresh answer, not a "repeat"
+    assert again.status == "done" and again.detail == outcome.detail
+    refused, _ = stitcher.operate(op("explain", a, a, 4))
+    assert refused.status == "refused"

@@ -211,3 +211,19 @@ def test_profiles_and_journeys_built_without_validation_equal_validated_ones() -
     assert CustomerProfile.model_validate(profile.model_dump()) == profile
     assert JourneyEvent.model_validate(journey.model_dump()) == journey
     assert profile.to_avro() == CustomerProfile.model_validate(profile.model_dump()).to_avro()
+
+
+def test_a_journey_carries_hashed_identifiers_no_traits_and_only_the_listed_properties() -> None:
+    email = Node("email", "ann@example.com")
+    event = make_event(
+        traits=Traits(first_name="Ann"),
+        properties={"amount": "19.90", "currency": "EUR", "ip": "203.0.113.7", "note": "Ann"},
+    )
+    [journey] = ProfileBook(MemoryStore()).add_event("c1", event, [email], NOW).journeys
+    assert journey.event.properties == {"amount": "19.90", "currency": "EUR"}
+    assert journey.event.traits == Traits()
+    assert [i.value for i in journey.event.identifiers] == [email.hashed().value]
+    assert "ann@" not in journey.model_dump_json()
+    book = ProfileBook(MemoryStore(), journey_properties=frozenset({"ip"}))
+    [shown] = book.add_event("c1", event, [email], NOW).journeys
+    assert shown.event.properties == {"ip": "203.0.113.7"}

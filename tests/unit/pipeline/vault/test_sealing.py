@@ -83,3 +83,44 @@ def test_tags_are_the_suppression_keys_of_the_normalised_identifiers() -> None:
     found = tagger.of_text(b'{"mail": "ann@example.com", "tel": "+49 30 1234567", "x": 1}')
     assert set(found) == set(tags)
     assert Tagger(Normaliser(), None).of_event(event) == []  # no erasure key, no tags
+
+
+def test_opened_shows_what_the_vault_still_opens() -> None:
+    from pipeline.vault.sealer import opened
+    from pipeline.vault.sealing import event_key_id
+    from pipeline.vault.store import memory_store
+
+    vault = memory_store()
+    event = make_rich_event()
+    key = vault.issue([(event_key_id(event.event_id), [])])[event_key_id(event.event_id)]
+    assert key is not None
+    record = seal_event(event, key).to_avro()
+    assert opened(record, vault)["identifiers"] == [i.model_dump() for i in event.identifiers]
+    vault.shred([event_key_id(event.event_id)], [])
+    assert opened(record, vault) == record  # erased: stays sealed
+    plain = make_event().to_avro()
+    assert opened(plain, vault) is plain
+
+
+def test_an_explains_answer_is_sealed_under_the_operations_key() -> None:
+    from pipeline.vault.sealer import Sealer, opened
+    from pipeline.vault.store import memory_store
+
+    vault = memory_store()
+    sealer = Sealer(vault, Tagger(Normaliser(), Suppression(b"k" * 32)))
+    result = {
+        "operation_id": "op-x",
+        "kind": "explain",
+        "status": "done",
+        "detail": '{"left": "email|ann@example.com"}',
+        "customer_id": None,
+        "change_ids": [],
+        "decided_at": NOW,
+    }
+    sealed = sealer.seal_result("email:ann@example.com", "phone:+4930123456", result)
+    assert sealed["detail"] == "" and b"ann" not in sealed["sealed"]
+    assert opened(sealed, vault)["detail"] == result["detail"]
+    vault.shred(
+        [], Tagger(Normaliser(), Suppression(b"k" * 32)).of_references("email:ann@example.com")
+    )
+    assert opened(sealed, vault) == sealed  # her erase darkens the answer too

@@ -229,8 +229,15 @@ def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
             else None,
             "value": value,
         }
-        print(json.dumps(record, default=str, ensure_ascii=False))
+        print(json.dumps(record, default=_shown, ensure_ascii=False))
     return 0
+
+
+def _shown(value: object) -> str:
+    """JSON for what JSON lacks: bytes (a sealed field) as base64, the rest as text."""
+    import base64
+
+    return base64.b64encode(value).decode() if isinstance(value, bytes) else str(value)
 
 
 def cmd_vault(args: argparse.Namespace, settings: Settings) -> int:

@@ -33,8 +33,9 @@ from pipeline.engine.state import Store
 
 SUPPRESSIONS = "x|count"  # how many suppression entries exist (a cheap "any at all?")
 
-# Crypto-shredding: (event ids, tags of identifiers) whose data keys are to be deleted.
-Shred = Callable[[list[str], list[str]], None]
+# Crypto-shredding: (event ids, tags of identifiers) whose data keys are to be deleted; returns
+# how many keys went.
+Shred = Callable[[list[str], list[str]], int | None]
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,8 @@ def erase(
         # First the keys that open every sealed copy of the person's records on the topics
         # (pipeline.vault): if the vault cannot be reached this raises, and nothing is erased
         # yet; the operation is applied again.
-        shred(sorted(events), [suppression.key(key) for key in mine])
+        shredded = shred(sorted(events), [suppression.key(key) for key in mine])
+        done.count("sealed records' keys shredded", int(shredded or 0))
     for key in mine:
         store.delete("n|" + key)
         store.set(suppression.key(key), {"t": now_ms, "op": operation_id})

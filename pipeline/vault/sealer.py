@@ -99,12 +99,12 @@ class Sealer:
         return seal_operation(record, key)
 
 
-def shredder(vault: Vault) -> Callable[[list[str], list[str]], None]:
+def shredder(vault: Vault) -> Callable[[list[str], list[str]], int]:
     """An erase's (event ids, tags) as one vault call: the events' keys and every key tagged
-    with one of the person's identifiers."""
+    with one of the person's identifiers. Returns how many keys went."""
 
-    def shred(event_ids: list[str], tags: list[str]) -> None:
-        vault.shred([event_key_id(event_id) for event_id in event_ids], tags)
+    def shred(event_ids: list[str], tags: list[str]) -> int:
+        return vault.shred([event_key_id(event_id) for event_id in event_ids], tags)
 
     return shred
 

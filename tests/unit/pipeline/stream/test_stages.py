@@ -412,6 +412,42 @@ def test_an_erase_in_the_worker_tombstones_the_profile_and_drops_later_events() 
     assert deployment.linker.origin(1).offset == 1
 
 
+def test_an_erase_shreds_the_persons_keys_first_and_waits_while_the_vault_is_down() -> None:
+    from pipeline.engine.erasure import Suppression
+    from pipeline.exceptions import VaultUnavailableError
+
+    suppression = Suppression(b"s" * 32)
+    deployment = Deployment(StitchConfig(suppression=suppression))
+    ann = Identifier(namespace="email", value="ann@example.com")
+    deployment.link([make_event(event_id="a1", identifiers=[ann])])
+    deployment.drain()
+    calls: list[tuple[list[str], list[str]]] = []
+
+    def down(ids: list[str], tags: list[str]) -> int:
+        raise VaultUnavailableError("vault unreachable")
+
+    deployment.linker.shred = deployment.linker.decisions.shred = down
+    erase = _operation_item("op-e", "erase", "email:ann@example.com", "", 3)
+    with pytest.raises(VaultUnavailableError):  # not a failure of the record: the batch waits
+        deployment.linker.run([erase])
+    assert "ann@example.com" in json.dumps(list(deployment.graph.data.items()))  # nothing erased
+
+    def up(ids: list[str], tags: list[str]) -> int:
+        calls.append((ids, tags))
+        return len(ids) + len(tags)
+
+    deployment.linker.shred = deployment.linker.decisions.shred = up
+    deployment.collect(deployment.linker.run([erase]))
+    assert calls == [(["a1"], [suppression.key("email|ann@example.com")])]
+    assert deployment.linker.forgetting  # the caller re-keys what the batch wrote
+    (result,) = _results(deployment)
+    assert "keys shredded 2" in result["detail"]
+    outcomes = deployment.drain()
+    assert any(deployment.profiles.forgetting for _ in outcomes)
+    deployment.link([make_event(event_id="a2", identifiers=[ann])])  # she comes back: dropped
+    assert calls[-1] == (["a2"], [])
+
+
 def _family(deployment: Deployment) -> list[ChannelEvent]:
     """The shared tablet's events, one batch each: the merge happens in the last."""
     events = make_shared_tablet()

@@ -413,7 +413,8 @@ def build_app(
         topic, key, value, partition = output
         if topic != topics.profiles or value is None or key is None or seal is None:
             return output
-        record = codec.decode(topic, value, CustomerProfile)
+        built = runner.built.get(key.decode()) if isinstance(runner, ProfileStage) else None
+        record = built.to_avro() if built else codec.decode(topic, value, CustomerProfile)
         key_id, data_key = seal.data_key("p|" + key.decode())
         sealed = seal_profile(record, data_key, key_id)
         return topic, key, codec.encode_record(topic, CUSTOMER_PROFILE, sealed), partition

@@ -152,7 +152,7 @@ class IntakeLoop:
     def _key(self, key_id: str) -> bytes:
         """The key of a sealed record; DecodeError ``erased`` when it was shredded,
         ``unreadable_seal`` when the vault never had it."""
-        if key_id not in self.keys:  # sealed without the header: asked alone
+        if key_id not in self.keys:  # sealed, named neither by header nor by key: asked alone
             self.keys.update(self._fetch([key_id]))
         if key_id not in self.keys:
             raise DecodeError(Rejection(Reason.unreadable_seal, "the vault has no key for it"))
@@ -172,12 +172,18 @@ class IntakeLoop:
             raise VaultUnavailableError(str(exc)) from exc
 
     def prefetch(self, messages: list[Any]) -> None:
-        """The keys of the batch's sealed records (named in their headers), in one call."""
+        """The keys of the batch's sealed records, in one call: named in their headers, or
+        (a producer that seals without the header) by the record key, the event id."""
+        self.keys = {}
+        if self.vault is None:
+            return
         ids = []
         for message in messages:
-            for name, value in message.headers() or ():
-                if name == KEY_HEADER and value:
-                    ids.append(value.decode())
+            named = [v for name, v in message.headers() or () if name == KEY_HEADER and v]
+            if named:
+                ids.append(named[0].decode())
+            elif message.topic() == self.source and message.key():
+                ids.append(event_key_id(message.key().decode("utf-8", "replace")))
         self.keys = self._fetch(sorted(set(ids)))
 
     def _dead_letter(self, message: Any, rejection: Rejection, error: str | None = None) -> None:

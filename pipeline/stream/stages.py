@@ -29,7 +29,7 @@ from typing import Any
 
 from pipeline.clock import Clock
 from pipeline.contract.dead_letters import Origin
-from pipeline.contract.models import ChannelEvent, IdentityChange, JourneyEvent
+from pipeline.contract.models import ChannelEvent, CustomerProfile, IdentityChange, JourneyEvent
 from pipeline.contract.schemas import (
     CHANNEL_EVENT,
     IDENTITY_OPERATION,
@@ -436,11 +436,14 @@ class ProfileStage(BatchStage):
             journey_properties=stitch.journey_properties,
         )
         self.touched: dict[str, None] = {}
+        # The profiles of the batch's outputs by customer id (sealing re-encodes from them).
+        self.built: dict[str, CustomerProfile] = {}
         self.tombstones: list[str] = []
         self.forwards: list[tuple[str, dict[str, Any]]] = []
 
     def start(self, items: list[dict[str, Any]]) -> None:
         self.touched = {}
+        self.built = {}
         self.tombstones = []
         self.forwards = []
         self.journal.begin()
@@ -473,6 +476,7 @@ class ProfileStage(BatchStage):
         for customer_id in self.touched:
             profile = self.book.snapshot(customer_id, now)
             if profile is not None:
+                self.built[customer_id] = profile
                 out.append((topic, customer_id.encode(), self.serde.encode(topic, profile), None))
         out += [(topic, gone.encode(), None, None) for gone in self.tombstones]
         self.touched, self.tombstones = {}, []

@@ -3,8 +3,8 @@
 A table key names personal data (``n|email|ann@example.com``) and its values hold it (customer
 records, match features, kept events, profiles). With a vault and an erasure key configured:
 
-* every table key is stored and sent as ``HMAC-SHA256(pepper, key)`` (the pepper derived from
-  the erasure key and the table's name): lookups still work, nobody without the secret can tell
+* every table key is stored and sent as its keyed BLAKE2b hash under a pepper derived (HMAC)
+  from the erasure key and the table's name: lookups still work, nobody without the secret can tell
   which identifier a key (or a tombstone) is about;
 * every changelog value is sealed under a data key of its own table key (vault id
   ``t:<hashed key>``), so that all versions of one key in the changelog share one data key;
@@ -45,12 +45,22 @@ class TableSeal:
             secret, b"omnistitch/table-keys/" + table.encode(), "sha256"
         ).digest()
         self.cache: dict[str, bytes] = {}
+        self.ciphers: dict[str, AESGCM] = {}  # per data key id, beside ``cache``
+        self.hashed: dict[str, bytes] = {}  # table key -> stored key (a hot path: memoised)
 
     # -- keys ------------------------------------------------------------------------------
     def table_key(self, key: str) -> bytes:
         """The stored key: the keyed hash, as a JSON string (faust's key format)."""
-        digest = hmac.new(self.pepper, key.encode("utf-8", "surrogatepass"), hashlib.sha256)
-        return encode_basestring_ascii(digest.hexdigest()).encode()
+        found = self.hashed.get(key)
+        if found is None:
+            if len(self.hashed) >= MAX_CACHED_KEYS:
+                self.hashed.clear()
+            # Keyed BLAKE2b: a PRF like HMAC-SHA256, at a third of its cost per call.
+            digest = hashlib.blake2b(
+                key.encode("utf-8", "surrogatepass"), key=self.pepper, digest_size=24
+            )
+            found = self.hashed[key] = encode_basestring_ascii(digest.hexdigest()).encode()
+        return found
 
     @staticmethod
     def key_id(table_key: bytes) -> str:
@@ -60,7 +70,14 @@ class TableSeal:
         if len(self.cache) + len(keys) > MAX_CACHED_KEYS:
             for old in list(self.cache)[: len(self.cache) // 2 + len(keys)]:
                 del self.cache[old]
+                self.ciphers.pop(old, None)
         self.cache.update({k: v for k, v in keys.items() if v is not None})
+
+    def _cipher(self, key_id: str, data_key: bytes) -> AESGCM:
+        cipher = self.ciphers.get(key_id)
+        if cipher is None:
+            cipher = self.ciphers[key_id] = AESGCM(data_key)
+        return cipher
 
     # -- values ----------------------------------------------------------------------------
     def seal(
@@ -83,7 +100,7 @@ class TableSeal:
                 if data_key is None:
                     raise SealError("the vault refused a table key")
             nonce = os.urandom(_NONCE)
-            sealed = AESGCM(data_key).encrypt(nonce, value, key_id.encode())
+            sealed = self._cipher(key_id, data_key).encrypt(nonce, value, key_id.encode())
             ident = key_id.encode()
             out.append((key, TABLE_MAGIC + bytes([len(ident)]) + ident + nonce + sealed))
         return out
@@ -119,7 +136,7 @@ class TableSeal:
             self._remember({key_id: found})
             data_key = found
         try:
-            return AESGCM(data_key).decrypt(nonce, body, key_id.encode())
+            return self._cipher(key_id, data_key).decrypt(nonce, body, key_id.encode())
         except InvalidTag:
             return None  # sealed under an earlier key of this id, shredded since
 
@@ -128,5 +145,6 @@ class TableSeal:
         ids = sorted({self.key_id(k) for k in table_keys})
         for key_id in ids:
             self.cache.pop(key_id, None)
+            self.ciphers.pop(key_id, None)
         if ids:
             self.vault.shred(ids, [])

@@ -262,3 +262,37 @@ def test_after_an_erase_no_topic_holds_a_readable_copy_of_the_person(
     assert any(p.suffix == ".log" for p in files) and any("data-w0" in str(p) for p in files)
     left = [(p.name, v) for p in files for v in ANN if v.lower().encode() in p.read_bytes().lower()]
     assert not left, f"personal data left in state files or logs: {left[:5]}"
+
+
+def test_a_worker_restored_from_sealed_changelogs_knows_every_customer(
+    run_factory: Callable[[int], Run], vault: VaultEndpoint
+) -> None:
+    """The changelogs hold hashed keys and sealed values: a worker with an empty data folder
+    rebuilds its tables from them and opens each value on first read, so a later event of a
+    known person joins the customer the first worker made."""
+    run = run_factory(2)
+    run.env.update(vault.env())
+    run.env["OMNISTITCH_ERASURE_KEY"] = "integration-test-erasure-key-0123456789"
+    settings = Settings(
+        bootstrap_servers=run.kafka.bootstrap_servers,
+        schema_registry_url=run.kafka.registry_url,
+        topic_prefix=run.prefix,
+        vault_url=vault.url,
+        vault_token=vault.token,
+        erasure_key=run.env["OMNISTITCH_ERASURE_KEY"],
+    )
+    email = Identifier(namespace="email", value=ANN[0])
+    sink = EventSink.from_settings(settings, "it-connector")
+    first = run.ready_worker("first")
+    try:
+        sink.deliver([make_event(event_id="a1", identifiers=[email]), make_event(event_id="b1")])
+        before = {j.event.event_id: j.customer_id for j in run.wait_for_journeys({"a1", "b1"})}
+        assert first.stop() == 0
+        second = run.ready_worker("second")  # an empty data folder: the changelogs only
+        phone = Identifier(namespace="phone", value=ANN[1])
+        sink.deliver([make_event(event_id="a2", identifiers=[phone, email])])
+        after = {j.event.event_id: j.customer_id for j in run.wait_for_journeys({"a2"})}
+    finally:
+        sink.close()
+    assert after["a2"] == before["a1"]
+    assert second.stop() == 0

@@ -21,6 +21,7 @@ wrote one), so it reads as absent.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import os
@@ -33,7 +34,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pipeline.exceptions import SealError
 from pipeline.vault.client import Vault
 
-TABLE_MAGIC = b"OST1"
+# A sealed value is a JSON string (faust's recovery decodes changelog values as JSON before it
+# stores their bytes): this prefix, then base64 of key id length, key id, nonce, ciphertext.
+TABLE_MAGIC = b'"OST1:'
+
 _NONCE = 12
 MAX_CACHED_KEYS = 200_000  # ~40 MB at most: data keys of recently used table keys
 
@@ -102,7 +106,8 @@ class TableSeal:
             nonce = os.urandom(_NONCE)
             sealed = self._cipher(key_id, data_key).encrypt(nonce, value, key_id.encode())
             ident = key_id.encode()
-            out.append((key, TABLE_MAGIC + bytes([len(ident)]) + ident + nonce + sealed))
+            packed = base64.b64encode(bytes([len(ident)]) + ident + nonce + sealed)
+            out.append((key, TABLE_MAGIC + packed + b'"'))
         return out
 
     def data_key(self, key: str) -> tuple[str, bytes]:
@@ -123,8 +128,12 @@ class TableSeal:
 
     def open(self, value: bytes) -> bytes | None:
         """A sealed table value opened; None when its key was shredded (superseded)."""
-        size = value[len(TABLE_MAGIC)]
-        start = len(TABLE_MAGIC) + 1
+        try:
+            value = base64.b64decode(value[len(TABLE_MAGIC) : -1], validate=True)
+        except ValueError:
+            raise SealError("a sealed table value that is not base64") from None
+        size = value[0]
+        start = 1
         key_id = value[start : start + size].decode()
         nonce = value[start + size : start + size + _NONCE]
         body = value[start + size + _NONCE :]

@@ -141,13 +141,23 @@ class IntakeLoop:
     # -- one record ----------------------------------------------------------------------------
     def _decode(self, data: bytes) -> dict[str, Any]:
         record = self.serde.decode(self.source, data, ChannelEvent)
-        if record.get("sealed") is not None:
-            key = self._key(event_key_id(str(record["event_id"])))
-            try:
-                record = open_event_record(record, key)
-            except SealError as exc:
-                raise DecodeError(Rejection(Reason.unreadable_seal, str(exc))) from None
-        return record
+        return self._opened(record, event_key_id(str(record["event_id"])), open_event_record)
+
+    def _opened(
+        self,
+        record: dict[str, Any],
+        key_id: str,
+        opener: Callable[[dict[str, Any], bytes], dict[str, Any]],
+    ) -> dict[str, Any]:
+        """A decoded record with its sealed fields opened (as it is when not sealed);
+        DecodeError when they do not open."""
+        if record.get("sealed") is None:
+            return record
+        key = self._key(key_id)
+        try:
+            return opener(record, key)
+        except SealError as exc:
+            raise DecodeError(Rejection(Reason.unreadable_seal, str(exc))) from None
 
     def _key(self, key_id: str) -> bytes:
         """The key of a sealed record; DecodeError ``erased`` when it was shredded,
@@ -249,12 +259,8 @@ class IntakeLoop:
             record = self.serde.decode_record(
                 self.operations_topic, message.value() or b"", IDENTITY_OPERATION
             )
-            if record.get("sealed") is not None:
-                key = self._key(operation_key_id(str(record["operation_id"])))
-                try:
-                    record = open_operation_record(record, key)
-                except SealError as exc:
-                    raise DecodeError(Rejection(Reason.unreadable_seal, str(exc))) from None
+            key_id = operation_key_id(str(record["operation_id"]))
+            record = self._opened(record, key_id, open_operation_record)
             Operation.from_json(record)  # the linking stage applies only valid operations
         except (RegistryUnavailableError, VaultUnavailableError):
             raise

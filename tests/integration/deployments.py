@@ -4,6 +4,8 @@ conftest makes one)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -15,6 +17,7 @@ from confluent_kafka import Producer
 from pipeline.contract.models import ChannelEvent, CustomerProfile, IdentityChange, JourneyEvent
 from pipeline.stream.serialization import RegistrySerde
 from pipeline.stream.topics import EVENTS, IDENTITY_CHANGES, JOURNEYS, PROFILES, create_topics
+from tests.conftest import REPO_ROOT
 from tests.factories import Clustering, journey_clustering
 from tests.integration.conftest import KafkaEndpoints, WorkerProcess, drain
 
@@ -55,6 +58,19 @@ class Run:
         )
         self.workers.append(worker)
         return worker
+
+    def cli(self, *args: str) -> tuple[int, str]:
+        """``omnistitch ARGS`` against this deployment: exit code and standard output."""
+        done = subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", *args],
+            cwd=REPO_ROOT,
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.stdout.strip(), done.stderr
+        return done.returncode, done.stdout
 
     def ready_worker(self, name: str) -> WorkerProcess:
         """A worker started and settled (ready after its partition assignment)."""
@@ -138,3 +154,12 @@ def wait_ready(workers: list[WorkerProcess], timeout_s: float = 120) -> None:
             stable_since = None
         time.sleep(0.5)
     pytest.fail("workers did not settle:\n" + "\n".join(w.tail(2000) for w in workers))
+
+
+def wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(1)
+    pytest.fail(f"not within {timeout_s}s: {what}")

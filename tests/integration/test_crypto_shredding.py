@@ -9,10 +9,6 @@ the erase shredded."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -51,10 +47,9 @@ from pipeline.vault.sealing import (
     unseal,
 )
 from pipeline.vault.tables import TableSeal
-from tests.conftest import REPO_ROOT
 from tests.factories import make_event
 from tests.integration.conftest import VaultEndpoint, drain
-from tests.integration.deployments import Run
+from tests.integration.deployments import Run, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -120,46 +115,11 @@ def _scan(run: Run, vault: VaultClient) -> dict[str, list[str]]:
     return found
 
 
-def _erase(run: Run, identifier: str) -> dict[str, Any]:
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipeline.cli",
-            "erase",
-            "--identifier",
-            identifier,
-            "--operator",
-            "dpo",
-            "--json",
-        ],
-        cwd=REPO_ROOT,
-        env={**os.environ, **run.env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.stdout.strip(), done.stderr
-    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
-
-
-def _wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(1)
-    pytest.fail(f"not within {timeout_s}s: {what}")
-
-
-def test_after_an_erase_no_topic_holds_a_readable_copy_of_the_person(
-    run_factory: Callable[[int], Run], vault: VaultEndpoint
-) -> None:
-    run = run_factory(2)
+def _sealed(run: Run, vault: VaultEndpoint) -> Settings:
+    """The deployment with the vault and an erasure key; a connector's settings for it."""
     run.env.update(vault.env())
     run.env["OMNISTITCH_ERASURE_KEY"] = "integration-test-erasure-key-0123456789"
-    run.env["OMNISTITCH_INTERNAL_PURGE_INTERVAL_S"] = "1"
-    settings = Settings(
+    return Settings(
         bootstrap_servers=run.kafka.bootstrap_servers,
         schema_registry_url=run.kafka.registry_url,
         topic_prefix=run.prefix,
@@ -167,6 +127,14 @@ def test_after_an_erase_no_topic_holds_a_readable_copy_of_the_person(
         vault_token=vault.token,
         erasure_key=run.env["OMNISTITCH_ERASURE_KEY"],
     )
+
+
+def test_after_an_erase_no_topic_holds_a_readable_copy_of_the_person(
+    run_factory: Callable[[int], Run], vault: VaultEndpoint
+) -> None:
+    run = run_factory(2)
+    settings = _sealed(run, vault)
+    run.env["OMNISTITCH_INTERNAL_PURGE_INTERVAL_S"] = "1"
     client = VaultClient(vault.url, vault.token)
     worker = run.ready_worker("w0")
     email = Identifier(namespace="email", value=ANN[0])
@@ -220,34 +188,20 @@ def test_after_an_erase_no_topic_holds_a_readable_copy_of_the_person(
 
     # Why are her e-mail address and phone one customer? The worker's answer names both:
     # sealed on the results topic, opened by the CLI.
-    asked = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipeline.cli",
-            "explain",
-            f"email:{ANN[0]}",
-            f"phone:{ANN[1]}",
-            "--json",
-        ],
-        cwd=REPO_ROOT,
-        env={**os.environ, **run.env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert asked.returncode == 0 and json.loads(asked.stdout)["joined"], asked.stderr
+    code, out = run.cli("explain", f"email:{ANN[0]}", f"phone:{ANN[1]}", "--json")
+    assert code == 0 and json.loads(out)["joined"], out
     results = drain(run.kafka.bootstrap_servers, OPERATION_RESULTS.name(run.prefix))
     assert results and not any(ANN[0].encode() in (m.value() or b"") for m in results)
     assert OPERATION_RESULTS.name(run.prefix) in _scan(run, client)[ANN[0]]  # the scan opens it
 
-    answer = _erase(run, f"email:{ANN[0]}")
+    code, out = run.cli("erase", "--identifier", f"email:{ANN[0]}", "--operator", "dpo", "--json")
+    answer = json.loads(out.strip().splitlines()[-1])
     assert answer["status"] == "done", answer
 
     def clean() -> bool:
         return set(_scan(run, client)) == {BOB_NAME}
 
-    _wait_for(clean, "no readable copy of Ann's data on any scanned topic", timeout_s=90)
+    wait_for(clean, "no readable copy of Ann's data on any scanned topic", timeout_s=90)
     letters = [
         DeadLetter.from_message(m.key(), m.value(), list(m.headers() or []))
         for m in drain(run.kafka.bootstrap_servers, DEAD_LETTERS.name(run.prefix))
@@ -271,16 +225,7 @@ def test_a_worker_restored_from_sealed_changelogs_knows_every_customer(
     rebuilds its tables from them and opens each value on first read, so a later event of a
     known person joins the customer the first worker made."""
     run = run_factory(2)
-    run.env.update(vault.env())
-    run.env["OMNISTITCH_ERASURE_KEY"] = "integration-test-erasure-key-0123456789"
-    settings = Settings(
-        bootstrap_servers=run.kafka.bootstrap_servers,
-        schema_registry_url=run.kafka.registry_url,
-        topic_prefix=run.prefix,
-        vault_url=vault.url,
-        vault_token=vault.token,
-        erasure_key=run.env["OMNISTITCH_ERASURE_KEY"],
-    )
+    settings = _sealed(run, vault)
     email = Identifier(namespace="email", value=ANN[0])
     sink = EventSink.from_settings(settings, "it-connector")
     first = run.ready_worker("first")

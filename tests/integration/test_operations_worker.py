@@ -5,10 +5,6 @@ results topic; a retry with the same id is applied once; an invalid operation is
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -21,48 +17,22 @@ from pipeline.engine.operations import Operation
 from pipeline.engine.state import MemoryStore
 from pipeline.engine.stitcher import Stitcher
 from pipeline.stream.topics import DEAD_LETTERS, OPERATIONS
-from tests.conftest import REPO_ROOT
 from tests.factories import make_event, make_shared_tablet
 from tests.integration.conftest import drain
-from tests.integration.deployments import Run
+from tests.integration.deployments import Run, wait_for
 
 pytestmark = pytest.mark.integration
 
 
 def _cli(run: Run, *args: str) -> tuple[int, dict[str, Any]]:
-    done = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args, "--operator", "qa", "--json"],
-        cwd=REPO_ROOT,
-        env={**os.environ, **run.env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.stdout.strip(), done.stderr
-    return done.returncode, json.loads(done.stdout.strip().splitlines()[-1])
+    code, out = run.cli(*args, "--operator", "qa", "--json")
+    return code, json.loads(out.strip().splitlines()[-1])
 
 
 def _explain(run: Run, left: str, right: str) -> tuple[int, dict[str, Any]]:
     """``omnistitch explain`` against the running worker, as JSON."""
-    done = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "explain", left, right, "--json"],
-        cwd=REPO_ROOT,
-        env={**os.environ, **run.env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.stdout.strip(), done.stderr
-    return done.returncode, dict(json.loads(done.stdout))
-
-
-def _wait_for(predicate: Callable[[], bool], what: str, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(1)
-    pytest.fail(f"not within {timeout_s}s: {what}")
+    code, out = run.cli("explain", left, right, "--json")
+    return code, dict(json.loads(out))
 
 
 def test_link_and_reject_through_the_worker(run_factory: Callable[[int], Run]) -> None:
@@ -85,7 +55,7 @@ def test_link_and_reject_through_the_worker(run_factory: Callable[[int], Run]) -
         run, "link", "email:ann@example.com", "phone:+4915112345678", "--id", "op-link-1"
     )
     assert (code, linked["status"], linked["kind"]) == (0, "done", "link"), linked
-    _wait_for(lambda: len(run.profiles()) == 2, "the merged profile and the loser's tombstone")
+    wait_for(lambda: len(run.profiles()) == 2, "the merged profile and the loser's tombstone")
     survivor = run.profiles()[linked["customer_id"]]
     assert survivor.event_count == 2
     merged = [c for c in run.changes() if c.change_id in linked["change_ids"]]
@@ -122,7 +92,7 @@ def test_link_and_reject_through_the_worker(run_factory: Callable[[int], Run]) -
         ]
         return any(letter.value == b"not avro" for letter in letters)
 
-    _wait_for(dead_letter_seen, "a dead letter for the broken operation")
+    wait_for(dead_letter_seen, "a dead letter for the broken operation")
     code, later = _cli(run, "review", "accept", "phone:+4915112345678", "email:ann@example.com")
     assert (code, later["status"], later["detail"]) == (0, "done", "already one customer")
     assert worker.stop() == 0
@@ -138,14 +108,14 @@ def test_split_through_the_worker_equals_replay_with_the_same_operation(
     for n, event in enumerate(events):  # in this order (the topic has 4 partitions)
         run.produce([event])
         run.wait_for_journeys({e.event_id for e in events[: n + 1]})
-    _wait_for(lambda: len(run.profiles()) == 1, "the tablet's merge")
+    wait_for(lambda: len(run.profiles()) == 1, "the tablet's merge")
 
     code, why = _explain(run, "email:ann@example.com", "email:ben@example.com")
     assert (code, why["joined"]) == (0, True), why  # the worker's graph, through the tablet
     assert "anonymous_id|tablet-1" in json.dumps(why)
     code, split = _cli(run, "split", "email:ann@example.com", "--event", "b2", "--id", "op-s")
     assert (code, split["status"], split["detail"]) == (0, "done", "2 parts"), split
-    _wait_for(lambda: len(run.profiles()) == 2, "a profile per part")
+    wait_for(lambda: len(run.profiles()) == 2, "a profile per part")
     code, why = _explain(run, "email:ann@example.com", "email:ben@example.com")
     assert (code, why["joined"]) == (1, False), why
     assert any("do not link" in note for note in why["notes"]), why
@@ -172,7 +142,7 @@ def test_split_through_the_worker_equals_replay_with_the_same_operation(
 
     # The parts' profiles are rebuilt over several batches: wait until the topic settles.
     expected = comparable(out.profiles)
-    _wait_for(lambda: comparable(run.profiles().values()) == expected, "profiles equal replay's")
+    wait_for(lambda: comparable(run.profiles().values()) == expected, "profiles equal replay's")
     assert sorted((j.event.event_id, j.customer_id, j.corrects) for j in corrected) == sorted(
         (j.event.event_id, j.customer_id, j.corrects) for j in out.journeys
     )
@@ -190,7 +160,7 @@ def test_split_through_the_worker_equals_replay_with_the_same_operation(
         profiles = run.profiles().values()
         return len(profiles) == 2 and all("anonymous_id" not in p.identifiers for p in profiles)
 
-    _wait_for(tablet_gone, "both profiles without the junk tablet")
+    wait_for(tablet_gone, "both profiles without the junk tablet")
     assert worker.stop() == 0
 
 
@@ -210,11 +180,11 @@ def test_erase_through_the_worker_leaves_no_trace_in_its_state_and_drops_later_e
     ]
     run.produce(events)
     run.wait_for_journeys({"a1", "a2", "b1"})
-    _wait_for(lambda: len(run.profiles()) == 2, "two profiles")
+    wait_for(lambda: len(run.profiles()) == 2, "two profiles")
 
     code, erased = _cli(run, "erase", "--identifier", f"email:{pii[0]}")
     assert (code, erased["status"]) == (0, "done"), erased
-    _wait_for(lambda: len(run.profiles()) == 1, "Ann's profile tombstoned")
+    wait_for(lambda: len(run.profiles()) == 1, "Ann's profile tombstoned")
     changes = [c for c in run.changes() if c.change_type is ChangeType.erased]
     assert [c.customer_id for c in changes] == [erased["customer_id"]]
 
@@ -227,7 +197,7 @@ def test_erase_through_the_worker_leaves_no_trace_in_its_state_and_drops_later_e
         ]
         return any(d.rejection.reason.value == "erased" and not d.value for d in letters)
 
-    _wait_for(dropped, "a dead letter 'erased' without payload for the late event")
+    wait_for(dropped, "a dead letter 'erased' without payload for the late event")
     assert len(run.profiles()) == 1
     assert worker.stop() == 0
     state = run.tmp_path / "data-w0"

@@ -272,6 +272,29 @@ class Settings(BaseSettings):
     )
 
     # Local stack (make up / down): loopback only.
+    serve_host: str = Field("127.0.0.1", description="Address the profile API binds to.")
+    serve_port: int = Field(8300, description="Port of the profile API and viewer.")
+    serve_dir: Path = Field(
+        Path(".stack/serve"), description="The profile API's view of the output topics (RocksDB)."
+    )
+    api_tokens: dict[str, str] = Field(
+        default_factory=dict,
+        description='Profile API tokens as {"<name>": "<SHA-256 hex of the token>"} (only '
+        "hashes in the environment); empty: one local token in <serve_dir>/token.",
+    )
+    api_operators: list[str] = Field(
+        default_factory=list,
+        description="Token names that may POST identity operations (all, with the local token).",
+    )
+    serve_max_journey: int = Field(
+        5000, ge=10, le=100_000, description="Journey events the API keeps per customer id."
+    )
+    metrics_port: int = Field(
+        0,
+        ge=0,
+        description="Port of the /metrics, /health/live and /health/ready endpoints of the worker "
+        "and the file connector (0: off; the collector and the API serve them on their own port).",
+    )
     stack_dir: Path = Field(Path(".stack"), description="Data and logs of the local stack.")
     stack_lib_dir: Path = Field(
         Path("stack/lib"), description="Jars fetched by `make setup` (Kafka, Apicurio)."

@@ -17,6 +17,17 @@ def cmd_collector(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    """The profile API and viewer (pipeline.serving), over a view of the output topics."""
+    from pipeline.serving.server import run
+    from pipeline.stream.transport import check_kafka
+
+    setup_logging(settings)
+    check_kafka(settings.kafka_security())
+    run(settings, catch_up_s=args.catch_up)
+    return 0
+
+
 def cmd_files(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 

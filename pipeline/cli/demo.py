@@ -29,13 +29,13 @@ from confluent_kafka import Consumer, TopicPartition
 from connectors.files.loader import TopicProbe
 from connectors.synthetic.generator import generate, map_touches
 from connectors.synthetic.sending import send
-from pipeline.cli.stitching import stitching_accuracy
 from pipeline.contract.dead_letters import DeadLetter
 from pipeline.contract.intake import check
 from pipeline.contract.models import ChangeType, ChannelEvent, IdentityChange, JourneyEvent
 from pipeline.engine.graph import merge_forwarding
 from pipeline.insight.histories import histories as customer_histories
 from pipeline.insight.kpis import render, report
+from pipeline.quality.evaluation import stitching_accuracy
 from pipeline.settings import Settings
 from pipeline.stack.local import free_port, port_open
 from pipeline.stream.serialization import RegistrySerde

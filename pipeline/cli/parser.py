@@ -7,7 +7,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from pipeline.cli.connectors import cmd_collector, cmd_files, cmd_generate
+from pipeline.cli.connectors import cmd_collector, cmd_files, cmd_generate, cmd_serve
 from pipeline.cli.operating import (
     add_operation_arguments,
     cmd_erase,
@@ -253,6 +253,17 @@ def build_parser() -> argparse.ArgumentParser:
         "collector", help="run the HTTP collector (Segment tracking API and webhooks)"
     )
     collector.set_defaults(func=cmd_collector)
+
+    serving = sub.add_parser(
+        "serve", help="run the profile API and viewer on OMNISTITCH_SERVE_HOST:PORT (8300)"
+    )
+    serving.add_argument(
+        "--catch-up",
+        type=float,
+        default=0.0,
+        help="seconds to wait for the view to reach the topics' ends before answering",
+    )
+    serving.set_defaults(func=cmd_serve)
 
     files = sub.add_parser("files", help="run the file connector on the drop folder (POS, CRM)")
     files.add_argument("--dir", help="the drop folder (default: OMNISTITCH_DROP_DIR)")

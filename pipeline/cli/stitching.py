@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pipeline import garbage
@@ -17,7 +16,7 @@ from pipeline.settings import Settings
 from pipeline.stream.transport import check_kafka
 
 if TYPE_CHECKING:
-    from pipeline.contract.models import ChannelEvent
+    pass
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -33,7 +32,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     setup_logging(settings, configure=False)
     check_kafka(settings.kafka_security())
     RegistrySerde.from_access(settings.registry_access()).register(settings.topic_prefix)
-    return supervise(settings.stages())
+    return supervise(settings.stages(), settings.metrics_port, settings.data_dir)
 
 
 def cmd_stage(args: argparse.Namespace, settings: Settings) -> int:
@@ -210,24 +209,6 @@ def cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if found_path.joined else 1
 
 
-def stitching_accuracy(found: Mapping[str, Sequence[ChannelEvent]]) -> dict[str, float] | None:
-    """Pairwise precision, recall and F1 of the customers' events against the persons in
-    ``properties.truth_person_id`` (None when no event carries one)."""
-    from pipeline.quality.evaluation import pairwise
-
-    predicted = {e.event_id: c for c, events in found.items() for e in events}
-    truth = {
-        e.event_id: e.properties["truth_person_id"]
-        for events in found.values()
-        for e in events
-        if "truth_person_id" in e.properties
-    }
-    if not truth:
-        return None
-    scores = pairwise(predicted, truth)
-    return {"precision": scores.precision, "recall": scores.recall, "f1": scores.f1}
-
-
 def cmd_kpis(args: argparse.Namespace, settings: Settings) -> int:
     import json
     from datetime import timedelta
@@ -253,6 +234,8 @@ def cmd_kpis(args: argparse.Namespace, settings: Settings) -> int:
     except (OSError, ValueError) as exc:
         say(f"cannot read the input: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
         return 2
+    from pipeline.quality.evaluation import stitching_accuracy
+
     result = report(found, timedelta(days=args.lookback_days), stitching_accuracy(found))
     print(json.dumps(result.to_json(), indent=2) if args.json else render(result))
     return 0

@@ -195,6 +195,12 @@ class ConsentStatement(ContractModel):
     stated_at: Millis
 
 
+class TraitOrigin(ContractModel):
+    avro_name: ClassVar[str] = f"{schemas.NAMESPACE}.TraitOrigin"
+    source: str
+    observed_at: Millis
+
+
 class CustomerProfile(ContractModel):
     avro_name: ClassVar[str] = schemas.CUSTOMER_PROFILE
     customer_id: str
@@ -208,6 +214,7 @@ class CustomerProfile(ContractModel):
     order_totals: dict[str, str] = Field(default_factory=dict)
     consent: dict[str, bool] = Field(default_factory=dict)
     consent_statements: dict[str, ConsentStatement] = Field(default_factory=dict)
+    trait_origins: dict[str, TraitOrigin] = Field(default_factory=dict)
     merged_ids: list[str] = Field(default_factory=list)
     possible_matches: list[str] = Field(default_factory=list)
     version: int = 0
@@ -284,6 +291,7 @@ CONTRACT_MODELS: tuple[type[ContractModel], ...] = (
     ChannelEvent,
     CustomerProfile,
     ConsentStatement,
+    TraitOrigin,
     Evidence,
     IdentityChange,
     JourneyEvent,

@@ -31,6 +31,7 @@ from pipeline.contract.models import (
     ConsentStatement,
     CustomerProfile,
     JourneyEvent,
+    TraitOrigin,
     Traits,
     to_millis,
 )
@@ -94,7 +95,7 @@ class Survivorship:
 
 
 def _better(candidate: list[Any], current: list[Any] | None) -> bool:
-    """[value, at_ms, rank]: lower rank wins, then the later time."""
+    """[value, at_ms, rank, source]: lower rank wins, then the later time."""
     if current is None:
         return True
     return (candidate[2], -candidate[1]) <= (current[2], -current[1])
@@ -247,7 +248,7 @@ class ProfileBook:
         for name in TRAIT_NAMES:
             value = getattr(event.traits, name)
             if value is not None and value.strip():
-                candidate = [value.strip(), at, rank]
+                candidate = [value.strip(), at, rank, event.source]
                 if _better(candidate, state["traits"].get(name)):
                     state["traits"][name] = candidate
         channels = state["channels"]
@@ -474,6 +475,15 @@ class ProfileBook:
                         }
                     )
                     for purpose, entry in state["consent"].items()
+                },
+                "trait_origins": {
+                    name: TraitOrigin.from_valid(
+                        {
+                            "source": entry[3] if len(entry) > 3 else "",
+                            "observed_at": to_millis(_from_ms(entry[1])),
+                        }
+                    )
+                    for name, entry in state["traits"].items()
                 },
                 "merged_ids": list(state["merged"]),
                 "possible_matches": [

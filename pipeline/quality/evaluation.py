@@ -9,10 +9,10 @@ its true cluster that was found (recall), averaged over records.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from pipeline.contract.models import ChangeType, IdentityChange
+from pipeline.contract.models import ChangeType, ChannelEvent, IdentityChange
 
 
 @dataclass(frozen=True)
@@ -147,3 +147,19 @@ def describe_change(change: IdentityChange) -> str:
     ids = ", ".join(f"{i.namespace}" for i in evidence.identifiers)
     details = "; ".join(f"{k}: {v}" for k, v in evidence.details.items() if "null" not in v)
     return f"{evidence.rule}{score} {ids} {details}".strip()
+
+
+def stitching_accuracy(found: Mapping[str, Sequence[ChannelEvent]]) -> dict[str, float] | None:
+    """Pairwise precision, recall and F1 of the customers' events against the persons in
+    ``properties.truth_person_id`` (None when no event carries one)."""
+    predicted = {e.event_id: c for c, events in found.items() for e in events}
+    truth = {
+        e.event_id: e.properties["truth_person_id"]
+        for events in found.values()
+        for e in events
+        if "truth_person_id" in e.properties
+    }
+    if not truth:
+        return None
+    scores = pairwise(predicted, truth)
+    return {"precision": scores.precision, "recall": scores.recall, "f1": scores.f1}

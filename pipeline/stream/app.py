@@ -28,11 +28,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import faust
 
+from pipeline import metrics
 from pipeline.clock import Clock, system_clock
 from pipeline.configuration import stitch_config
 from pipeline.contract.dead_letters import (
@@ -44,7 +44,7 @@ from pipeline.contract.dead_letters import (
     log_processing_error,
     processing_error,
 )
-from pipeline.contract.models import CustomerProfile, JourneyEvent
+from pipeline.contract.models import CustomerProfile
 from pipeline.contract.schemas import CUSTOMER_PROFILE
 from pipeline.engine.graph import to_ms
 from pipeline.engine.journey import Journal
@@ -58,7 +58,9 @@ from pipeline.settings import Settings
 from pipeline.stream import durability
 from pipeline.stream.batches import EVENT_BATCH, OPERATION_BATCH
 from pipeline.stream.delivery import Output, Sender
+from pipeline.stream.observed import Observed
 from pipeline.stream.purging import Purger
+from pipeline.stream.readback import journey_tail, records_between
 from pipeline.stream.serialization import RegistrySerde, Serde
 from pipeline.stream.stages import LinkStage, ProfileStage, Topics, offset_key
 from pipeline.stream.tables import TableStore
@@ -87,17 +89,6 @@ ERASED = Rejection(Reason.erased, "the event carries an identifier of an erased 
 
 def broker_urls(bootstrap_servers: str) -> list[str]:
     return [f"kafka://{host.strip()}" for host in bootstrap_servers.split(",") if host.strip()]
-
-
-@dataclass(frozen=True)
-class Missed:
-    """A record read back because no stage handled it (see handle_batch)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
 
 
 def stage_app_id(settings: Settings, stage: str) -> str:
@@ -192,48 +183,6 @@ def build_app(
     def _assigned(_app: Any, /, *_args: Any, signal: Any, **_kwargs: Any) -> None:
         tail_stale[0] = True
 
-    def read_journey_tail(now_ms: int) -> dict[str, int]:
-        """Event ids (and record times) of the journey events written in the last window:
-        what reached Kafka, whatever the state says (see pipeline.engine.profile.Journal)."""
-        from confluent_kafka import Consumer, TopicPartition
-
-        topic = JOURNEYS.name(prefix)
-        consumer = Consumer(
-            {
-                **settings.kafka_security().librdkafka(),
-                "group.id": f"{settings.app_id}-journey-tail",
-                "enable.auto.commit": False,
-            }
-        )
-        found: dict[str, int] = {}
-        since = now_ms - int(settings.journey_window_s * 1000)
-        try:
-            metadata = consumer.list_topics(topic, timeout=10).topics[topic]
-            wanted = [TopicPartition(topic, p, since) for p in metadata.partitions]
-            ends = []
-            for tp in consumer.offsets_for_times(wanted, timeout=10):
-                _low, high = consumer.get_watermark_offsets(
-                    TopicPartition(topic, tp.partition), timeout=10
-                )
-                if tp.offset >= 0 and high > tp.offset:
-                    ends.append((tp, high))
-            consumer.assign([tp for tp, _ in ends])
-            remaining = {tp.partition: high for tp, high in ends}
-            while remaining:
-                msg = consumer.poll(2.0)
-                if msg is None:
-                    break
-                value, offset, partition = msg.value(), msg.offset(), msg.partition()
-                if msg.error() or value is None or offset is None or partition is None:
-                    continue
-                record = codec.decode(topic, value, JourneyEvent)
-                found[record["event"]["event_id"]] = msg.timestamp()[1]
-                if offset + 1 >= remaining.get(partition, 0):
-                    remaining.pop(partition, None)
-        finally:
-            consumer.close()
-        return found
-
     counts = DeadLetterCounts()
     stats = {"linked": 0, "profiled": 0, "processing_errors": 0}
     topics = Topics(
@@ -281,6 +230,8 @@ def build_app(
         )
         avro_name, field = OPERATION_BATCH, "operations"
     sender = Sender(settings)
+    this = stage
+    observed = Observed(codec, topics.changes)
     purger = Purger(settings.kafka_security())  # handled internal records deleted
 
     async def dead_letter(
@@ -298,6 +249,7 @@ def build_app(
             letter = await until_vault("a dead letter", sealer.seal_letter, letter, clock())
         await dead_topic.send(key=key, value=letter.value, headers=letter.headers())
         counts.add(rejection.reason)
+        metrics.DEAD_LETTERS.labels(stage or this, rejection.reason.value).inc()
         log.info(
             "dead letter: reason=%s origin=%s/%d@%d",
             rejection.reason,
@@ -310,6 +262,7 @@ def build_app(
         stage: str, origin: Origin, key: bytes | None, value: bytes | None, exc: Exception
     ) -> None:
         stats["processing_errors"] += 1
+        metrics.PROCESSING_ERRORS.labels(stage).inc()
         log_processing_error(log, stage, exc, origin)
         await dead_letter(
             origin, key, value, processing_error(stage, exc), stage, type(exc).__name__
@@ -328,7 +281,13 @@ def build_app(
         handled = 0
         if last is not None and message.offset > last + 1:
             missed = await asyncio.get_running_loop().run_in_executor(
-                None, read_range, message.topic, message.partition, last + 1, message.offset
+                None,
+                records_between,
+                settings,
+                message.topic,
+                message.partition,
+                last + 1,
+                message.offset,
             )
             log.warning(
                 "%s: %d records of %s/%d before offset %d were never handled; handling them now",
@@ -347,6 +306,7 @@ def build_app(
         failed, then every output and the table's changelog sent and acknowledged; only then
         does the stream move on (and its offset become committable)."""
         origin = Origin(message.topic, message.partition, message.offset)
+        started = time.monotonic()
         delay = 0.5
         table.bind(message.partition)
         outputs: list[Output] = []
@@ -393,6 +353,7 @@ def build_app(
         if (changelog[0][0], message.partition) in delivered:
             table.persisted(delivered[(changelog[0][0], message.partition)])
         purger.mark(message.topic, message.partition, message.offset)
+        observed.batch(this, handled, outputs, time.monotonic() - started)
         return handled
 
     async def until_vault(what: str, call: Callable[..., T], *args: Any) -> T:
@@ -419,49 +380,19 @@ def build_app(
         sealed = seal_profile(record, data_key, key_id)
         return topic, key, codec.encode_record(topic, CUSTOMER_PROFILE, sealed), partition
 
-    def read_range(topic: str, partition: int, start: int, end: int) -> list[Any]:
-        """The records of one partition in [start, end), as far as retention kept them."""
-        from confluent_kafka import Consumer, TopicPartition
-
-        consumer = Consumer(
-            {
-                **settings.kafka_security().librdkafka(),
-                "group.id": f"{settings.app_id}-gap-reader",
-                "enable.auto.commit": False,
-            }
-        )
-        found: list[Any] = []
-        try:
-            low, _high = consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=10
-            )
-            consumer.assign([TopicPartition(topic, partition, max(start, low))])
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline and max(start, low) < end:
-                msg = consumer.poll(1.0)
-                if msg is None or msg.error():
-                    continue
-                offset = int(msg.offset() or 0)
-                if offset >= end:
-                    break
-                found.append(Missed(topic, partition, offset, msg.key(), msg.value()))
-                if offset == end - 1:
-                    break
-        finally:
-            consumer.close()
-        return found
-
     async def link(stream: Any) -> None:
+        metrics.STAGE_READY.labels(this).set(1)
         async for event in stream.events():
             stats["linked"] += await handle_batch(event.message)
 
     async def profile(stream: Any) -> None:
+        metrics.STAGE_READY.labels(this).set(1)
         async for event in stream.events():
             if tail_stale[0]:
                 tail_stale[0] = False
                 now_ms = to_ms(clock())
                 tail = await asyncio.get_running_loop().run_in_executor(
-                    None, read_journey_tail, now_ms
+                    None, journey_tail, settings, codec, now_ms
                 )
                 journal.reset(tail, now_ms)
                 log.info("journey tail read: %d journey events of the last window", len(tail))
@@ -476,6 +407,8 @@ def build_app(
     async def purge_internal() -> None:
         """Handled records of the internal input topic deleted (pipeline.stream.purging)."""
         await asyncio.get_running_loop().run_in_executor(None, purger.purge)
+        lag = await asyncio.get_running_loop().run_in_executor(None, purger.lag)
+        observed.lag(this, lag)
 
     last_logged: list[tuple[Any, ...]] = []
 

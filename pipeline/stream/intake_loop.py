@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from pipeline import metrics
 from pipeline.clock import Clock, system_clock
 from pipeline.configuration import normaliser
 from pipeline.contract.dead_letters import (
@@ -69,6 +70,7 @@ log = logging.getLogger("omnistitch.intake")
 STAGE = "intake"
 ERASED = Rejection(Reason.erased, "the record was sealed under a key that an erase deleted")
 REGISTRY_RETRY_MAX_S = 30.0
+LAG_INTERVAL_S = 5.0
 
 
 def group_id(app_id: str) -> str:
@@ -220,6 +222,7 @@ class IntakeLoop:
             on_delivery=self._delivered,
         )
         self.counts.add(rejection.reason)
+        metrics.DEAD_LETTERS.labels(STAGE, rejection.reason.value).inc()
 
     def handle(self, message: Any) -> tuple[dict[str, Any], int] | None:
         """The accepted event's batch entry (and its size), or None after a dead letter for the
@@ -303,6 +306,7 @@ class IntakeLoop:
         ]
         if not messages:
             return 0
+        started, accepted_at_start = time.monotonic(), self.accepted
         delay = 0.5
         while True:
             self._failed.clear()
@@ -341,7 +345,25 @@ class IntakeLoop:
         self.consumer.commit(
             offsets=[TopicPartition(t, p, o) for (t, p), o in ends.items()], asynchronous=False
         )
+        metrics.RECORDS_IN.labels(STAGE).inc(len(messages))
+        metrics.BATCH_SIZE.labels(STAGE).observe(len(messages))
+        metrics.PROCESSING_SECONDS.labels(STAGE).observe(time.monotonic() - started)
+        metrics.RECORDS_OUT.labels(STAGE, self.accepted_topic).inc(
+            self.accepted - accepted_at_start
+        )
         return len(messages)
+
+    def observe_lag(self) -> None:
+        """Records behind each assigned partition's end (from the consumer's cached ends)."""
+        from confluent_kafka import TopicPartition
+
+        for tp in self.consumer.position(self.consumer.assignment()):
+            _low, high = self.consumer.get_watermark_offsets(
+                TopicPartition(tp.topic, tp.partition), cached=True
+            )
+            if high >= 0 and tp.offset >= 0:
+                behind = max(0, high - tp.offset)
+                metrics.CONSUMER_LAG.labels(STAGE, tp.topic, str(tp.partition)).set(behind)
 
     def _on_assign(self, consumer: Any, partitions: list[Any]) -> None:
         """Partitions without a commit of this group start at the earlier faust group's."""
@@ -366,15 +388,19 @@ class IntakeLoop:
                         tp.offset,
                     )
         consumer.assign(partitions)
+        metrics.STAGE_READY.labels(STAGE).set(1)
 
     def run(self) -> None:
         """Until SIGTERM/SIGINT (or the parent worker is gone): batches, then a clean close."""
         self.consumer.subscribe([self.source, self.operations_topic], on_assign=self._on_assign)
-        last_log = time.monotonic()
+        last_log = last_lag = time.monotonic()
         logged: tuple[Any, ...] = ()
         try:
             while self.running and self.alive():
                 self.step()
+                if time.monotonic() - last_lag >= LAG_INTERVAL_S:
+                    last_lag = time.monotonic()
+                    self.observe_lag()
                 if time.monotonic() - last_log >= self.settings.stats_interval_s:
                     last_log = time.monotonic()
                     snapshot = (self.accepted, self.counts.as_dict(), self.processing_errors)

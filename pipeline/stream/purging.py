@@ -65,3 +65,28 @@ class Purger:
                 self.purged[(tp.topic, tp.partition)] = tp.offset
             done += 1
         return done
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """Records behind the end of each partition handled so far (for the metrics)."""
+        from confluent_kafka import TopicPartition
+        from confluent_kafka.admin import AdminClient, OffsetSpec
+
+        with self.lock:
+            handled = dict(self.handled)
+        if not handled:
+            return {}
+        if self._admin is None:
+            self._admin = AdminClient(kafka_conf(self.kafka))
+        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+        wanted = {TopicPartition(t, p): latest for (t, p) in handled}
+        found = {}
+        for tp, future in self._admin.list_offsets(wanted, request_timeout=self.timeout_s).items():
+            try:
+                end = future.result(timeout=self.timeout_s).offset
+            except Exception as exc:  # the next call asks again
+                log.debug(
+                    "end offset of %s/%d unknown: %s", tp.topic, tp.partition, type(exc).__name__
+                )
+                continue
+            found[(tp.topic, tp.partition)] = max(0, end - handled[(tp.topic, tp.partition)])
+        return found

@@ -19,17 +19,28 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+from pipeline.metrics import (
+    MULTIPROC_ENV,
+    forget_process,
+    probe_server,
+    ready_stages,
+    stage_registry,
+)
 
 log = logging.getLogger("omnistitch.worker")
 
 STAGES = ("intake", "link", "profile")
+CRASH_LOOP_WINDOW_S = 300.0
 
 
 def parent_alive(parent: int) -> Callable[[], bool]:
@@ -67,6 +78,7 @@ class StageProcess:
         self.proc: Any = None
         self.stopping = False
         self.thread: Any = None
+        self.restarts: list[float] = []  # monotonic times of unexpected ends
 
     def start(self) -> None:
         self._spawn()
@@ -80,8 +92,10 @@ class StageProcess:
         delay = 1.0
         while not self.stopping:
             code = self.proc.wait()
+            forget_process(self.proc.pid)
             if self.stopping:
                 return
+            self.restarts.append(time.monotonic())
             log.warning("%s process ended (exit %s); restarting in %.0fs", self.stage, code, delay)
             time.sleep(delay)
             delay = min(delay * 2, 30.0)
@@ -103,12 +117,33 @@ class StageProcess:
             self.proc.wait()
 
 
-def supervise(stages: frozenset[str]) -> int:
-    """Start a process per stage and keep them running until SIGTERM or SIGINT."""
+def running(self: StageProcess) -> bool:
+    return self.proc is not None and self.proc.poll() is None
+
+
+def supervise(stages: frozenset[str], metrics_port: int = 0, data_dir: Path | None = None) -> int:
+    """Start a process per stage and keep them running until SIGTERM or SIGINT; with
+    ``metrics_port``, serve the stages' metrics (Prometheus multi-process mode: each stage
+    writes its own files under ``<data_dir>/metrics``) and the worker's health."""
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_args: stop.set())
     children = [StageProcess(stage) for stage in STAGES if stage in stages]
+    if metrics_port:
+        folder = (data_dir or Path(".")) / "metrics"
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        os.environ[MULTIPROC_ENV] = str(folder)  # inherited by the stage processes
+
+        def live() -> bool:
+            """Every stage running, none restarted 3 times in the last 5 minutes."""
+            recent = time.monotonic() - CRASH_LOOP_WINDOW_S
+            return all(running(c) and sum(t > recent for t in c.restarts) < 3 for c in children)
+
+        def ready() -> bool:
+            return live() and ready_stages(folder) >= {c.stage for c in children}
+
+        probe_server(metrics_port, live, ready, registry=stage_registry(folder, children))
     for child in children:
         child.start()
     log.info("worker: stages %s started", ", ".join(c.stage for c in children))

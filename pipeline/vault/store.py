@@ -108,7 +108,7 @@ class RocksCells:
     """RocksDB, every write synced (a key must be durable before the event it seals is
     produced); a shred is followed by a purging compaction so that deleted keys leave the files."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, sync: bool = True) -> None:
         from rocksdict import Options, Rdict, WriteOptions
 
         path.mkdir(parents=True, exist_ok=True)
@@ -118,7 +118,7 @@ class RocksCells:
         options.set_max_write_buffer_number(2)
         self.db = Rdict(str(path), options)
         self.sync = WriteOptions()
-        self.sync.sync = True
+        self.sync.sync = sync  # off where the data can be read again (the profile API's view)
 
     def get(self, key: bytes) -> bytes | None:
         value = self.db.get(key)

@@ -21,6 +21,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from pipeline import metrics
 from pipeline.clock import Clock, system_clock
 from pipeline.contract.dead_letters import DeadLetter, Origin, Rejection
 from pipeline.contract.models import ChannelEvent
@@ -197,6 +198,17 @@ class EventSink:
             raise DeliveryError(
                 f"{len(failures)} of {len(records)} records refused by Kafka: {failures[0]}"
             )
+        self.counted(records)
+
+    def counted(self, records: Sequence[Outgoing]) -> None:
+        """Acknowledged records in the metrics (pipeline.metrics), by outcome and reason."""
+        letters = [r for r in records if isinstance(r, DeadLetter)]
+        connector = self.config.client_id
+        metrics.CONNECTOR_RECORDS.labels(connector, "delivered").inc(len(records) - len(letters))
+        if letters:
+            metrics.CONNECTOR_RECORDS.labels(connector, "dead_lettered").inc(len(letters))
+        for letter in letters:
+            metrics.DEAD_LETTERS.labels(connector, letter.rejection.reason.value).inc()
 
     # -- asyncio --------------------------------------------------------------------------------
 
@@ -245,6 +257,7 @@ class EventSink:
                 await asyncio.gather(*futures)
         except TimeoutError as exc:
             raise DeliveryError(f"{len(records)} records not acknowledged in time") from exc
+        self.counted(records)
 
     def connected(self, timeout_s: float = 2.0) -> bool:
         """Whether the broker answers a metadata request (for health checks)."""

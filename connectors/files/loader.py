@@ -336,9 +336,18 @@ def run_files(settings: Settings, once: bool, drop_dir: Path | None = None) -> d
     signal.signal(signal.SIGINT, lambda *_: stopping.append(True))
     sink = EventSink.from_settings(settings, "omnistitch-files")
     probe = TopicProbe(settings.kafka_security())
+    server = None
+    if settings.metrics_port and not once:  # a long-running connector: /metrics and health
+        from pipeline.metrics import probe_server
+
+        server = probe_server(
+            settings.metrics_port, lambda: not stopping, lambda: sink.connected(2.0)
+        )
     try:
         log.info("watching %s (kinds: %s)", config.drop_dir, ", ".join(sorted(config.mappings)))
         return FileConnector(config, sink, probe).run(once=once, stop=lambda: bool(stopping))
     finally:
+        if server is not None:
+            server.shutdown()
         sink.close()
         probe.close()

@@ -7,7 +7,9 @@ Routes (aiohttp, async):
 - ``POST /v1/i|t|p|s|a|g`` and ``/v1/b`` — the same, as analytics.js names them (``text/plain``
   bodies with ``writeKey`` inside, CORS allowed);
 - ``POST /v1/webhooks/<source>`` — the webhooks of ``connectors.http.webhooks``;
-- ``GET /health`` — 200 when Kafka answers, 503 otherwise, with the counters.
+- ``GET /health`` (also ``/health/ready``) — 200 when Kafka answers, 503 otherwise, with the
+  counters; ``GET /health/live`` — the process answers; ``GET /metrics`` — Prometheus
+  (pipeline.metrics).
 
 The write key authenticates: HTTP basic auth with the key as user name (Segment's libraries), or
 an ``X-Write-Key`` header, checked before any byte of the body is read; only analytics.js's
@@ -49,6 +51,7 @@ from aiohttp import web
 from connectors.http.segment import CALL_TYPES, SHORT_TYPES, map_call
 from connectors.http.webhooks import MAPPERS, Mapped
 from connectors.sink import Outgoing, refusal
+from pipeline import metrics
 from pipeline.clock import Clock, system_clock
 from pipeline.contract.dead_letters import Reason, Rejection
 from pipeline.contract.models import ChannelEvent
@@ -417,6 +420,9 @@ class Collector:
             status=200 if kafka else 503,
         )
 
+    async def live(self, _request: web.Request) -> web.Response:
+        return web.json_response({"live": True})
+
     async def preflight(self, _request: web.Request) -> web.Response:
         return web.Response(status=204, headers=CORS_HEADERS)
 
@@ -438,6 +444,9 @@ class Collector:
             app.router.add_post(path, self.batch)
         app.router.add_post("/v1/webhooks/{source}", self.webhook)
         app.router.add_get("/health", self.health)
+        app.router.add_get("/health/ready", self.health)  # Kafka answers
+        app.router.add_get("/health/live", self.live)
+        app.router.add_get("/metrics", metrics.aiohttp_handler)
         app.router.add_route("OPTIONS", "/{tail:.*}", self.preflight)
         return app
 

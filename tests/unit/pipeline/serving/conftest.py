@@ -3,16 +3,26 @@ the follower hands them in (Avro-encoded, then decoded, as they come off the top
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pipeline.contract.models import ContractModel
+from pipeline.contract.models import (
+    ChangeType,
+    Channel,
+    ConsentStatement,
+    ContractModel,
+    Identifier,
+    TraitOrigin,
+    Traits,
+)
 from pipeline.serving.view import CustomerView, Incoming
 from pipeline.vault.store import Cells, MemoryCells, RocksCells
-from tests.factories import MemorySerde
+from tests.factories import NOW, MemorySerde, make_change, make_event, make_journey, make_profile
 
 TOPICS = {"profiles": "t.profiles", "journeys": "t.journeys", "changes": "t.changes"}
 SERDE = MemorySerde()
@@ -73,3 +83,88 @@ def feed(view: CustomerView) -> Feed:
 
 
 FeedFactory = Callable[[CustomerView], Feed]
+
+
+def fill_example(view: CustomerView) -> None:
+    """Anna (merged with cus-old, a possible match cus-other, a web visit and a store order)
+    and an erased customer, as the topics would bring them."""
+    feed = Feed(view)
+    anna = make_profile(
+        customer_id="cus-anna",
+        identifiers={"email": ["anna@example.de"], "phone": ["+491701234567"]},
+        traits=Traits(first_name="Anna", city="Köln"),
+        merged_ids=["cus-old"],
+        possible_matches=["cus-other"],
+        channels=[Channel.web, Channel.store],
+        trait_origins={"first_name": TraitOrigin(source="crm", observed_at=NOW)},
+        consent_statements={
+            "email_marketing": ConsentStatement(granted=True, source="shop-de", stated_at=NOW)
+        },
+    )
+    other = make_profile(
+        customer_id="cus-other", identifiers={"email": ["a.n@example.de"]}, merged_ids=[]
+    )
+    web = make_event(
+        event_id="e-web",
+        occurred_at=NOW - timedelta(days=2),
+        identifiers=[
+            Identifier(namespace="email", value="anna@example.de"),
+            Identifier(namespace="anonymous_id", value="anon-7"),
+        ],
+    )
+    order = make_event(
+        event_id="e-order",
+        event_type="order_completed",
+        channel=Channel.store,
+        occurred_at=NOW - timedelta(days=1),
+        properties={"order_id": "O-1", "total": "20.00", "currency": "EUR"},
+        identifiers=[Identifier(namespace="phone", value="+491701234567")],
+    )
+    feed.apply(
+        feed.profile(anna),
+        feed.profile(other),
+        feed.journey(make_journey(customer_id="cus-old", event=web)),
+        feed.journey(make_journey(customer_id="cus-anna", event=order)),
+        feed.change(make_change(customer_id="cus-anna", old_customer_ids=["cus-old"])),
+        feed.change(
+            make_change(
+                change_id="chg-pm",
+                change_type=ChangeType.possible_match,
+                customer_id="cus-anna",
+                old_customer_ids=["cus-other"],
+                evidence=[],
+            )
+        ),
+        feed.tombstone("cus-old"),
+    )
+    erased = make_profile(customer_id="cus-gone", identifiers={"email": ["gone@example.de"]})
+    feed.apply(feed.profile(erased))
+    feed.apply(
+        feed.change(
+            make_change(
+                change_id="chg-e",
+                change_type=ChangeType.erased,
+                customer_id="cus-gone",
+                old_customer_ids=[],
+                evidence=[],
+            )
+        )
+    )
+
+
+class StandInWorker:
+    """Stands in for the running worker: records the operations, answers them."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def __call__(self, operation: dict[str, Any], timeout_s: float) -> dict[str, Any] | None:
+        self.sent.append(operation)
+        if operation["kind"] == "explain":
+            path = {"left": operation["left"], "right": operation["right"], "joined": True}
+            return {
+                "operation_id": operation["operation_id"],
+                "status": "done",
+                "detail": json.dumps(path),
+            }
+        return {"operation_id": operation["operation_id"], "status": "done", "detail": "linked"}

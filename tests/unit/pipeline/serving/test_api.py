@@ -8,21 +8,19 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from pipeline.contract.models import ChangeType, Channel, Identifier, Traits
 from pipeline.serving.api import ProfileApi, build_app
 from pipeline.serving.tokens import ApiTokens
 from pipeline.serving.view import CustomerView
 from pipeline.settings import Settings
 from pipeline.vault.sealing import seal_profile
 from pipeline.vault.store import memory_store
-from tests.factories import NOW, make_change, make_event, make_journey, make_profile
-from tests.unit.pipeline.serving.conftest import Feed, decoded
+from tests.factories import NOW, make_profile
+from tests.unit.pipeline.serving.conftest import Feed, StandInWorker, decoded, fill_example
 
 READER, OPERATOR = "reader-token-0123456789", "operator-token-0123456789"
 Call = Callable[[TestClient], Awaitable[None]]
@@ -32,97 +30,19 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class Worker:
-    """Stands in for the running worker: records the operations, answers them."""
-
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
-
-    def __call__(self, operation: dict[str, Any], timeout_s: float) -> dict[str, Any] | None:
-        self.sent.append(operation)
-        if operation["kind"] == "explain":
-            path = {"left": operation["left"], "right": operation["right"], "joined": True}
-            return {
-                "operation_id": operation["operation_id"],
-                "status": "done",
-                "detail": _dumps(path),
-            }
-        return {"operation_id": operation["operation_id"], "status": "done", "detail": "linked"}
-
-
-def _dumps(data: Any) -> str:
-    import json
-
-    return json.dumps(data)
-
-
-def _filled(view: CustomerView) -> None:
-    feed = Feed(view)
-    anna = make_profile(
-        customer_id="cus-anna",
-        identifiers={"email": ["anna@example.de"], "phone": ["+491701234567"]},
-        traits=Traits(first_name="Anna", city="Köln"),
-        merged_ids=["cus-old"],
-        possible_matches=["cus-other"],
-        channels=[Channel.web, Channel.store],
-    )
-    other = make_profile(
-        customer_id="cus-other", identifiers={"email": ["a.n@example.de"]}, merged_ids=[]
-    )
-    web = make_event(
-        event_id="e-web",
-        occurred_at=NOW - timedelta(days=2),
-        identifiers=[
-            Identifier(namespace="email", value="anna@example.de"),
-            Identifier(namespace="anonymous_id", value="anon-7"),
-        ],
-    )
-    order = make_event(
-        event_id="e-order",
-        event_type="order_completed",
-        channel=Channel.store,
-        occurred_at=NOW - timedelta(days=1),
-        properties={"order_id": "O-1", "total": "20.00", "currency": "EUR"},
-        identifiers=[Identifier(namespace="phone", value="+491701234567")],
-    )
-    feed.apply(
-        feed.profile(anna),
-        feed.profile(other),
-        feed.journey(make_journey(customer_id="cus-old", event=web)),
-        feed.journey(make_journey(customer_id="cus-anna", event=order)),
-        feed.change(make_change(customer_id="cus-anna", old_customer_ids=["cus-old"])),
-        feed.change(
-            make_change(
-                change_id="chg-pm",
-                change_type=ChangeType.possible_match,
-                customer_id="cus-anna",
-                old_customer_ids=["cus-other"],
-                evidence=[],
-            )
-        ),
-        feed.tombstone("cus-old"),
-    )
-    erased = make_profile(customer_id="cus-gone", identifiers={"email": ["gone@example.de"]})
-    feed.apply(feed.profile(erased))
-    feed.apply(
-        feed.change(
-            make_change(
-                change_id="chg-e",
-                change_type=ChangeType.erased,
-                customer_id="cus-gone",
-                old_customer_ids=[],
-                evidence=[],
-            )
-        )
-    )
-
-
-def _run(view: CustomerView, call: Call, worker: Worker | None = None, vault: Any = None) -> None:
+def _run(
+    view: CustomerView, call: Call, worker: StandInWorker | None = None, vault: Any = None
+) -> None:
     settings = Settings(
         api_tokens={"crm": _hash(READER), "desk": _hash(OPERATOR)}, api_operators=["desk"]
     )
     api = ProfileApi(
-        settings, view, vault, ApiTokens.from_settings(settings), worker or Worker(), lambda: NOW
+        settings,
+        view,
+        vault,
+        ApiTokens.from_settings(settings),
+        worker or StandInWorker(),
+        lambda: NOW,
     )
 
     async def main() -> None:
@@ -144,7 +64,7 @@ def _auth(token: str = READER) -> dict[str, str]:
 
 
 def test_every_v1_route_needs_a_known_token(view: CustomerView) -> None:
-    _filled(view)
+    fill_example(view)
 
     async def call(client: TestClient) -> None:
         for headers in ({}, _auth("wrong-token-0123456789")):
@@ -161,7 +81,7 @@ def test_every_v1_route_needs_a_known_token(view: CustomerView) -> None:
 def test_lookup_by_any_identifier_normalised_as_the_stitcher_does(
     view: CustomerView, caplog: pytest.LogCaptureFixture
 ) -> None:
-    _filled(view)
+    fill_example(view)
 
     async def call(client: TestClient) -> None:
         for namespace, value in (("email", " Anna@Example.DE "), ("phone", "0170 1234567")):
@@ -191,7 +111,7 @@ def test_lookup_by_any_identifier_normalised_as_the_stitcher_does(
 def test_a_merged_away_id_answers_with_the_survivor_and_an_erased_one_is_gone(
     view: CustomerView,
 ) -> None:
-    _filled(view)
+    fill_example(view)
 
     async def call(client: TestClient) -> None:
         moved = await client.get("/v1/customers/cus-old", headers=_auth(), allow_redirects=False)
@@ -211,7 +131,7 @@ def test_a_merged_away_id_answers_with_the_survivor_and_an_erased_one_is_gone(
 
 
 def test_journey_graph_changes_and_possible_matches(view: CustomerView) -> None:
-    _filled(view)
+    fill_example(view)
 
     async def call(client: TestClient) -> None:
         journey = await (
@@ -246,8 +166,8 @@ def test_journey_graph_changes_and_possible_matches(view: CustomerView) -> None:
 
 
 def test_operations_need_an_operator_token_and_reach_the_worker(view: CustomerView) -> None:
-    _filled(view)
-    worker = Worker()
+    fill_example(view)
+    worker = StandInWorker()
 
     async def call(client: TestClient) -> None:
         body = {"kind": "accept", "left": "cus-anna", "right": "cus-other", "reason": "checked"}
@@ -272,7 +192,7 @@ def test_operations_need_an_operator_token_and_reach_the_worker(view: CustomerVi
 
 
 def test_kpis_health_and_metrics(view: CustomerView) -> None:
-    _filled(view)
+    fill_example(view)
 
     async def call(client: TestClient) -> None:
         kpis = await (await client.get("/v1/kpis", headers=_auth())).json()

@@ -41,6 +41,7 @@ from pathlib import Path
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from bench.lookups import lookup_latency
 from bench.processes import (
     RssWatch,
     broker,
@@ -194,6 +195,14 @@ def main() -> int:
         stop(proc)
         print(f"  latency phase: {len(latencies)} events at {achieved:,.0f} ev/s", flush=True)
 
+        # -- 4b. the profile API over what this worker wrote ------------------------------------
+        api = lookup_latency(dict(env), events, work)
+        print(
+            f"  profile API: lookups p50 {api['p50_ms']:.1f} ms, p99 {api['p99_ms']:.1f} ms "
+            f"({api['rate']:,.0f}/s); HTTP floor p99 {api['floor_p99_ms']:.1f} ms",
+            flush=True,
+        )
+
         # -- 2. the linker alone, keeping events for splits (the default) and not -----------
         for name, keep in (("linker", "true"), ("linker_lean", "false")):
             prefix = fresh_input(name)
@@ -293,6 +302,21 @@ def main() -> int:
             "replay (in-process, memory store)",
             f"{replay_rate:,.0f} ev/s",
             f">= 50,000 {verdict(replay_rate >= 50_000)}",
+        ),
+        (
+            f"API lookup by e-mail p50, {api['concurrency']} concurrent",
+            f"{api['p50_ms']:.1f} ms",
+            f"HTTP floor {api['floor_p50_ms']:.1f} ms",
+        ),
+        (
+            f"API lookup by e-mail p99, {api['concurrency']} concurrent",
+            f"{api['p99_ms']:.1f} ms",
+            f"<= 50 ms {verdict(api['p99_ms'] <= 50)}; HTTP floor {api['floor_p99_ms']:.1f} ms",
+        ),
+        (
+            "API lookups/s (and the HTTP floor's)",
+            f"{api['rate']:,.0f}/s",
+            f"floor {api['floor_rate']:,.0f}/s; view built in {api['catch_up_s']:.0f} s",
         ),
         ("parse + validate only (pydantic)", f"{parse_rate:,.0f} ev/s", ""),
         ("parse (fast path) + normalise, fresh caches", f"{normalise_rate:,.0f} ev/s", ""),

@@ -286,6 +286,11 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Token names that may POST identity operations (all, with the local token).",
     )
+    api_access_log: bool = Field(
+        False,
+        description="One log line per API request at INFO (method, route pattern, status, time; "
+        "never an identifier); else at DEBUG, with a summary every minute.",
+    )
     serve_max_journey: int = Field(
         5000, ge=10, le=100_000, description="Journey events the API keeps per customer id."
     )

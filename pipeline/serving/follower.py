@@ -70,6 +70,7 @@ class Follower(threading.Thread):
         self.ready = threading.Event()
         self.failed: BaseException | None = None
         self.undecodable = 0
+        self.unreadable: list[str] = []  # positions of this batch's unreadable records
         self.lag: dict[tuple[str, int], int] = {}
 
     def stop(self) -> None:
@@ -114,6 +115,13 @@ class Follower(threading.Thread):
             while not self.halt.is_set():
                 messages = consumer.consume(BATCH, 0.5)
                 batch = [item for m in messages if (item := self._incoming(m)) is not None]
+                if self.unreadable:  # one line per batch, by position only
+                    log.warning(
+                        "serve: %d records not readable, passed over; first %s",
+                        len(self.unreadable),
+                        self.unreadable[0],
+                    )
+                    self.unreadable.clear()
                 for m in messages:
                     if not m.error():
                         positions[(str(m.topic()), int(m.partition() or 0))] = (
@@ -140,12 +148,9 @@ class Follower(threading.Thread):
                 record = self.serde.decode(topic, raw, MODELS[kind])
             except DecodeError as exc:
                 self.undecodable += 1
-                log.warning(
-                    "serve: %s[%d]@%d not readable (%s): passed over",
-                    topic,
-                    message.partition(),
-                    message.offset(),
-                    exc.rejection.reason.value,
+                self.unreadable.append(
+                    f"{topic}[{message.partition()}]@{message.offset()} "
+                    f"({exc.rejection.reason.value})"
                 )
                 return (
                     Incoming(kind, message.partition(), message.offset(), key, None)

@@ -64,6 +64,7 @@ def start_serve(
             "OMNISTITCH_SERVE_DIR": str(folder),
             "OMNISTITCH_API_TOKENS": json.dumps({"qa": hashlib.sha256(TOKEN.encode()).hexdigest()}),
             "OMNISTITCH_API_OPERATORS": '["qa"]',
+            "OMNISTITCH_API_ACCESS_LOG": "true",
         },
         name="serve",
     )

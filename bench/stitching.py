@@ -316,7 +316,8 @@ def main() -> int:
         (
             "API lookups/s (and the HTTP floor's)",
             f"{api['rate']:,.0f}/s",
-            f"floor {api['floor_rate']:,.0f}/s; view built in {api['catch_up_s']:.0f} s",
+            f"floor {api['floor_rate']:,.0f}/s; {api['not_found']} of 10,000 not found; "
+            f"view built in {api['catch_up_s']:.0f} s",
         ),
         ("parse + validate only (pydantic)", f"{parse_rate:,.0f} ev/s", ""),
         ("parse (fast path) + normalise, fresh caches", f"{normalise_rate:,.0f} ev/s", ""),

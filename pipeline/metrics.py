@@ -105,6 +105,18 @@ API_LATENCY = Histogram(
 )
 
 
+def folder_bytes(folder: Path) -> int:
+    """Bytes of the files under ``folder`` (a state store's size on disk); 0 when absent."""
+    total = 0
+    for path in folder.rglob("*") if folder.exists() else ():
+        try:
+            if path.is_file():
+                total += path.stat().st_size
+        except OSError:  # a file compaction removed meanwhile
+            continue
+    return total
+
+
 def exposition(registry: CollectorRegistry | None = None) -> bytes:
     return generate_latest(registry) if registry is not None else generate_latest()
 

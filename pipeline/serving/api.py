@@ -20,11 +20,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from pipeline import metrics
 from pipeline.clock import Clock
-from pipeline.contract.models import CustomerProfile, JourneyEvent
+from pipeline.contract.models import JourneyEvent
 from pipeline.engine.identifiers import Node
 from pipeline.exceptions import ConfigurationError, OmnistitchError, VaultUnavailableError
 from pipeline.insight.histories import histories
@@ -61,12 +62,16 @@ class Problem(OmnistitchError):
         self.status, self.extra = status, extra
 
 
+_encode = msgspec.json.Encoder(decimal_format="number").encode
+HIDDEN = ("sealed", "sealed_key")  # a profile as the API shows it: opened, without its seal
+
+
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response(data, status=status, headers=headers, dumps=_dumps)
-
-
-def _dumps(data: Any) -> str:
-    return json.dumps(data, ensure_ascii=False, default=str)
+    """JSON (msgspec: datetimes as RFC 3339, as pydantic writes them, at a fraction of the
+    cost of a model round trip)."""
+    return web.Response(
+        body=_encode(data), status=status, headers=headers, content_type="application/json"
+    )
 
 
 class ProfileApi:
@@ -124,10 +129,8 @@ class ProfileApi:
             record = opened(record, self.vault)
             if record.get("sealed") is not None:
                 raise Problem(503, "this version's key is gone; a newer version is on its way")
-        shown = CustomerProfile.from_avro(record).model_dump(
-            mode="json", exclude={"sealed", "sealed_key"}
-        )
-        return shown
+        # As decoded from its topic through the contract's schema: valid as it is.
+        return {k: v for k, v in record.items() if k not in HIDDEN}
 
     def _node(self, namespace: str, value: str) -> Node:
         node = self.normaliser.node_of(f"{namespace}:{value}")
@@ -161,7 +164,7 @@ class ProfileApi:
         records, cursor = await self._run(
             self.view.journey, customer, limit, request.query.get("before")
         )
-        events = [JourneyEvent.from_avro(r).model_dump(mode="json") for r in records]
+        events = records  # decoded through the contract's schema
         return _json({"customer_id": customer, "events": events, "next": cursor})
 
     async def _current(self, customer: str) -> str:

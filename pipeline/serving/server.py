@@ -4,6 +4,8 @@ keeps it current, and the API with the viewer on ``OMNISTITCH_SERVE_HOST:PORT``.
 from __future__ import annotations
 
 import logging
+import time
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -20,6 +22,21 @@ from pipeline.vault.client import VaultClient
 from pipeline.vault.store import RocksCells
 
 log = logging.getLogger("omnistitch.serve")
+SIZE_INTERVAL_S = 30.0
+
+
+class Reporter:
+    """Counts and lag after every batch; the view's size on disk at most every 30 s."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.measured = 0.0
+
+    def __call__(self, applied: Applied, lag: dict[tuple[str, int], int]) -> None:
+        on_batch(applied, lag)
+        if time.monotonic() - self.measured > SIZE_INTERVAL_S:
+            self.measured = time.monotonic()
+            metrics.STATE_BYTES.labels("serve-view").set(metrics.folder_bytes(self.folder))
 
 
 def on_batch(applied: Applied, lag: dict[tuple[str, int], int]) -> None:
@@ -35,11 +52,12 @@ def run(settings: Settings, catch_up_s: float = 0.0) -> None:
     """Run until SIGTERM/SIGINT. With ``catch_up_s``, wait that long for the view to catch up
     before answering (the API answers from the start otherwise; /health/ready tells)."""
     tokens = ApiTokens.from_settings(settings)
-    cells = RocksCells(settings.serve_dir / "view", sync=False)
+    folder = settings.serve_dir / "view"
+    cells = RocksCells(folder, sync=False)
     view = CustomerView(cells, settings.serve_max_journey)
     vault = VaultClient.from_settings(settings)
     serde = RegistrySerde.from_access(settings.registry_access())
-    follower = Follower(settings, view, serde, vault, on_batch)
+    follower = Follower(settings, view, serde, vault, Reporter(folder))
     follower.start()
     if catch_up_s:
         follower.wait_ready(catch_up_s)

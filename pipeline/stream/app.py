@@ -409,6 +409,9 @@ def build_app(
         await asyncio.get_running_loop().run_in_executor(None, purger.purge)
         lag = await asyncio.get_running_loop().run_in_executor(None, purger.lag)
         observed.lag(this, lag)
+        await asyncio.get_running_loop().run_in_executor(
+            None, observed.state_size, table_name, app.conf.tabledir
+        )
 
     last_logged: list[tuple[Any, ...]] = []
 

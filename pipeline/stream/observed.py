@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 
 from pipeline import metrics
 from pipeline.contract.models import IdentityChange
@@ -32,6 +33,10 @@ class Observed:
             except DecodeError:
                 continue
             metrics.IDENTITY_CHANGES.labels(str(kind)).inc()
+
+    @staticmethod
+    def state_size(store: str, folder: Path) -> None:
+        metrics.STATE_BYTES.labels(store).set(metrics.folder_bytes(folder))
 
     @staticmethod
     def lag(stage: str, behind: dict[tuple[str, int], int]) -> None:

@@ -62,3 +62,11 @@ def test_stage_processes_metrics_add_up_in_the_workers_registry(tmp_path: Path) 
     text = metrics.exposition(registry).decode()
     assert 'omnistitch_records_in_total{stage="intake"} 5.0' in text
     assert 'omnistitch_stage_restarts_total{stage="intake"} 1.0' in text
+
+
+def test_the_size_of_a_state_folder(tmp_path: Path) -> None:
+    assert metrics.folder_bytes(tmp_path / "absent") == 0
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.sst").write_bytes(b"1" * 1000)
+    (tmp_path / "y.log").write_bytes(b"2" * 24)
+    assert metrics.folder_bytes(tmp_path) == 1024

@@ -15,11 +15,12 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from connectors.http.collector import Collector, CollectorConfig, TokenBucket
-from connectors.sink import EventSink, Outgoing, SinkConfig
+from connectors.sink import EventSink, Outgoing, SinkConfig, refusal
 from pipeline.contract.dead_letters import DeadLetter, Reason
 from pipeline.contract.models import ChannelEvent
 from pipeline.exceptions import DeliveryError, MappingConfigError
 from pipeline.stack.local import free_port
+from tests.factories import make_event
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 KEY = "wk-test-123"
@@ -301,3 +302,45 @@ def test_health_reports_counts_without_personal_data() -> None:
         assert "a-1" not in json.dumps(body)
 
     run(scenario)
+
+
+def test_probes_and_metrics_of_the_collector() -> None:
+    sink = MemorySink()
+
+    async def scenario(client: TestClient[Any, Any], sink: MemorySink) -> None:
+        assert (await client.get("/health/live")).status == 200
+        assert (await client.get("/health/ready")).status == 200
+        sink.down = True
+        assert (await client.get("/health/ready")).status == 503
+        text = await (await client.get("/metrics")).text()
+        assert "omnistitch_connector_records_total" in text
+        assert "omnistitch_dead_letters_total" in text
+
+    run(scenario, sink=sink)
+
+
+def test_the_sink_counts_what_kafka_acknowledged_by_outcome_and_reason() -> None:
+    from prometheus_client import REGISTRY
+
+    from pipeline.contract.dead_letters import Rejection
+
+    sink = EventSink(
+        SinkConfig("127.0.0.1:1", "http://127.0.0.1:1/none", "t.", client_id="unit-sink"),
+        serde=_PlainSerde(),
+    )
+    letter = refusal("unit", "/v1/track", Rejection(Reason.too_large, "big"), b"{}", NOW)
+
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = value("omnistitch_connector_records_total", connector="unit-sink", outcome="delivered")
+    sink.counted([make_event(), make_event(), letter])
+    assert (
+        value("omnistitch_connector_records_total", connector="unit-sink", outcome="delivered")
+        == before + 2
+    )
+    assert (
+        value("omnistitch_connector_records_total", connector="unit-sink", outcome="dead_lettered")
+        == 1
+    )
+    assert value("omnistitch_dead_letters_total", stage="unit-sink", reason="too_large") == 1

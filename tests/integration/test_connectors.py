@@ -192,3 +192,47 @@ def test_a_file_connector_killed_mid_file_delivers_every_row_exactly_once(
     letters = drain(kafka.bootstrap_servers, DEAD_LETTERS.name(prefix))
     assert len(letters) == 1
     assert dict(letters[0].headers() or [])["omnistitch.dlq.origin.offset"] == b"24324"
+
+
+def test_the_file_connector_serves_its_metrics_and_health(
+    kafka: KafkaEndpoints,
+    project_topics: Callable[[int], str],
+    worker_process: Callable[..., WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    from pipeline.stack.nodes import free_port
+    from tests.integration.deployments import wait_for
+
+    prefix = project_topics(4)
+    drop = tmp_path / "drop" / "pos"
+    drop.mkdir(parents=True)
+    lines = ["receipt_id,store_id,timestamp,loyalty_card,amount,currency,items"]
+    lines += [f"M{n},store-1,2026-11-20T10:00:00Z,LC-{n},9.95,EUR,1" for n in range(5)]
+    lines.append("M-broken,store-1")
+    (drop / "metrics.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    port = free_port()
+    env = {**connector_env(kafka, prefix, tmp_path), "OMNISTITCH_METRICS_PORT": str(port)}
+    files = worker_process([sys.executable, "-m", "pipeline.cli", "files"], env, name="files-m")
+    files.start()
+    base = f"http://127.0.0.1:{port}"
+
+    def text(path: str) -> str:
+        try:
+            with urllib.request.urlopen(base + path, timeout=5) as answer:  # noqa: S310 - local
+                return str(answer.read().decode())
+        except (urllib.error.URLError, OSError):
+            return ""
+
+    delivered = (
+        'omnistitch_connector_records_total{connector="omnistitch-files",outcome="delivered"} 5.0'
+    )
+    wait_for(lambda: delivered in text("/metrics"), "5 rows counted as delivered", 60)
+    exposed = text("/metrics")
+    assert 'outcome="dead_lettered"} 1.0' in exposed
+    assert (
+        'omnistitch_dead_letters_total{reason="unmappable_record",stage="omnistitch-files"}'
+        in exposed
+    )
+    assert json.loads(text("/health/ready")) == {"ready": True}
+    assert json.loads(text("/health/live")) == {"live": True}
+    assert files.stop() == 0, files.tail()

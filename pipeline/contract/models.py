@@ -201,6 +201,25 @@ class TraitOrigin(ContractModel):
     observed_at: Millis
 
 
+class ComputedTraits(ContractModel):
+    avro_name: ClassVar[str] = f"{schemas.NAMESPACE}.ComputedTraits"
+    revenue: dict[str, str] = Field(default_factory=dict)
+    revenue_by_channel: dict[str, dict[str, str]] = Field(default_factory=dict)
+    order_count: int = 0
+    average_order_value: dict[str, str] = Field(default_factory=dict)
+    first_order_at: Millis | None = None
+    last_order_at: Millis | None = None
+    days_since_last_order: int | None = None
+    preferred_channel: str | None = None
+    preferred_store: str | None = None
+    last_touch: dict[str, Millis] = Field(default_factory=dict)
+    open_cases: int = 0
+    open_case_since: Millis | None = None
+    click_and_collect_orders: int = 0
+    recently_viewed: list[str] = Field(default_factory=list)
+    abandoned_cart: list[str] = Field(default_factory=list)
+
+
 class CustomerProfile(ContractModel):
     avro_name: ClassVar[str] = schemas.CUSTOMER_PROFILE
     customer_id: str
@@ -215,6 +234,7 @@ class CustomerProfile(ContractModel):
     consent: dict[str, bool] = Field(default_factory=dict)
     consent_statements: dict[str, ConsentStatement] = Field(default_factory=dict)
     trait_origins: dict[str, TraitOrigin] = Field(default_factory=dict)
+    computed: ComputedTraits | None = None
     merged_ids: list[str] = Field(default_factory=list)
     possible_matches: list[str] = Field(default_factory=list)
     version: int = 0
@@ -292,6 +312,7 @@ CONTRACT_MODELS: tuple[type[ContractModel], ...] = (
     CustomerProfile,
     ConsentStatement,
     TraitOrigin,
+    ComputedTraits,
     Evidence,
     IdentityChange,
     JourneyEvent,

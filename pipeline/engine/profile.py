@@ -18,11 +18,10 @@ a fixed maximum.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from pipeline.contract.models import (
@@ -35,6 +34,7 @@ from pipeline.contract.models import (
     Traits,
     to_millis,
 )
+from pipeline.engine import traits
 from pipeline.engine.composition import keep_latest
 from pipeline.engine.graph import to_ms
 from pipeline.engine.identifiers import Node
@@ -51,11 +51,9 @@ from pipeline.engine.messages import possible_message, route_message
 from pipeline.engine.namespaces import NamespaceRules
 from pipeline.engine.state import Store
 
-ORDER_EVENT_TYPES = frozenset({"order_placed", "purchase", "order_completed"})
 TRAIT_NAMES = tuple(Traits.model_fields)
 # Operation ids of the latest splits a profile was reset by (a repeated reset is skipped).
 MAX_RESETS = 20
-CURRENCY = re.compile(r"^[A-Z]{3}$")
 
 
 @dataclass(frozen=True)
@@ -257,17 +255,10 @@ class ProfileBook:
         state["first"] = at if state["first"] is None else min(state["first"], at)
         state["last"] = at if state["last"] is None else max(state["last"], at)
         state["events"] += 1
-        if event.event_type in ORDER_EVENT_TYPES:
-            state["orders"] += 1
-            amount, currency = event.properties.get("amount"), event.properties.get("currency")
-            currency = (currency or "").strip().upper()
-            room = currency in state["totals"] or len(state["totals"]) < self.bounds.max_currencies
-            if amount and CURRENCY.match(currency) and room:
-                try:
-                    total = Decimal(state["totals"].get(currency, "0")) + Decimal(amount)
-                    state["totals"][currency] = str(total)
-                except InvalidOperation:
-                    pass  # an unreadable amount counts the order, not the money
+        traits.tally_order(state, event, self.bounds.max_currencies)
+        activity = traits.load(state.get("act"))
+        traits.note(activity, event)
+        state["act"] = traits.dump(activity)
         for purpose, granted in (event.consent or {}).items():
             current = state["consent"].get(purpose)
             if current is None and len(state["consent"]) >= self.bounds.max_consent_purposes:
@@ -389,6 +380,8 @@ class ProfileBook:
             state["totals"][currency] = str(
                 Decimal(state["totals"].get(currency, "0")) + Decimal(amount)
             )
+        mine, theirs = traits.load(state.get("act")), traits.load(other.get("act"))
+        state["act"] = traits.dump(traits.merge(mine, theirs))
         for purpose, entry in other["consent"].items():
             current = state["consent"].get(purpose)
             if current is None and len(state["consent"]) >= self.bounds.max_consent_purposes:
@@ -450,13 +443,13 @@ class ProfileBook:
 
     @staticmethod
     def _profile(customer_id: str, state: dict[str, Any], now: datetime) -> CustomerProfile:
-        traits = dict.fromkeys(TRAIT_NAMES)
-        traits.update((name, entry[0]) for name, entry in state["traits"].items())
+        values = dict.fromkeys(TRAIT_NAMES)
+        values.update((name, entry[0]) for name, entry in state["traits"].items())
         return CustomerProfile.from_valid(  # every value valid by construction (the state's)
             {
                 "customer_id": customer_id,
                 "identifiers": {ns: list(values) for ns, values in state["ids"].items()},
-                "traits": Traits.from_valid(traits),
+                "traits": Traits.from_valid(values),
                 "channels": [
                     Channel(c) for c, _ in sorted(state["channels"].items(), key=lambda kv: kv[1])
                 ],
@@ -485,6 +478,7 @@ class ProfileBook:
                     )
                     for name, entry in state["traits"].items()
                 },
+                "computed": traits.computed(traits.load(state.get("act")), now),
                 "merged_ids": list(state["merged"]),
                 "possible_matches": [
                     p for p in state.get("possible", []) if p not in state["merged"]

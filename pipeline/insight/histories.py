@@ -16,12 +16,9 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from pipeline.contract.models import ChannelEvent, JourneyEvent
+from pipeline.engine.traits import CLICK_AND_COLLECT, ORDER_TYPES, PICKUP_TYPE
 
-# Events that are orders, and the property that names the order (one order may be told by
-# several channels: the shop's webhook and the web tracking of the same checkout).
-ORDER_TYPES = {"order_completed": "order_id", "order_placed": "order_id", "purchase": "receipt_id"}
-PICKUP_TYPE = "order_picked_up"
-CLICK_AND_COLLECT = "click_and_collect"
+__all__ = ["CLICK_AND_COLLECT", "ORDER_TYPES", "PICKUP_TYPE"]
 
 
 @dataclass(frozen=True)

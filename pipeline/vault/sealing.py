@@ -130,15 +130,20 @@ def open_operation_record(record: dict[str, Any], key: bytes) -> dict[str, Any]:
 
 
 def seal_profile(record: dict[str, Any], key: bytes, key_id: str) -> dict[str, Any]:
-    """A CustomerProfile record (Avro form) with its identifiers and traits sealed."""
+    """A CustomerProfile record (Avro form) with its identifiers, traits and computed traits
+    (purchases, products viewed: personal data too) sealed."""
     traits = {k: v for k, v in (record.get("traits") or {}).items() if v is not None}
     payload = {"identifiers": record.get("identifiers") or {}, "traits": traits}
+    if record.get("computed") is not None:
+        payload["computed"] = record["computed"]
     sealed = seal(key, key_id, msgspec.json.encode(payload))
-    return {**record, "identifiers": {}, "traits": {}, "sealed": sealed, "sealed_key": key_id}
+    hidden: dict[str, Any] = {"identifiers": {}, "traits": {}, "computed": None}
+    return {**record, **hidden, "sealed": sealed, "sealed_key": key_id}
 
 
 def open_profile(record: dict[str, Any], key: bytes) -> dict[str, Any]:
-    """A sealed CustomerProfile record with its identifiers and traits restored."""
+    """A sealed CustomerProfile record with its identifiers, traits and computed traits
+    restored (the computed traits' times as ISO strings)."""
     key_id = str(record["sealed_key"])
     try:
         payload = msgspec.json.decode(unseal(key, key_id, record["sealed"]))
@@ -150,6 +155,7 @@ def open_profile(record: dict[str, Any], key: bytes) -> dict[str, Any]:
         **record,
         "identifiers": identifiers,
         "traits": traits,
+        "computed": payload.get("computed", record.get("computed")),
         "sealed": None,
         "sealed_key": None,
     }

@@ -162,6 +162,10 @@ async def _drive(tmp_path: Path, base: str) -> dict[str, Any]:
                 "[...document.querySelectorAll('#consent tbody tr')].map(r => "
                 "[...r.cells].map(c => c.textContent))"
             )
+            seen["activity"] = await page.value(
+                "Object.fromEntries([...document.querySelectorAll('#activity dd')].map(d => "
+                "[d.dataset.activity, d.textContent]))"
+            )
             seen["identifiers"] = await page.value(
                 "document.querySelector('#identifiers dd[data-namespace=email]').textContent"
             )
@@ -224,6 +228,9 @@ def test_the_viewer_shows_a_customer_its_graph_journey_matches_and_the_kpis(
     assert traits["city"][0] == "Köln"
     assert seen["consent"] == [["email_marketing", "yes", "shop-de", "2026-11-24 12:00:00"]]
     assert seen["identifiers"] == "anna@example.de"
+    activity = seen["activity"]
+    assert activity["revenue to date"] == "20.00 EUR" and activity["abandoned cart"] == "P-3"
+    assert activity["preferred store"] == "S-1"
     assert {"event", "attached", "merged", "possible_match"} <= set(seen["edges"])
     assert seen["nodes"] >= 5
     assert seen["evidence"]["kind"] == "merged"

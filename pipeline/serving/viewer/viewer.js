@@ -94,6 +94,28 @@ function renderProfile(p) {
   const totals = Object.entries(p.order_totals || {}).map(([c, v]) => `${v} ${c}`).join(", ");
   $("orders").textContent = `${p.order_count} orders` + (totals ? ` · ${totals}` : "");
   $("merged").textContent = (p.merged_ids || []).join(", ") || "none";
+  renderActivity(p.computed);
+}
+
+function renderActivity(c) {
+  const box = $("activity");
+  box.replaceChildren();
+  if (!c) { box.append(el("dd", {}, "not computed yet")); return; }
+  const money = (m) => Object.entries(m || {}).map(([cur, v]) => `${v} ${cur}`).join(", ") || "–";
+  const rows = [
+    ["revenue to date", money(c.revenue)],
+    ["average order", money(c.average_order_value)],
+    ["last order", c.last_order_at ? when(c.last_order_at) : "–"],
+    ["preferred channel", c.preferred_channel || "–"],
+    ["preferred store", c.preferred_store || "–"],
+    ["click & collect orders", c.click_and_collect_orders],
+    ["open support cases", c.open_cases ? `${c.open_cases} since ${when(c.open_case_since)}` : "none"],
+    ["recently viewed", (c.recently_viewed || []).join(", ") || "–"],
+    ["abandoned cart", (c.abandoned_cart || []).join(", ") || "none"],
+  ];
+  for (const [label, value] of rows) {
+    box.append(el("dt", {}, label), el("dd", { "data-activity": label }, value));
+  }
 }
 
 // ---- identity graph -----------------------------------------------------------------------

@@ -14,6 +14,7 @@ import pytest
 from pipeline.contract.models import (
     ChangeType,
     Channel,
+    ComputedTraits,
     ConsentStatement,
     ContractModel,
     Identifier,
@@ -97,6 +98,9 @@ def fill_example(view: CustomerView) -> None:
         possible_matches=["cus-other"],
         channels=[Channel.web, Channel.store],
         trait_origins={"first_name": TraitOrigin(source="crm", observed_at=NOW)},
+        computed=ComputedTraits(
+            revenue={"EUR": "20.00"}, order_count=1, preferred_store="S-1", abandoned_cart=["P-3"]
+        ),
         consent_statements={
             "email_marketing": ConsentStatement(granted=True, source="shop-de", stated_at=NOW)
         },

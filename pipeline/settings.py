@@ -294,6 +294,15 @@ class Settings(BaseSettings):
     serve_max_journey: int = Field(
         5000, ge=10, le=100_000, description="Journey events the API keeps per customer id."
     )
+    audiences_file: Path | None = Field(
+        None, description="Audience definitions, YAML or JSON (docs/audiences.md)."
+    )
+    activation_dir: Path = Field(
+        Path(".stack/activate"), description="The activation stage's memberships (RocksDB)."
+    )
+    activation_sweep_s: float = Field(
+        60.0, gt=0, description="Seconds between re-evaluations of time-based audiences."
+    )
     metrics_port: int = Field(
         0,
         ge=0,

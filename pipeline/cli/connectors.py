@@ -30,6 +30,39 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_activate(args: argparse.Namespace, settings: Settings) -> int:
+    """Audiences on the profiles topic (pipeline.activation)."""
+    import signal
+    from pathlib import Path
+
+    from pipeline.activation.stage import ActivationStage, load_audiences
+    from pipeline.stream.serialization import RegistrySerde
+    from pipeline.stream.transport import check_kafka
+    from pipeline.vault.client import VaultClient
+    from pipeline.vault.store import RocksCells
+
+    setup_logging(settings)
+    path = Path(args.audiences) if args.audiences else settings.audiences_file
+    if path is None:
+        raise ConfigurationError(
+            "no audience definitions: --audiences FILE or OMNISTITCH_AUDIENCES_FILE"
+        )
+    audiences = load_audiences(path)
+    check_kafka(settings.kafka_security())
+    cells = RocksCells(settings.activation_dir / "memberships", sync=False)
+    serde = RegistrySerde.from_access(settings.registry_access())
+    serde.register(settings.topic_prefix)
+    stage = ActivationStage(settings, audiences, cells, serde, VaultClient.from_settings(settings))
+    signal.signal(signal.SIGTERM, stage.stop)
+    signal.signal(signal.SIGINT, stage.stop)
+    say(f"activate: {len(audiences)} audiences from {path}")
+    try:
+        stage.run()
+    finally:
+        cells.close()
+    return 0
+
+
 def cmd_files(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 

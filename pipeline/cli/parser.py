@@ -7,7 +7,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from pipeline.cli.connectors import cmd_collector, cmd_files, cmd_generate, cmd_serve
+from pipeline.cli.connectors import (
+    cmd_activate,
+    cmd_collector,
+    cmd_files,
+    cmd_generate,
+    cmd_serve,
+)
 from pipeline.cli.operating import (
     add_operation_arguments,
     cmd_erase,
@@ -264,6 +270,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait for the view to reach the topics' ends before answering",
     )
     serving.set_defaults(func=cmd_serve)
+
+    activating = sub.add_parser(
+        "activate", help="evaluate audiences on the profiles topic (docs/audiences.md)"
+    )
+    activating.add_argument("--audiences", help="definitions file (OMNISTITCH_AUDIENCES_FILE)")
+    activating.set_defaults(func=cmd_activate)
 
     files = sub.add_parser("files", help="run the file connector on the drop folder (POS, CRM)")
     files.add_argument("--dir", help="the drop folder (default: OMNISTITCH_DROP_DIR)")

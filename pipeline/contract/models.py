@@ -305,6 +305,25 @@ class OperationResult(ContractModel):
     sealed: bytes | None = None
 
 
+class AudienceChange(ContractModel):
+    avro_name: ClassVar[str] = schemas.AUDIENCE_CHANGE
+    change_id: str
+    audience_id: str
+    customer_id: str
+    entered: bool
+    reason: str
+    purpose: str | None = None
+    profile_version: int = -1
+    occurred_at: Millis
+
+
+class AudienceMembership(ContractModel):
+    avro_name: ClassVar[str] = schemas.AUDIENCE_MEMBERSHIP
+    customer_id: str
+    audiences: list[str] = Field(default_factory=list)
+    updated_at: Millis
+
+
 CONTRACT_MODELS: tuple[type[ContractModel], ...] = (
     Identifier,
     Traits,
@@ -318,4 +337,6 @@ CONTRACT_MODELS: tuple[type[ContractModel], ...] = (
     JourneyEvent,
     IdentityOperation,
     OperationResult,
+    AudienceChange,
+    AudienceMembership,
 )

@@ -29,6 +29,8 @@ IDENTITY_CHANGE = f"{NAMESPACE}.IdentityChange"
 JOURNEY_EVENT = f"{NAMESPACE}.JourneyEvent"
 IDENTITY_OPERATION = f"{NAMESPACE}.IdentityOperation"
 OPERATION_RESULT = f"{NAMESPACE}.OperationResult"
+AUDIENCE_CHANGE = f"{NAMESPACE}.AudienceChange"
+AUDIENCE_MEMBERSHIP = f"{NAMESPACE}.AudienceMembership"
 
 
 def schemas_dir() -> Path:

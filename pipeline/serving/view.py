@@ -36,7 +36,7 @@ from typing import Any
 import msgspec
 
 from pipeline.engine.identifiers import hashed_identifier
-from pipeline.vault.store import Cells
+from pipeline.vault.store import Cells, Staged
 
 # A profile is far below the broker's 1 MiB; a row adds its index keys (≤ the identifiers).
 MAX_JOURNEY_DEFAULT = 5_000
@@ -119,37 +119,6 @@ def index_keys(identifiers: dict[str, list[str]]) -> list[str]:
             for value in values
         }
     )
-
-
-class Staged:
-    """Reads that see the writes of the batch being built; one atomic write at the end."""
-
-    def __init__(self, cells: Cells) -> None:
-        self.cells = cells
-        self.puts: dict[bytes, bytes] = {}
-        self.deletes: set[bytes] = set()
-
-    def get(self, key: bytes) -> bytes | None:
-        if key in self.deletes:
-            return None
-        return self.puts[key] if key in self.puts else self.cells.get(key)
-
-    def put(self, key: bytes, value: bytes) -> None:
-        self.deletes.discard(key)
-        self.puts[key] = value
-
-    def delete(self, key: bytes) -> None:
-        self.puts.pop(key, None)
-        self.deletes.add(key)
-
-    def scan(self, prefix: bytes) -> list[bytes]:
-        found = set(self.cells.scan(prefix)) | {k for k in self.puts if k.startswith(prefix)}
-        return sorted(found - self.deletes)
-
-    def commit(self) -> None:
-        if self.puts or self.deletes:
-            self.cells.write(dict(self.puts), sorted(self.deletes))
-        self.puts, self.deletes = {}, set()
 
 
 @dataclass(frozen=True)

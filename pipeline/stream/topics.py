@@ -115,6 +115,23 @@ OPERATION_RESULTS = TopicSpec(
     config=MappingProxyType({"cleanup.policy": "delete", "retention.ms": _WEEK_MS}),
 )
 
+AUDIENCES = TopicSpec(
+    "audiences.v1",
+    doc="AudienceChanges: a customer entered or left an audience (omnistitch activate).",
+    key="customer_id",
+    value_schema="io.omnistitch.AudienceChange",
+    config=MappingProxyType({"cleanup.policy": "delete", "retention.ms": _WEEK_MS}),
+)
+MEMBERSHIPS = TopicSpec(
+    "memberships.v1",
+    doc="AudienceMemberships: each customer's current audiences; compacted.",
+    key="customer_id",
+    value_schema="io.omnistitch.AudienceMembership",
+    config=MappingProxyType(
+        {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": str(3600 * 1000)}
+    ),
+)
+
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     EVENTS,
     ACCEPTED,
@@ -125,6 +142,8 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     DEAD_LETTERS,
     OPERATIONS,
     OPERATION_RESULTS,
+    AUDIENCES,
+    MEMBERSHIPS,
 )
 
 

@@ -150,6 +150,37 @@ class RocksCells:
         self.db.close()
 
 
+class Staged:
+    """Reads that see the writes of the batch being built; one atomic write at the end."""
+
+    def __init__(self, cells: Cells) -> None:
+        self.cells = cells
+        self.puts: dict[bytes, bytes] = {}
+        self.deletes: set[bytes] = set()
+
+    def get(self, key: bytes) -> bytes | None:
+        if key in self.deletes:
+            return None
+        return self.puts[key] if key in self.puts else self.cells.get(key)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.deletes.discard(key)
+        self.puts[key] = value
+
+    def delete(self, key: bytes) -> None:
+        self.puts.pop(key, None)
+        self.deletes.add(key)
+
+    def scan(self, prefix: bytes) -> list[bytes]:
+        found = set(self.cells.scan(prefix)) | {k for k in self.puts if k.startswith(prefix)}
+        return sorted(found - self.deletes)
+
+    def commit(self) -> None:
+        if self.puts or self.deletes:
+            self.cells.write(dict(self.puts), sorted(self.deletes))
+        self.puts, self.deletes = {}, set()
+
+
 class KeyStore:
     """Issue, fetch and shred data keys (thread-safe: one lock, calls are short)."""
 

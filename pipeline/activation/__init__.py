@@ -1,0 +1,1 @@
+"""Activation: audiences evaluated on the profiles (omnistitch activate), docs/audiences.md."""

@@ -1,0 +1,208 @@
+"""The activation stage's state: each customer's audiences and latest profile, in a byte map
+(RocksDB in ``omnistitch activate``, a dict in tests; both run by the same tests), and what a
+profile, a tombstone or the clock changes (pipeline.engine.audiences does the judging).
+
+Rows and their key scheme (in this module only):
+
+``m|<customer>``            MemberRow: the audiences the customer is in, the latest profile as
+                            received (sealed when the vault is on), its version
+``d|<audience>``            the fingerprint of the definition the memberships were built with
+``o|<topic>|<partition>``   next offset to read (written with the rows of the same batch)
+
+A batch's changes are produced and acknowledged before its rows and offsets are written, so a
+crash repeats work, never loses it: change ids are deterministic (customer, audience, entered,
+profile version or evaluation time), and a repeated evaluation of the same profile yields the
+same changes (at-least-once; consumers deduplicate by change_id).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from pipeline.contract.models import AudienceChange, AudienceMembership
+from pipeline.engine.audiences import Audience, changes
+from pipeline.vault.store import Cells, Staged
+
+# A profile as the audiences see it (opened), or None when it cannot be opened now (its key is
+# gone: a newer version follows) — the memberships then stay as they are.
+Opener = Callable[[dict[str, Any]], dict[str, Any] | None]
+
+
+class MemberRow(msgspec.Struct, frozen=True):
+    """One customer: bounded by the profile (< 1 MiB) and the number of audiences."""
+
+    audiences: list[str]
+    profile: dict[str, Any]
+    version: int
+
+
+_rows = msgspec.msgpack.Decoder(MemberRow)
+_encode = msgspec.msgpack.Encoder().encode
+
+
+def _k(*parts: str) -> bytes:
+    return "|".join(parts).encode("utf-8", "surrogatepass")
+
+
+def member_key(customer: str) -> bytes:
+    return _k("m", customer)
+
+
+def definition_key(audience_id: str) -> bytes:
+    return _k("d", audience_id)
+
+
+def offset_key(topic: str, partition: int) -> bytes:
+    return _k("o", topic, str(partition))
+
+
+def fingerprint(audience: Audience) -> bytes:
+    body = json.dumps(
+        {"condition": audience.condition, "purpose": audience.purpose}, sort_keys=True
+    )
+    return hashlib.sha256(body.encode()).hexdigest()[:32].encode()
+
+
+def change_id(customer: str, audience: str, entered: bool, basis: str) -> str:
+    raw = f"{customer}|{audience}|{int(entered)}|{basis}"
+    return "aud-" + hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:24]
+
+
+@dataclass
+class Outcome:
+    """What to produce for a batch: audience changes, and membership records (None: a
+    tombstone, the customer is in no audience because it is gone)."""
+
+    changes: list[AudienceChange] = field(default_factory=list)
+    memberships: dict[str, AudienceMembership | None] = field(default_factory=dict)
+
+
+class Memberships:
+    def __init__(self, cells: Cells, audiences: list[Audience], opener: Opener) -> None:
+        self.cells = cells
+        self.audiences = audiences
+        self.opener = opener
+
+    # ---- the stream ------------------------------------------------------------------------
+    def on_profiles(
+        self,
+        items: list[tuple[str, dict[str, Any] | None]],
+        now: datetime,
+        staged: Staged,
+        outcome: Outcome,
+    ) -> None:
+        """A batch of (customer id, profile record or None for a tombstone)."""
+        for customer, record in items:
+            raw = staged.get(member_key(customer))
+            row = _rows.decode(raw) if raw is not None else None
+            current = frozenset(row.audiences) if row else frozenset()
+            if record is None:  # merged away or erased: out of everything, nothing kept
+                self._judge(customer, None, current, now, "gone", outcome)
+                staged.delete(member_key(customer))
+                outcome.memberships[customer] = None
+                continue
+            version = int(record.get("version") or 0)
+            if row is not None and row.version > version:
+                continue  # a redelivered older version
+            profile = self.opener(record)
+            members = current
+            if profile is not None:
+                members = self._judge(customer, profile, current, now, f"v{version}", outcome)
+            staged.put(member_key(customer), _encode(MemberRow(sorted(members), record, version)))
+            if members != current or row is None:
+                outcome.memberships[customer] = AudienceMembership(
+                    customer_id=customer, audiences=sorted(members), updated_at=now
+                )
+
+    def _judge(
+        self,
+        customer: str,
+        profile: Mapping[str, Any] | None,
+        current: frozenset[str],
+        now: datetime,
+        basis: str,
+        outcome: Outcome,
+        only: frozenset[str] | None = None,
+    ) -> frozenset[str]:
+        judged = (
+            self.audiences if only is None else [a for a in self.audiences if a.audience_id in only]
+        )
+        keep = current if only is None else current - only
+        found, moves = changes(judged, profile, current if only is None else current & only, now)
+        purposes = {a.audience_id: a.purpose for a in self.audiences}
+        version = int(profile.get("version") or 0) if profile is not None else -1
+        for audience_id, entered, reason in moves:
+            outcome.changes.append(
+                AudienceChange(
+                    change_id=change_id(customer, audience_id, entered, basis),
+                    audience_id=audience_id,
+                    customer_id=customer,
+                    entered=entered,
+                    reason=reason,
+                    purpose=purposes.get(audience_id),
+                    profile_version=version,
+                    occurred_at=now,
+                )
+            )
+        return (keep | found) if only is not None else found
+
+    # ---- the clock and new definitions ------------------------------------------------------
+    def stale_definitions(self) -> frozenset[str]:
+        """Audiences whose definition is new or changed since the memberships were built, and
+        those removed (their members must leave)."""
+        known = {a.audience_id: fingerprint(a) for a in self.audiences}
+        stored = {
+            key.decode().split("|", 1)[1]: self.cells.get(key) for key in self.cells.scan(b"d|")
+        }
+        changed = {a for a, f in known.items() if stored.get(a) != f}
+        removed = set(stored) - set(known)
+        return frozenset(changed | removed)
+
+    def sweep(self, only: frozenset[str], now: datetime, staged: Staged, outcome: Outcome) -> int:
+        """Re-evaluate ``only`` these audiences for every stored customer (the timer's
+        time-based audiences; a new or changed definition's backfill). Returns customers seen."""
+        seen = 0
+        for customer, row in self.rows():
+            seen += 1
+            profile = self.opener(row.profile)
+            if profile is None:
+                continue
+            current = frozenset(row.audiences)
+            basis = f"v{row.version}"  # a repeated sweep repeats the same change ids
+            members = self._judge(customer, profile, current, now, basis, outcome, only)
+            known = {a.audience_id for a in self.audiences}
+            members = frozenset(m for m in members if m in known)
+            if members != current:
+                staged.put(
+                    member_key(customer),
+                    _encode(MemberRow(sorted(members), row.profile, row.version)),
+                )
+                outcome.memberships[customer] = AudienceMembership(
+                    customer_id=customer, audiences=sorted(members), updated_at=now
+                )
+        for audience in self.audiences:
+            staged.put(definition_key(audience.audience_id), fingerprint(audience))
+        for key in self.cells.scan(b"d|"):
+            if key.decode().split("|", 1)[1] not in {a.audience_id for a in self.audiences}:
+                staged.delete(key)
+        return seen
+
+    def rows(self) -> Iterator[tuple[str, MemberRow]]:
+        for key in self.cells.scan(b"m|"):
+            raw = self.cells.get(key)
+            if raw is not None:
+                yield key.decode("utf-8", "surrogatepass").split("|", 1)[1], _rows.decode(raw)
+
+    def members(self, customer: str) -> list[str]:
+        raw = self.cells.get(member_key(customer))
+        return list(_rows.decode(raw).audiences) if raw is not None else []
+
+    def offsets(self, topic: str, partitions: list[int]) -> dict[int, int]:
+        return {p: int(self.cells.get(offset_key(topic, p)) or b"0") for p in partitions}

@@ -1,0 +1,215 @@
+"""``omnistitch activate``: audiences evaluated as profiles change and as time passes.
+
+Reads the profiles topic from its own offsets, judges every audience of
+``OMNISTITCH_AUDIENCES_FILE`` (pipeline.activation.memberships, pipeline.engine.audiences) and
+produces each entry and exit to the audiences topic and each customer's current audiences to
+the compacted memberships topic. Time-based audiences are re-evaluated every
+``OMNISTITCH_ACTIVATION_SWEEP_S``; a new or changed definition is backfilled from the stored
+profiles at start. Outputs are acknowledged by Kafka before the state and offsets that
+produced them are written (at-least-once, deterministic change ids). An erased or merged-away
+customer (a profile tombstone) leaves every audience and its stored profile is deleted and
+purged from the files.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline import metrics
+from pipeline.activation.memberships import Memberships, Outcome, offset_key
+from pipeline.clock import Clock, system_clock
+from pipeline.contract.models import CustomerProfile
+from pipeline.engine.audiences import Audience, parse
+from pipeline.exceptions import (
+    ConfigurationError,
+    DecodeError,
+    DeliveryError,
+    VaultUnavailableError,
+)
+from pipeline.settings import Settings
+from pipeline.stream.serialization import Serde
+from pipeline.stream.topics import AUDIENCES, MEMBERSHIPS, PROFILES
+from pipeline.vault.client import Vault
+from pipeline.vault.sealer import opened
+from pipeline.vault.store import Cells, Staged
+
+log = logging.getLogger("omnistitch.activate")
+BATCH = 500
+
+
+def load_audiences(path: Path) -> list[Audience]:
+    """Audience definitions from a YAML or JSON file (docs/audiences.md)."""
+    import yaml
+
+    try:
+        return parse(yaml.safe_load(path.read_text(encoding="utf-8")))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigurationError(f"audience definitions {path}: {exc}") from exc
+
+
+def opener(vault: Vault | None) -> Any:
+    def open_record(record: dict[str, Any]) -> dict[str, Any] | None:
+        if record.get("sealed") is None:
+            return record
+        if vault is None:
+            return None
+        found = opened(record, vault)
+        return None if found.get("sealed") is not None else found
+
+    return open_record
+
+
+class ActivationStage:
+    def __init__(
+        self,
+        settings: Settings,
+        audiences: list[Audience],
+        cells: Cells,
+        serde: Serde,
+        vault: Vault | None,
+        clock: Clock = system_clock,
+    ) -> None:
+        self.settings, self.serde, self.clock, self.cells = settings, serde, clock, cells
+        self.memberships = Memberships(cells, audiences, opener(vault))
+        prefix = settings.topic_prefix
+        self.profiles = PROFILES.name(prefix)
+        self.audiences_topic = AUDIENCES.name(prefix)
+        self.memberships_topic = MEMBERSHIPS.name(prefix)
+        self.halt = threading.Event()
+        self.ready = threading.Event()
+        self.producer: Any = None
+
+    def stop(self, *_args: Any) -> None:
+        self.halt.set()
+
+    def _deliver(self, outcome: Outcome) -> None:
+        """Produce the batch's outputs and wait for Kafka's acknowledgement (or raise)."""
+        failed: list[str] = []
+
+        def done(error: Any, _message: Any) -> None:
+            if error is not None:
+                failed.append(str(error))
+
+        for change in outcome.changes:
+            value = self.serde.encode(self.audiences_topic, change)
+            self.producer.produce(
+                self.audiences_topic, key=change.customer_id.encode(), value=value, on_delivery=done
+            )
+        for customer, membership in outcome.memberships.items():
+            record = (
+                None
+                if membership is None
+                else self.serde.encode(self.memberships_topic, membership)
+            )
+            self.producer.produce(
+                self.memberships_topic, key=customer.encode(), value=record, on_delivery=done
+            )
+        if self.producer.flush(self.settings.delivery_timeout_s) or failed:
+            raise DeliveryError(f"activation outputs not acknowledged: {failed[:1] or 'timeout'}")
+        entered = sum(c.entered for c in outcome.changes)
+        metrics.RECORDS_OUT.labels("activate", "entered").inc(entered)
+        metrics.RECORDS_OUT.labels("activate", "exited").inc(len(outcome.changes) - entered)
+
+    def _commit(self, staged: Staged, outcome: Outcome, purge: bool) -> None:
+        """Outputs first, then the state that produced them (a crash repeats, never loses)."""
+        while True:
+            try:
+                self._deliver(outcome)
+                break
+            except DeliveryError as exc:
+                log.warning("activate: %s; retrying", exc)
+                if self.halt.wait(1.0):
+                    raise
+        staged.commit()
+        if purge:
+            self.cells.purge()  # a gone customer's profile leaves the files
+
+    def backfill(self, audiences: frozenset[str], now: datetime) -> int:
+        staged, outcome = Staged(self.cells), Outcome()
+        seen = self.memberships.sweep(audiences, now, staged, outcome)
+        self._commit(staged, outcome, purge=False)
+        return seen
+
+    def handle(self, messages: list[Any], now: datetime) -> int:
+        items: list[tuple[str, dict[str, Any] | None]] = []
+        staged = Staged(self.cells)
+        for message in messages:
+            staged.put(
+                offset_key(message.topic(), message.partition()), b"%d" % (message.offset() + 1)
+            )
+            raw, key = message.value(), (message.key() or b"").decode("utf-8", "replace")
+            if raw is None:
+                items.append((key, None))
+                continue
+            try:
+                items.append((key, self.serde.decode(self.profiles, raw, CustomerProfile)))
+            except DecodeError as exc:
+                log.warning(
+                    "activate: %s[%d]@%d not readable (%s): passed over",
+                    message.topic(),
+                    message.partition(),
+                    message.offset(),
+                    exc.rejection.reason.value,
+                )
+        outcome = Outcome()
+        while True:
+            try:
+                self.memberships.on_profiles(items, now, staged, outcome)
+                break
+            except VaultUnavailableError:
+                log.warning("activate: the vault is unreachable; the batch waits")
+                staged, outcome = Staged(self.cells), Outcome()
+                for message in messages:
+                    staged.put(
+                        offset_key(message.topic(), message.partition()),
+                        b"%d" % (message.offset() + 1),
+                    )
+                if self.halt.wait(1.0):
+                    raise
+        self._commit(staged, outcome, purge=any(record is None for _, record in items))
+        metrics.RECORDS_IN.labels("activate").inc(len(messages))
+        return len(outcome.changes)
+
+    def run(self) -> None:
+        from confluent_kafka import Consumer, Producer, TopicPartition
+
+        kafka = self.settings.kafka_security().librdkafka()
+        self.producer = Producer({**kafka, "enable.idempotence": True, "acks": "all"})
+        consumer = Consumer(
+            {
+                **kafka,
+                "group.id": f"{self.settings.app_id}.activate",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+            }
+        )
+        try:
+            metadata = consumer.list_topics(self.profiles, timeout=30).topics[self.profiles]
+            partitions = sorted(metadata.partitions)
+            offsets = self.memberships.offsets(self.profiles, partitions)
+            consumer.assign([TopicPartition(self.profiles, p, o) for p, o in offsets.items()])
+            stale = self.memberships.stale_definitions()
+            if stale:
+                seen = self.backfill(stale, self.clock())
+                log.info(
+                    "activate: %d audiences (re)built from %d stored profiles", len(stale), seen
+                )
+            timed = frozenset(a.audience_id for a in self.memberships.audiences if a.time_based())
+            swept = time.monotonic()
+            self.ready.set()
+            metrics.STAGE_READY.labels("activate").set(1)
+            while not self.halt.is_set():
+                messages = [m for m in consumer.consume(BATCH, 0.5) if not m.error()]
+                if messages:
+                    self.handle(messages, self.clock())
+                if timed and time.monotonic() - swept >= self.settings.activation_sweep_s:
+                    swept = time.monotonic()
+                    self.backfill(timed, self.clock())
+        finally:
+            consumer.close()
+            self.producer.flush(10)

@@ -1,0 +1,159 @@
+"""The activation stage's state on both backends: entering and leaving audiences as profiles
+change, consent withdrawn, a tombstone (erased or merged away), the clock (time-based
+audiences), new, changed and removed definitions, and a sealed profile whose key is gone."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.activation.memberships import Memberships, Outcome, member_key
+from pipeline.contract.models import ComputedTraits
+from pipeline.engine.audiences import Audience, parse
+from pipeline.vault.store import Cells, MemoryCells, RocksCells, Staged
+from tests.factories import NOW, make_profile
+from tests.unit.pipeline.serving.conftest import decoded
+
+DEFINITIONS = {
+    "audiences": [
+        {"id": "buyers", "condition": {"trait": "computed.order_count", "op": "gte", "value": 1}},
+        {
+            "id": "newsletter",
+            "purpose": "email_marketing",
+            "condition": {"identifier": "email"},
+        },
+        {
+            "id": "lapsed",
+            "condition": {"older_than_days": 90, "of": "computed.last_order_at"},
+        },
+    ]
+}
+
+
+@pytest.fixture(params=["memory", "rocksdb"])
+def cells(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cells]:
+    made: Cells = (
+        MemoryCells() if request.param == "memory" else RocksCells(tmp_path / "m", sync=False)
+    )
+    yield made
+    made.close()
+
+
+def _open(record: dict[str, Any]) -> dict[str, Any] | None:
+    return None if record.get("sealed") is not None else record
+
+
+def _profile(version: int, consent: bool = True, orders: int = 1, **extra: Any) -> dict[str, Any]:
+    computed = ComputedTraits(order_count=orders, last_order_at=NOW - timedelta(days=10))
+    return decoded(
+        make_profile(
+            customer_id="cus-1",
+            version=version,
+            consent={"email_marketing": consent},
+            computed=computed,
+            **extra,
+        )
+    )
+
+
+def _apply(m: Memberships, items: list[tuple[str, Any]], now: Any = NOW) -> Outcome:
+    staged, outcome = Staged(m.cells), Outcome()
+    m.on_profiles(items, now, staged, outcome)
+    staged.commit()
+    return outcome
+
+
+def _moves(outcome: Outcome) -> set[tuple[str, bool]]:
+    return {(c.audience_id, c.entered) for c in outcome.changes}
+
+
+def test_profiles_enter_and_leave_audiences(cells: Cells) -> None:
+    m = Memberships(cells, parse(DEFINITIONS), _open)
+    first = _apply(m, [("cus-1", _profile(1))])
+    assert _moves(first) == {("buyers", True), ("newsletter", True)}
+    assert first.memberships["cus-1"].audiences == ["buyers", "newsletter"]  # type: ignore[union-attr]
+    again = _apply(m, [("cus-1", _profile(1))])  # redelivered: nothing new
+    assert again.changes == [] and again.memberships == {}
+    withdrawn = _apply(m, [("cus-1", _profile(2, consent=False))])
+    (change,) = withdrawn.changes
+    assert (change.audience_id, change.entered) == ("newsletter", False)
+    assert change.reason == "no granted consent for email_marketing"
+    assert _apply(m, [("cus-1", _profile(1))]).changes == []  # an older version: ignored
+    assert m.members("cus-1") == ["buyers"]
+
+
+def test_a_tombstone_leaves_everything_and_keeps_nothing(cells: Cells) -> None:
+    m = Memberships(cells, parse(DEFINITIONS), _open)
+    _apply(m, [("cus-1", _profile(1))])
+    gone = _apply(m, [("cus-1", None)])
+    assert _moves(gone) == {("buyers", False), ("newsletter", False)}
+    assert gone.memberships == {"cus-1": None}
+    assert cells.get(member_key("cus-1")) is None
+    assert all(c.profile_version == -1 for c in gone.changes)
+
+
+def test_time_based_audiences_change_with_the_clock(cells: Cells) -> None:
+    audiences = parse(DEFINITIONS)
+    m = Memberships(cells, audiences, _open)
+    _apply(m, [("cus-1", _profile(1))])
+    timed = frozenset(a.audience_id for a in audiences if a.time_based())
+    assert timed == {"lapsed"}
+    staged, outcome = Staged(cells), Outcome()
+    m.sweep(timed, NOW + timedelta(days=85), staged, outcome)
+    staged.commit()
+    assert _moves(outcome) == {("lapsed", True)}
+    assert m.members("cus-1") == ["buyers", "lapsed", "newsletter"]
+    # The same sweep repeated (a crash before its state was written) repeats the same ids.
+    staged, repeat = Staged(cells), Outcome()
+    m2 = Memberships(MemoryCells(), audiences, _open)
+    _apply(m2, [("cus-1", _profile(1))])
+    m2.sweep(timed, NOW + timedelta(days=86), staged, repeat)
+    assert {c.change_id for c in repeat.changes} == {c.change_id for c in outcome.changes}
+
+
+def test_new_changed_and_removed_definitions(cells: Cells) -> None:
+    m = Memberships(cells, parse(DEFINITIONS), _open)
+    _apply(m, [("cus-1", _profile(1))])
+    staged, outcome = Staged(cells), Outcome()
+    m.sweep(m.stale_definitions(), NOW, staged, outcome)
+    staged.commit()
+    assert m.stale_definitions() == frozenset()
+    changed = {
+        "audiences": [
+            {
+                "id": "buyers",
+                "condition": {"trait": "computed.order_count", "op": "gte", "value": 2},
+            },
+            {"id": "cologne", "condition": {"trait": "traits.city", "op": "eq", "value": "Köln"}},
+        ]
+    }
+    m = Memberships(cells, parse(changed), _open)
+    stale = m.stale_definitions()
+    assert stale == {"buyers", "cologne", "newsletter", "lapsed"}
+    staged, outcome = Staged(cells), Outcome()
+    m.sweep(stale, NOW, staged, outcome)
+    staged.commit()
+    assert _moves(outcome) == {("buyers", False), ("newsletter", False)}
+    assert {c.reason for c in outcome.changes if c.audience_id == "newsletter"} == {
+        "the audience was removed"
+    }
+    assert m.members("cus-1") == []
+    assert m.stale_definitions() == frozenset()
+
+
+def test_a_sealed_profile_that_cannot_be_opened_changes_no_membership(cells: Cells) -> None:
+    m = Memberships(cells, parse(DEFINITIONS), _open)
+    _apply(m, [("cus-1", _profile(1))])
+    sealed = _profile(2, orders=0) | {"sealed": b"x", "sealed_key": "t:gone"}
+    outcome = _apply(m, [("cus-1", sealed)])
+    assert outcome.changes == []
+    assert m.members("cus-1") == ["buyers", "newsletter"]
+
+
+def test_audience_objects_are_plain_data() -> None:
+    (one,) = parse({"audiences": [{"id": "x", "condition": {"consent": "sms"}}]})
+    assert one == Audience("x", {"consent": "sms"}, None, "")

@@ -17,7 +17,7 @@ BENCH_ACCURACY_ARGS ?=
 GENERATE_ARGS ?= --customers 1000 --seed 1 --output .stack/generated.jsonl
 BOOTSTRAP ?= $(or $(OMNISTITCH_BOOTSTRAP_SERVERS),127.0.0.1:9092)
 
-.PHONY: serve consume bench bench-profile bench-latency bench-commit-lag bench-accuracy help setup up down status logs topics register-schemas check-schemas worker collector files generate test test-browser test-unit test-integration lint typecheck imports check demo clean
+.PHONY: serve activate consume bench bench-profile bench-latency bench-commit-lag bench-accuracy help setup up down status logs topics register-schemas check-schemas worker collector files generate test test-browser test-unit test-integration lint typecheck imports check demo clean
 
 help: ## List every target
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -67,7 +67,7 @@ check-schemas: setup ## Fail if a schema in schemas/ cannot read data of its rel
 	$(OMNI) schemas check
 
 # The stack's vault: the connectors seal, the worker opens, an erase shreds (docs/erasure.md).
-worker collector files serve demo: export OMNISTITCH_VAULT_URL ?= http://127.0.0.1:$(or $(OMNISTITCH_VAULT_PORT),8200)
+worker collector files serve activate demo: export OMNISTITCH_VAULT_URL ?= http://127.0.0.1:$(or $(OMNISTITCH_VAULT_PORT),8200)
 # /metrics, /health/live and /health/ready of the worker and the file connector (docs/operations.md).
 worker: export OMNISTITCH_METRICS_PORT ?= 9400
 files: export OMNISTITCH_METRICS_PORT ?= 9401
@@ -77,6 +77,9 @@ worker: up ## Run the stitching worker in the foreground against the local stack
 
 serve: up ## Run the profile API and viewer on :8300 (local token in .stack/serve/token)
 	$(OMNI) serve
+
+activate: up ## Evaluate audiences on the profiles: AUDIENCES=<file.yaml> (docs/audiences.md)
+	$(OMNI) activate --audiences $(or $(AUDIENCES),docs/audiences.example.yaml)
 
 collector: up ## Run the HTTP collector (Segment API + webhooks) on :8090; needs OMNISTITCH_WRITE_KEYS
 	$(OMNI) collector

@@ -297,6 +297,9 @@ class Settings(BaseSettings):
     audiences_file: Path | None = Field(
         None, description="Audience definitions, YAML or JSON (docs/audiences.md)."
     )
+    destinations_file: Path | None = Field(
+        None, description="Webhook destinations of audience changes, YAML or JSON."
+    )
     activation_dir: Path = Field(
         Path(".stack/activate"), description="The activation stage's memberships (RocksDB)."
     )

@@ -37,12 +37,11 @@ import hashlib
 import hmac
 import json
 import logging
-import time
 import urllib.parse
 import zlib
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -56,6 +55,7 @@ from pipeline.clock import Clock, system_clock
 from pipeline.contract.dead_letters import Reason, Rejection
 from pipeline.contract.models import ChannelEvent
 from pipeline.exceptions import DeliveryError, MappingConfigError, RegistryUnavailableError
+from pipeline.rates import TokenBucket
 from pipeline.settings import Settings
 
 log = logging.getLogger("omnistitch.collector")
@@ -131,26 +131,6 @@ class CollectorConfig:
                 "the collector needs at least one write key: set OMNISTITCH_WRITE_KEYS to a JSON "
                 'object of key → source name, e.g. {"<random key>": "web-shop"}'
             )
-
-
-@dataclass
-class TokenBucket:
-    """Requests per second per write key, with a burst."""
-
-    rate: float
-    capacity: float
-    now: Callable[[], float] = time.monotonic
-    _levels: dict[str, tuple[float, float]] = field(default_factory=dict)
-
-    def take(self, key: str) -> bool:
-        moment = self.now()
-        level, last = self._levels.get(key, (self.capacity, moment))
-        level = min(self.capacity, level + (moment - last) * self.rate)
-        if level < 1:
-            self._levels[key] = (level, moment)
-            return False
-        self._levels[key] = (level - 1, moment)
-        return True
 
 
 def _error(status: int, code: str, message: str, **headers: str) -> web.Response:

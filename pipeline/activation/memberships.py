@@ -200,6 +200,11 @@ class Memberships:
             if raw is not None:
                 yield key.decode("utf-8", "surrogatepass").split("|", 1)[1], _rows.decode(raw)
 
+    def profile(self, customer: str) -> dict[str, Any] | None:
+        """The customer's latest profile, opened (None: unknown, gone, or its key is gone)."""
+        raw = self.cells.get(member_key(customer))
+        return self.opener(_rows.decode(raw).profile) if raw is not None else None
+
     def members(self, customer: str) -> list[str]:
         raw = self.cells.get(member_key(customer))
         return list(_rows.decode(raw).audiences) if raw is not None else []

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import metrics
+from pipeline.activation.destinations import Destination, parse_destinations
 from pipeline.activation.memberships import Memberships, Outcome, offset_key
 from pipeline.clock import Clock, system_clock
 from pipeline.contract.models import CustomerProfile
@@ -50,6 +51,16 @@ def load_audiences(path: Path) -> list[Audience]:
         return parse(yaml.safe_load(path.read_text(encoding="utf-8")))
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigurationError(f"audience definitions {path}: {exc}") from exc
+
+
+def load_destinations(path: Path) -> list[Destination]:
+    """Destinations from a YAML or JSON file (pipeline.activation.destinations)."""
+    import yaml
+
+    try:
+        return parse_destinations(yaml.safe_load(path.read_text(encoding="utf-8")))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigurationError(f"destinations {path}: {exc}") from exc
 
 
 def opener(vault: Vault | None) -> Any:

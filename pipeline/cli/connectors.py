@@ -35,7 +35,8 @@ def cmd_activate(args: argparse.Namespace, settings: Settings) -> int:
     import signal
     from pathlib import Path
 
-    from pipeline.activation.stage import ActivationStage, load_audiences
+    from pipeline.activation.delivery import WebhookSink, wait_all
+    from pipeline.activation.stage import ActivationStage, load_audiences, load_destinations
     from pipeline.stream.serialization import RegistrySerde
     from pipeline.stream.transport import check_kafka
     from pipeline.vault.client import VaultClient
@@ -53,12 +54,20 @@ def cmd_activate(args: argparse.Namespace, settings: Settings) -> int:
     serde = RegistrySerde.from_access(settings.registry_access())
     serde.register(settings.topic_prefix)
     stage = ActivationStage(settings, audiences, cells, serde, VaultClient.from_settings(settings))
+    targets = Path(args.destinations) if args.destinations else settings.destinations_file
+    destinations = load_destinations(targets) if targets else []
+    sinks = [WebhookSink(settings, d, serde, stage.memberships.profile) for d in destinations]
     signal.signal(signal.SIGTERM, stage.stop)
     signal.signal(signal.SIGINT, stage.stop)
-    say(f"activate: {len(audiences)} audiences from {path}")
+    say(f"activate: {len(audiences)} audiences from {path}, {len(sinks)} destinations")
+    for sink in sinks:
+        sink.start()
     try:
         stage.run()
     finally:
+        for sink in sinks:
+            sink.stop()
+        wait_all(sinks, 30)
         cells.close()
     return 0
 

@@ -275,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
         "activate", help="evaluate audiences on the profiles topic (docs/audiences.md)"
     )
     activating.add_argument("--audiences", help="definitions file (OMNISTITCH_AUDIENCES_FILE)")
+    activating.add_argument(
+        "--destinations", help="webhook destinations file (OMNISTITCH_DESTINATIONS_FILE)"
+    )
     activating.set_defaults(func=cmd_activate)
 
     files = sub.add_parser("files", help="run the file connector on the drop folder (POS, CRM)")

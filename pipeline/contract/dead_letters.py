@@ -59,6 +59,9 @@ class Reason(StrEnum):
     # Raised by the connectors, before a ChannelEvent exists.
     malformed_json = "malformed_json"
     unmappable_record = "unmappable_record"
+    # A destination (pipeline.activation.delivery) refused an audience change or never
+    # acknowledged it within its attempts.
+    undeliverable = "undeliverable"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,236 @@
+"""Destinations: only declared fields leave and only with an entry; the ad platforms' hashing;
+refused definitions; the webhook sink against a local receiver — retries with backoff, the
+idempotency key, Retry-After, a refusal and exhausted attempts dead-lettered, the rate limit."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from pipeline.activation import delivery
+from pipeline.activation.delivery import WebhookSink
+from pipeline.activation.destinations import (
+    Destination,
+    hashed_email,
+    hashed_phone,
+    parse_destinations,
+    payload,
+    selected,
+)
+from pipeline.contract.models import AudienceChange
+from pipeline.exceptions import ConfigurationError
+from pipeline.settings import Settings
+from tests.factories import NOW, MemorySerde
+
+PROFILE = {
+    "customer_id": "cus-1",
+    "version": 3,
+    "identifiers": {"email": ["kim@example.de"], "phone": ["+4915112345678"]},
+    "traits": {"first_name": "Kim", "birth_date": "1990-01-02"},
+    "computed": {"preferred_store": "S-1", "revenue": {"EUR": "80.00"}},
+}
+
+
+def _change(entered: bool = True, change_id: str = "aud-1") -> dict[str, Any]:
+    return AudienceChange(
+        change_id=change_id,
+        audience_id="buyers",
+        customer_id="cus-1",
+        entered=entered,
+        reason="meets the audience's conditions",
+        profile_version=3,
+        occurred_at=NOW,
+    ).model_dump(mode="json")
+
+
+def test_only_declared_fields_leave_and_only_with_an_entry() -> None:
+    crm = Destination(
+        "crm",
+        "http://x",
+        frozenset({"buyers"}),
+        ("traits.first_name", "computed.preferred_store", "traits.city"),
+    )
+    body = payload(crm, _change(), PROFILE)
+    assert body["profile"] == {"traits.first_name": "Kim", "computed.preferred_store": "S-1"}
+    assert "birth_date" not in json.dumps(body) and "kim@example.de" not in json.dumps(body)
+    assert (body["idempotency_key"], body["event"]) == ("aud-1", "entered")
+    exit_body = payload(crm, _change(entered=False), PROFILE)
+    assert exit_body["profile"] == {} and exit_body["event"] == "exited"
+    assert selected(None, crm.fields) == {}
+
+
+def test_ad_platform_hashing() -> None:
+    def sha(text: str) -> str:
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    assert hashed_email(" Kim.Lo@Gmail.com ", "google") == sha("kimlo@gmail.com")
+    assert hashed_email(" Kim.Lo@Gmail.com ", "meta") == sha("kim.lo@gmail.com")
+    assert hashed_email("Kim.Lo@example.de", "google") == sha("kim.lo@example.de")
+    assert hashed_phone("+4915112345678", "google") == sha("+4915112345678")
+    assert hashed_phone("+4915112345678", "meta") == sha("4915112345678")
+
+
+@pytest.mark.parametrize(
+    "item, message",
+    [
+        ({"id": "A", "url": "http://x", "audiences": ["a"]}, "unique id"),
+        ({"id": "a", "url": "ftp://x", "audiences": ["a"]}, "http"),
+        ({"id": "a", "url": "http://x", "audiences": []}, "non-empty"),
+        ({"id": "a", "url": "http://x", "audiences": ["a"], "fields": ["a b"]}, "dotted"),
+        ({"id": "a", "url": "http://x", "audiences": ["a"], "rate_per_s": 0}, "rate_per_s"),
+        ({"id": "a", "url": "http://x", "audiences": ["a"], "max_attempts": 50}, "max_attempts"),
+        ({"id": "a", "url": "http://x", "audiences": ["a"], "token_env": "HOME"}, "OMNISTITCH_"),
+    ],
+)
+def test_a_bad_destination_is_refused(item: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        parse_destinations({"destinations": [item]})
+
+
+class Receiver:
+    """A local webhook receiver answering with the statuses it is given, then 200."""
+
+    def __init__(self, answers: list[tuple[int, dict[str, str]]]) -> None:
+        self.answers = answers
+        self.got: list[tuple[float, dict[str, str], dict[str, Any]]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                receiver.got.append((time.monotonic(), dict(self.headers), body))
+                status, headers = receiver.answers.pop(0) if receiver.answers else (200, {})
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Quiet."""
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+
+class Message:
+    def __init__(self, value: bytes) -> None:
+        self._value = value
+
+    def value(self) -> bytes:
+        return self._value
+
+    def key(self) -> bytes:
+        return b"cus-1"
+
+    def topic(self) -> str:
+        return "t.audiences.v1"
+
+    def partition(self) -> int:
+        return 0
+
+    def offset(self) -> int:
+        return 7
+
+
+class Producer:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def produce(self, topic: str, **kwargs: Any) -> None:
+        self.sent.append({"topic": topic, **kwargs})
+
+    def flush(self, _timeout: float) -> int:
+        return 0
+
+
+@pytest.fixture
+def fast(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(delivery, "BACKOFF_START_S", 0.05)
+    monkeypatch.setattr(delivery, "BACKOFF_MAX_S", 0.2)
+    yield
+
+
+def _sink(url: str, monkeypatch: pytest.MonkeyPatch, **extra: Any) -> tuple[WebhookSink, Producer]:
+    import urllib3
+
+    monkeypatch.setenv("OMNISTITCH_DESTINATION_T_TOKEN", "dest-token-123")
+    destination = Destination(
+        "crm",
+        url,
+        frozenset({"buyers"}),
+        ("traits.first_name",),
+        token_env="OMNISTITCH_DESTINATION_T_TOKEN",
+        **extra,
+    )
+    serde = MemorySerde()
+    sink = WebhookSink(Settings(topic_prefix="t."), destination, serde, lambda _c: PROFILE)
+    sink.http = urllib3.PoolManager(timeout=urllib3.Timeout(total=2), retries=False)
+    producer = Producer()
+    sink.producer = producer
+    return sink, producer
+
+
+def _message(sink: WebhookSink, **change: Any) -> Message:
+    record = AudienceChange.model_validate(_change(**change))
+    return Message(sink.serde.encode(sink.topic, record))
+
+
+def test_retries_with_the_same_idempotency_key_until_acknowledged(
+    fast: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    receiver = Receiver([(503, {}), (429, {"Retry-After": "0"}), (200, {})])
+    sink, producer = _sink(receiver.url, monkeypatch)
+    assert sink.handle(_message(sink)) is True
+    assert len(receiver.got) == 3 and producer.sent == []
+    keys = {headers["Idempotency-Key"] for _, headers, _ in receiver.got}
+    assert keys == {"aud-1"}
+    assert receiver.got[0][1]["Authorization"] == "Bearer dest-token-123"
+    assert receiver.got[-1][2]["profile"] == {"traits.first_name": "Kim"}
+    assert sink.delivered == 1
+
+
+def test_a_refusal_and_exhausted_attempts_go_to_the_dead_letters(
+    fast: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    receiver = Receiver([(400, {})])
+    sink, producer = _sink(receiver.url, monkeypatch)
+    message = _message(sink)
+    assert sink.handle(message) is True
+    assert len(receiver.got) == 1  # a 400 is not retried
+    (letter,) = producer.sent
+    headers = dict(letter["headers"])
+    assert letter["topic"] == "t.dead-letters.v1" and letter["value"] == message.value()
+    assert headers["omnistitch.dlq.reason"] == b"undeliverable"
+    receiver.answers[:] = [(500, {})] * 10
+    sink, producer = _sink(receiver.url, monkeypatch, max_attempts=3)
+    assert sink.handle(_message(sink, change_id="aud-2")) is True
+    assert len(receiver.got) == 1 + 3
+    assert b"after 3 attempts" in dict(producer.sent[0]["headers"])["omnistitch.dlq.detail"]
+
+
+def test_the_rate_limit_spaces_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    receiver = Receiver([])
+    sink, _ = _sink(receiver.url, monkeypatch, rate_per_s=10.0)
+    for n in range(25):
+        assert sink.handle(_message(sink, change_id=f"aud-{n}")) is True
+    times = [t for t, _, _ in receiver.got]
+    # A burst of 20 (2 s worth), then 10 per second.
+    assert times[-1] - times[0] >= 0.4
+    assert sink.delivered == 25
+
+
+def test_other_audiences_are_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    receiver = Receiver([])
+    sink, _ = _sink(receiver.url, monkeypatch)
+    record = AudienceChange.model_validate(_change() | {"audience_id": "lapsed"})
+    assert sink.handle(Message(sink.serde.encode(sink.topic, record))) is True
+    assert receiver.got == []

@@ -72,6 +72,28 @@ def cmd_activate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    """An audience's members for an ad platform, hashed (pipeline.activation.export)."""
+    from pathlib import Path
+
+    from pipeline.activation.export import export
+    from pipeline.stream.serialization import RegistrySerde
+    from pipeline.stream.transport import check_kafka
+    from pipeline.vault.client import VaultClient
+
+    setup_logging(settings)
+    check_kafka(settings.kafka_security())
+    serde = RegistrySerde.from_access(settings.registry_access())
+    vault = VaultClient.from_settings(settings)
+    output = Path(args.output)
+    customers, rows = export(settings, serde, vault, args.audience, args.platform, output)
+    say(
+        f"export: {customers} customers of {args.audience}, {rows} rows for {args.platform} "
+        f"in {output}"
+    )
+    return 0
+
+
 def cmd_files(args: argparse.Namespace, settings: Settings) -> int:
     from pathlib import Path
 

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pipeline.cli.connectors import (
     cmd_activate,
     cmd_collector,
+    cmd_export,
     cmd_files,
     cmd_generate,
     cmd_serve,
@@ -279,6 +280,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--destinations", help="webhook destinations file (OMNISTITCH_DESTINATIONS_FILE)"
     )
     activating.set_defaults(func=cmd_activate)
+
+    exporting = sub.add_parser(
+        "export", help="an audience's members as a hashed file for an ad platform"
+    )
+    exporting.add_argument("--audience", required=True, help="the audience id")
+    exporting.add_argument("--platform", required=True, choices=["google", "meta"])
+    exporting.add_argument("--output", required=True, help="CSV file to write (mode 0600)")
+    exporting.set_defaults(func=cmd_export)
 
     files = sub.add_parser("files", help="run the file connector on the drop folder (POS, CRM)")
     files.add_argument("--dir", help="the drop folder (default: OMNISTITCH_DROP_DIR)")

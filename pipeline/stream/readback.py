@@ -98,3 +98,33 @@ def records_between(
     finally:
         consumer.close()
     return found
+
+
+def latest_per_key(
+    settings: Settings, topic: str, timeout_s: float = 60.0
+) -> dict[bytes, bytes | None]:
+    """A compacted topic read from its start to its current end: the latest value per key
+    (None: a tombstone)."""
+    from confluent_kafka import TopicPartition
+
+    consumer = _consumer(settings, "compacted-reader")
+    found: dict[bytes, bytes | None] = {}
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {}
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            if high > low:
+                ends[p] = high
+        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+        deadline = time.monotonic() + timeout_s
+        while ends and time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is None or msg.error():
+                continue
+            found[msg.key() or b""] = msg.value()
+            if int(msg.offset() or 0) + 1 >= ends.get(int(msg.partition() or 0), 0):
+                ends.pop(int(msg.partition() or 0), None)
+    finally:
+        consumer.close()
+    return found

@@ -5,10 +5,15 @@ membership tombstone."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
+import threading
 from collections.abc import Callable
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +24,33 @@ from tests.integration.conftest import WorkerProcess, drain
 from tests.integration.deployments import Run, wait_for
 
 pytestmark = pytest.mark.integration
+
+
+class Receiver:
+    """A local webhook receiver: every request's idempotency key and body."""
+
+    def __init__(self) -> None:
+        self.got: list[tuple[str, dict[str, Any]]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                receiver.got.append((self.headers["Idempotency-Key"], body))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Quiet."""
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def events(self) -> list[tuple[str, str]]:
+        return [(body["audience_id"], body["event"]) for _, body in self.got]
+
 
 DEFINITIONS = """
 audiences:
@@ -82,9 +114,18 @@ def test_audiences_follow_orders_consent_and_an_erase(
     run.wait_for_journeys({"a1", "a2"})
     definitions = tmp_path / "audiences.yaml"
     definitions.write_text(DEFINITIONS, encoding="utf-8")
+    receiver = Receiver()
+    destinations = tmp_path / "destinations.yaml"
+    destinations.write_text(
+        "destinations:\n"
+        f"  - {{id: crm, url: '{receiver.url}', audiences: [buyers],"
+        " fields: [traits.first_name, computed.revenue]}\n",
+        encoding="utf-8",
+    )
     env = {
         **run.env,
         "OMNISTITCH_AUDIENCES_FILE": str(definitions),
+        "OMNISTITCH_DESTINATIONS_FILE": str(destinations),
         "OMNISTITCH_ACTIVATION_DIR": str(tmp_path / "activate"),
     }
     argv = [sys.executable, "-m", "pipeline.cli", "activate"]
@@ -100,6 +141,19 @@ def test_audiences_follow_orders_consent_and_an_erase(
     kim_id = next(c.customer_id for c in _changes(run) if c.audience_id == "buyers")
     assert {c.customer_id for c in _changes(run)} == {kim_id}  # ben: no order, no consent
     assert _memberships(run)[kim_id] == ["buyers", "newsletter"]
+    wait_for(lambda: receiver.events() == [("buyers", "entered")], "the webhook gets kim", 60)
+    ((key, body),) = receiver.got
+    assert body["profile"] == {"computed.revenue": {"EUR": "25.00"}}  # only declared fields
+    assert "kim.lo" not in json.dumps(body)
+
+    # An export for an ad platform: her e-mail, normalised and hashed, nothing else.
+    exported = tmp_path / "newsletter.csv"
+    code, _ = run.cli(
+        "export", "--audience", "newsletter", "--platform", "meta", "--output", str(exported)
+    )
+    assert code == 0
+    digest = hashlib.sha256(b"kim.lo@example.com").hexdigest()
+    assert exported.read_text().splitlines() == ["email,phone", f"{digest},"]
 
     # Kim withdraws her consent: she leaves the e-mail audience, with the reason.
     run.produce([make_event(event_id="a3", identifiers=[kim], consent={"email_marketing": False})])
@@ -123,6 +177,9 @@ def test_audiences_follow_orders_consent_and_an_erase(
     assert code == 0, out
     wait_for(lambda: ("buyers", False) in entered(kim_id), "kim leaves the buyers", 90)
     wait_for(lambda: _memberships(run).get(kim_id, "") is None, "a membership tombstone", 60)
+    wait_for(lambda: len(receiver.got) == 2, "the webhook gets the exit", 60)
+    assert receiver.events() == [("buyers", "entered"), ("buyers", "exited")]  # once each
+    assert receiver.got[1][1]["profile"] == {} and receiver.got[0][0] == key
     changes = _changes(run)
     assert len({c.change_id for c in changes}) == len(changes)
     assert again.stop() == 0, again.tail()

@@ -234,3 +234,16 @@ def test_other_audiences_are_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
     record = AudienceChange.model_validate(_change() | {"audience_id": "lapsed"})
     assert sink.handle(Message(sink.serde.encode(sink.topic, record))) is True
     assert receiver.got == []
+
+
+def test_export_rows_pair_every_address_and_number() -> None:
+    from pipeline.activation.export import rows
+
+    found = rows(
+        {"identifiers": {"email": ["a@x.de", "b@x.de"], "phone": ["+4930123456"]}}, "google"
+    )
+    assert found == [
+        (hashed_email("a@x.de", "google"), hashed_phone("+4930123456", "google")),
+        (hashed_email("b@x.de", "google"), ""),
+    ]
+    assert rows({"identifiers": {"anonymous_id": ["x"]}}, "meta") == []

@@ -31,6 +31,7 @@ from pipeline.exceptions import ConfigurationError, OmnistitchError, VaultUnavai
 from pipeline.insight.histories import histories
 from pipeline.insight.kpis import report
 from pipeline.quality.evaluation import stitching_accuracy
+from pipeline.serving.clienteling import assistant_view
 from pipeline.serving.follower import Follower
 from pipeline.serving.identity_graph import identity_graph
 from pipeline.serving.openapi import openapi
@@ -142,7 +143,8 @@ class ProfileApi:
     async def customer(self, request: web.Request) -> web.Response:
         return _json(await self._profile(request.match_info["customer"]))
 
-    async def lookup(self, request: web.Request) -> web.Response:
+    async def _holder(self, request: web.Request) -> tuple[Node, dict[str, Any]]:
+        """The identifier of ``?namespace&value`` and the profile of its customer now."""
         namespace = request.query.get("namespace", "")
         value = request.query.get("value", "")
         if not namespace or not value:
@@ -152,8 +154,16 @@ class ProfileApi:
         if holder is None:
             raise Problem(404, "no customer holds this identifier")
         survivor, _merged = self.view.resolve(holder)
-        profile = await self._profile(survivor)
+        return node, await self._profile(survivor)
+
+    async def lookup(self, request: web.Request) -> web.Response:
+        node, profile = await self._holder(request)
         return _json({"matched": {"namespace": node.namespace, "value": node.value}} | profile)
+
+    async def clienteling(self, request: web.Request) -> web.Response:
+        """A sales assistant's view (pipeline.serving.clienteling)."""
+        _node, profile = await self._holder(request)
+        return _json(assistant_view(profile))
 
     async def journey(self, request: web.Request) -> web.Response:
         customer = await self._current(request.match_info["customer"])
@@ -380,6 +390,7 @@ def build_app(api: ProfileApi) -> web.Application:
     app.router.add_get("/v1/customers/{customer}/changes", api.changes)
     app.router.add_get("/v1/customers/{customer}/possible-matches", api.possible_matches)
     app.router.add_get("/v1/lookup", api.lookup)
+    app.router.add_get("/v1/clienteling", api.clienteling)
     app.router.add_get("/v1/explain", api.explain)
     app.router.add_post("/v1/operations", api.operation)
     app.router.add_get("/v1/kpis", api.kpis)

@@ -57,6 +57,15 @@ def openapi() -> dict[str, Any]:
                 ],
                 r400="the identifier is not usable",
             ),
+            "/v1/clienteling": _get(
+                "What a sales assistant may see of the customer holding an identifier "
+                "(a loyalty card, a phone): first name, open support case; with consent for "
+                "personalisation also recent interest, abandoned cart, preferred store",
+                [
+                    _query("namespace", "loyalty_id, phone, email, …"),
+                    _query("value", "the value as the till or the assistant types it"),
+                ],
+            ),
             "/v1/customers/{customer}/journey": _get(
                 "The journey, newest first, paged",
                 [

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -224,3 +225,49 @@ def test_a_sealed_profile_opens_while_its_key_exists(view: CustomerView) -> None
         assert (await client.get("/v1/customers/cus-s", headers=_auth())).status == 503
 
     _run(view, call, vault=vault)
+
+
+def test_clienteling_shows_interest_only_with_consent_for_personalisation(
+    view: CustomerView,
+) -> None:
+    from pipeline.contract.models import ComputedTraits, Traits
+
+    feed = Feed(view)
+    computed = ComputedTraits(
+        recently_viewed=["P-9", "P-1"], abandoned_cart=["P-3"], preferred_store="S-1", open_cases=1
+    )
+
+    def card(consent: bool, version: int) -> Any:
+        return make_profile(
+            customer_id="cus-card",
+            identifiers={"loyalty_id": ["LC-77"], "email": ["kim@example.de"]},
+            traits=Traits(first_name="Kim", city="Köln", birth_date="1990-01-02"),
+            consent={"personalisation": consent},
+            computed=computed,
+            merged_ids=[],
+            version=version,
+        )
+
+    feed.apply(feed.profile(card(False, 1)))
+    seen: list[dict[str, Any]] = []
+
+    async def call(client: TestClient) -> None:
+        answer = await client.get(
+            "/v1/clienteling", params={"namespace": "loyalty_id", "value": "LC-77"}, headers=_auth()
+        )
+        seen.append(await answer.json())
+
+    _run(view, call)
+    feed.apply(feed.profile(card(True, 2)))
+    _run(view, call)
+    without, with_consent = seen
+    assert without == {
+        "customer_id": "cus-card",
+        "first_name": "Kim",
+        "open_support_case": True,
+        "personalisation": False,
+    }
+    assert with_consent["abandoned_cart"] == ["P-3"] and with_consent["preferred_store"] == "S-1"
+    assert with_consent["recently_viewed"] == ["P-9", "P-1"]
+    text = json.dumps(with_consent)
+    assert "kim@example.de" not in text and "Köln" not in text and "1990" not in text

@@ -303,6 +303,9 @@ class Settings(BaseSettings):
     activation_dir: Path = Field(
         Path(".stack/activate"), description="The activation stage's memberships (RocksDB)."
     )
+    rfm_currency: str = Field(
+        "EUR", min_length=3, max_length=3, description="Currency of the RFM monetary value."
+    )
     activation_sweep_s: float = Field(
         60.0, gt=0, description="Seconds between re-evaluations of time-based audiences."
     )

@@ -8,6 +8,7 @@ Rows and their key scheme (in this module only):
                             received (sealed when the vault is on), its version
 ``d|<audience>``            the fingerprint of the definition the memberships were built with
 ``o|<topic>|<partition>``   next offset to read (written with the rows of the same batch)
+``r|bins``                  the population's RFM cut points (pipeline.engine.rfm), refreshed
 
 A batch's changes are produced and acknowledged before its rows and offsets are written, so a
 crash repeats work, never loses it: change ids are deterministic (customer, audience, entered,
@@ -27,6 +28,7 @@ from typing import Any
 import msgspec
 
 from pipeline.contract.models import AudienceChange, AudienceMembership
+from pipeline.engine import rfm
 from pipeline.engine.audiences import Audience, changes
 from pipeline.vault.store import Cells, Staged
 
@@ -41,6 +43,7 @@ class MemberRow(msgspec.Struct, frozen=True):
     audiences: list[str]
     profile: dict[str, Any]
     version: int
+    rfm: str | None = None  # the RFM score last published for the customer
 
 
 _rows = msgspec.msgpack.Decoder(MemberRow)
@@ -70,6 +73,9 @@ def fingerprint(audience: Audience) -> bytes:
     return hashlib.sha256(body.encode()).hexdigest()[:32].encode()
 
 
+BINS_KEY = b"r|bins"
+
+
 def change_id(customer: str, audience: str, entered: bool, basis: str) -> str:
     raw = f"{customer}|{audience}|{int(entered)}|{basis}"
     return "aud-" + hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:24]
@@ -85,10 +91,36 @@ class Outcome:
 
 
 class Memberships:
-    def __init__(self, cells: Cells, audiences: list[Audience], opener: Opener) -> None:
+    def __init__(
+        self, cells: Cells, audiences: list[Audience], opener: Opener, currency: str = "EUR"
+    ) -> None:
         self.cells = cells
         self.audiences = audiences
         self.opener = opener
+        self.currency = currency
+        raw = cells.get(BINS_KEY)
+        self.bins = rfm.Bins(**json.loads(raw)) if raw else None
+
+    def scored(self, profile: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+        """The profile with its RFM score (``rfm``: r, f, m, score) when it has orders and the
+        population's bins are known."""
+        found = rfm.measures(profile, now, self.currency)
+        if found is None or self.bins is None:
+            return dict(profile)
+        return {**profile, "rfm": rfm.score(found, self.bins)}
+
+    def refresh_bins(self, now: datetime, staged: Staged) -> int:
+        """The population's RFM cut points from every stored profile; returns customers with
+        orders."""
+        found = [
+            m
+            for _customer, row in self.rows()
+            if (profile := self.opener(row.profile)) is not None
+            and (m := rfm.measures(profile, now, self.currency)) is not None
+        ]
+        self.bins = rfm.population_bins(found, self.currency)
+        staged.put(BINS_KEY, json.dumps(vars(self.bins)).encode())
+        return len(found)
 
     # ---- the stream ------------------------------------------------------------------------
     def on_profiles(
@@ -111,14 +143,18 @@ class Memberships:
             version = int(record.get("version") or 0)
             if row is not None and row.version > version:
                 continue  # a redelivered older version
-            profile = self.opener(record)
-            members = current
-            if profile is not None:
+            opened = self.opener(record)
+            members, score = current, row.rfm if row else None
+            if opened is not None:
+                profile = self.scored(opened, now)
+                score = (profile.get("rfm") or {}).get("score")
                 members = self._judge(customer, profile, current, now, f"v{version}", outcome)
-            staged.put(member_key(customer), _encode(MemberRow(sorted(members), record, version)))
-            if members != current or row is None:
+            staged.put(
+                member_key(customer), _encode(MemberRow(sorted(members), record, version, score))
+            )
+            if members != current or row is None or score != row.rfm:
                 outcome.memberships[customer] = AudienceMembership(
-                    customer_id=customer, audiences=sorted(members), updated_at=now
+                    customer_id=customer, audiences=sorted(members), rfm=score, updated_at=now
                 )
 
     def _judge(
@@ -171,21 +207,23 @@ class Memberships:
         seen = 0
         for customer, row in self.rows():
             seen += 1
-            profile = self.opener(row.profile)
-            if profile is None:
+            opened = self.opener(row.profile)
+            if opened is None:
                 continue
+            profile = self.scored(opened, now)
+            score = (profile.get("rfm") or {}).get("score")
             current = frozenset(row.audiences)
             basis = f"v{row.version}"  # a repeated sweep repeats the same change ids
             members = self._judge(customer, profile, current, now, basis, outcome, only)
             known = {a.audience_id for a in self.audiences}
             members = frozenset(m for m in members if m in known)
-            if members != current:
+            if members != current or score != row.rfm:
                 staged.put(
                     member_key(customer),
-                    _encode(MemberRow(sorted(members), row.profile, row.version)),
+                    _encode(MemberRow(sorted(members), row.profile, row.version, score)),
                 )
                 outcome.memberships[customer] = AudienceMembership(
-                    customer_id=customer, audiences=sorted(members), updated_at=now
+                    customer_id=customer, audiences=sorted(members), rfm=score, updated_at=now
                 )
         for audience in self.audiences:
             staged.put(definition_key(audience.audience_id), fingerprint(audience))

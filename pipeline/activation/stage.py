@@ -26,6 +26,7 @@ from pipeline.activation.memberships import Memberships, Outcome, offset_key
 from pipeline.clock import Clock, system_clock
 from pipeline.contract.models import CustomerProfile
 from pipeline.engine.audiences import Audience, parse
+from pipeline.engine.rfm import uses_rfm
 from pipeline.exceptions import (
     ConfigurationError,
     DecodeError,
@@ -86,7 +87,7 @@ class ActivationStage:
         clock: Clock = system_clock,
     ) -> None:
         self.settings, self.serde, self.clock, self.cells = settings, serde, clock, cells
-        self.memberships = Memberships(cells, audiences, opener(vault))
+        self.memberships = Memberships(cells, audiences, opener(vault), settings.rfm_currency)
         prefix = settings.topic_prefix
         self.profiles = PROFILES.name(prefix)
         self.audiences_topic = AUDIENCES.name(prefix)
@@ -145,6 +146,16 @@ class ActivationStage:
         seen = self.memberships.sweep(audiences, now, staged, outcome)
         self._commit(staged, outcome, purge=False)
         return seen
+
+    def refresh(self, timed: frozenset[str]) -> None:
+        """The population's RFM bins anew, then the time- and RFM-based audiences and every
+        customer's score again (the timer)."""
+        now = self.clock()
+        staged = Staged(self.cells)
+        scored = self.memberships.refresh_bins(now, staged)
+        staged.commit()
+        seen = self.backfill(timed, now)
+        log.info("activate: RFM bins from %d buyers; %d customers re-evaluated", scored, seen)
 
     def handle(self, messages: list[Any], now: datetime) -> int:
         items: list[tuple[str, dict[str, Any] | None]] = []
@@ -210,17 +221,22 @@ class ActivationStage:
                 log.info(
                     "activate: %d audiences (re)built from %d stored profiles", len(stale), seen
                 )
-            timed = frozenset(a.audience_id for a in self.memberships.audiences if a.time_based())
+            timed = frozenset(
+                a.audience_id
+                for a in self.memberships.audiences
+                if a.time_based() or uses_rfm(a.condition)
+            )
             swept = time.monotonic()
+            self.refresh(timed)
             self.ready.set()
             metrics.STAGE_READY.labels("activate").set(1)
             while not self.halt.is_set():
                 messages = [m for m in consumer.consume(BATCH, 0.5) if not m.error()]
                 if messages:
                     self.handle(messages, self.clock())
-                if timed and time.monotonic() - swept >= self.settings.activation_sweep_s:
+                if time.monotonic() - swept >= self.settings.activation_sweep_s:
                     swept = time.monotonic()
-                    self.backfill(timed, self.clock())
+                    self.refresh(timed)
         finally:
             consumer.close()
             self.producer.flush(10)

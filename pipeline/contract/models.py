@@ -321,6 +321,7 @@ class AudienceMembership(ContractModel):
     avro_name: ClassVar[str] = schemas.AUDIENCE_MEMBERSHIP
     customer_id: str
     audiences: list[str] = Field(default_factory=list)
+    rfm: str | None = None
     updated_at: Millis
 
 

@@ -157,3 +157,45 @@ def test_a_sealed_profile_that_cannot_be_opened_changes_no_membership(cells: Cel
 def test_audience_objects_are_plain_data() -> None:
     (one,) = parse({"audiences": [{"id": "x", "condition": {"consent": "sms"}}]})
     assert one == Audience("x", {"consent": "sms"}, None, "")
+
+
+def test_rfm_scores_are_published_and_usable_in_audiences(cells: Cells) -> None:
+    definitions = {
+        "audiences": [
+            {"id": "champions", "condition": {"trait": "rfm.f", "op": "gte", "value": 4}},
+        ]
+    }
+    m = Memberships(cells, parse(definitions), _open)
+    customers = {f"cus-{n}": n + 1 for n in range(10)}  # 1..10 orders
+    for customer, orders in customers.items():
+        record = decoded(
+            make_profile(
+                customer_id=customer,
+                version=1,
+                computed=ComputedTraits(
+                    order_count=orders,
+                    last_order_at=NOW - timedelta(days=orders),
+                    revenue={"EUR": str(orders * 10)},
+                ),
+            )
+        )
+        _apply(m, [(customer, record)])
+    assert m.members("cus-9") == []  # no bins yet: no score
+    staged = Staged(cells)
+    assert m.refresh_bins(NOW, staged) == 10
+    staged.commit()
+    staged, outcome = Staged(cells), Outcome()
+    m.sweep(frozenset({"champions"}), NOW, staged, outcome)
+    staged.commit()
+    scores = {c: ms.rfm for c, ms in outcome.memberships.items() if ms is not None}
+    assert scores["cus-9"] == "155"  # most orders and revenue, but its last order is oldest
+    assert scores["cus-0"] == "511"
+    # 7 or more orders: the top two quintiles (groups {1,2} {3,4} {5,6} {7,8} {9,10}).
+    assert {c.customer_id for c in outcome.changes if c.entered} == {
+        "cus-6",
+        "cus-7",
+        "cus-8",
+        "cus-9",
+    }
+    # The bins survive a restart of the stage.
+    assert Memberships(cells, parse(definitions), _open).bins == m.bins

@@ -30,6 +30,7 @@ from confluent_kafka import Consumer, TopicPartition
 from connectors.files.loader import TopicProbe
 from connectors.synthetic.generator import generate, map_touches
 from connectors.synthetic.sending import send
+from pipeline.cli.showcase import Receiver, activation_files, activation_tour, api_tour
 from pipeline.contract.dead_letters import DeadLetter
 from pipeline.contract.intake import check
 from pipeline.contract.models import ChangeType, ChannelEvent, IdentityChange, JourneyEvent
@@ -146,8 +147,16 @@ def main() -> int:
     )
     base_url = f"http://{settings.collector_host}:{port}"
     api_port = settings.serve_port if not port_open(settings.serve_port) else free_port()
+    receiver = Receiver()
+    activation = activation_files(logs, receiver.url)
     procs = {
         "worker": _start("worker", ["worker"], env, logs),
+        "activate": _start(
+            "activate",
+            ["activate", "--audiences", str(activation[0]), "--destinations", str(activation[1])],
+            {**env, "OMNISTITCH_ACTIVATION_DIR": str(logs / "demo-activate")},
+            logs,
+        ),
         "collector": _start("collector", ["collector"], env, logs),
         "files": _start("files", ["files"], env, logs),
         "serve": _start("serve", ["serve"], {**env, "OMNISTITCH_SERVE_PORT": str(api_port)}, logs),
@@ -221,7 +230,8 @@ def main() -> int:
             if e.properties.get("truth_person_id") == first and e.event_id in expected
         ]
         _erase_one(settings, scenario.people[0].email, theirs)
-        _api_tour(settings, f"http://127.0.0.1:{api_port}", scenario.people)
+        api_tour(settings, f"http://127.0.0.1:{api_port}", scenario.people)
+        activation_tour(settings, serde, receiver, activation[0])
     finally:
         for proc in procs.values():
             proc.terminate()
@@ -279,67 +289,6 @@ def _erase_one(settings: Settings, email: str, event_ids: list[str]) -> None:
             f"      crypto-shredding: {dark} of the person's {len(event_ids)} events on the "
             "events topic no longer open (their keys left the vault)\n"
         )
-
-
-def _api(base: str, token: str, path: str) -> tuple[int, Any]:
-    request = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {token}"})  # noqa: S310
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - local
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as error:
-        return error.code, None
-    except OSError:
-        return 0, None
-
-
-def _api_tour(settings: Settings, base: str, people: list[Any]) -> None:
-    """The profile API (omnistitch serve) as a consumer uses it: a customer found by an
-    e-mail address typed differently, their graph, journey and possible matches; the erased
-    person no longer found; the viewer's address."""
-    from urllib.parse import urlencode
-
-    from pipeline.serving.tokens import local_token
-
-    token = local_token(settings.serve_dir)
-    deadline = time.monotonic() + 180
-    person = people[2]  # people 0 and 1 share a family tablet: 0 is erased
-    wanted = "/v1/lookup?" + urlencode({"namespace": "email", "value": person.email.upper()})
-    while time.monotonic() < deadline and _api(base, token, wanted)[0] != 200:
-        time.sleep(1)
-    status, profile = _api(base, token, wanted)
-    if status != 200:
-        print(f"demo: profile API: lookup answered {status}; see .stack/demo-serve.log\n")
-        return
-    customer = profile["customer_id"]
-    # The view follows three topics: the journey may come a little after the profile.
-    journey: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        journey = _api(base, token, f"/v1/customers/{customer}/journey?limit=500")[1] or {}
-        if len(journey.get("events", [])) >= profile["event_count"]:
-            break
-        time.sleep(1)
-    graph = _api(base, token, f"/v1/customers/{customer}/graph")[1] or {}
-    kinds = Counter(e["kind"] for e in graph.get("edges", []))
-    print(f"demo: profile API on {base} (omnistitch serve, a view of the output topics):")
-    print(
-        f"      GET /v1/lookup?namespace=email&value=<an e-mail in capitals> → {customer}: "
-        f"{profile['event_count']} events on {', '.join(profile['channels'])}, "
-        f"{len(profile.get('merged_ids', []))} merged ids"
-    )
-    print(
-        f"      its graph: {len(graph.get('nodes', []))} nodes, edges "
-        + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
-        + f"; journey: {len(journey.get('events', []))} events"
-    )
-    erased = "/v1/lookup?" + urlencode({"namespace": "email", "value": people[0].email})
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and _api(base, token, erased)[0] == 200:
-        time.sleep(1)
-    print(f"      the erased person's e-mail → {_api(base, token, erased)[0]}")
-    print(
-        f"      viewer: `make serve`, then {base}/ with the token in "
-        f"{settings.serve_dir / 'token'}\n"
-    )
 
 
 def _kpis(journeys: list[JourneyEvent], final: Callable[[str], str]) -> None:

@@ -21,18 +21,26 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pipeline import metrics
-from pipeline.activation.destinations import Destination, payload
+from pipeline.activation.destinations import (
+    Destination,
+    fields_fingerprint,
+    payload,
+    selected,
+    update_payload,
+)
 from pipeline.clock import Clock, system_clock
 from pipeline.contract.dead_letters import DeadLetter, Origin, Reason, Rejection
-from pipeline.contract.models import AudienceChange
+from pipeline.contract.models import AudienceChange, CustomerProfile
 from pipeline.exceptions import DecodeError
 from pipeline.rates import TokenBucket
 from pipeline.settings import Settings
 from pipeline.stream.serialization import Serde
-from pipeline.stream.topics import AUDIENCES, DEAD_LETTERS
+from pipeline.stream.topics import AUDIENCES, DEAD_LETTERS, PROFILES
+from pipeline.vault.store import Cells
 
 log = logging.getLogger("omnistitch.destinations")
 
@@ -43,19 +51,35 @@ RETRIED = frozenset({408, 425, 429, 500, 502, 503, 504})
 Profiles = Callable[[str], Mapping[str, Any] | None]
 
 
+@dataclass(frozen=True)
+class Members:
+    """What a sink reads of the activation stage's state (pipeline.activation.memberships),
+    and where it keeps the fingerprint of the last update it sent per customer."""
+
+    profile: Profiles  # the latest stored profile, opened
+    audiences: Callable[[str], list[str]]  # the audiences a customer is in now
+    open: Callable[[dict[str, Any]], dict[str, Any] | None]  # a profile record, opened
+    sent: Cells
+
+
+def sent_key(destination: str, customer: str) -> bytes:
+    return f"u|{destination}|{customer}".encode("utf-8", "surrogatepass")
+
+
 class WebhookSink(threading.Thread):
     def __init__(
         self,
         settings: Settings,
         destination: Destination,
         serde: Serde,
-        profiles: Profiles,
+        members: Members,
         clock: Clock = system_clock,
     ) -> None:
         super().__init__(name=f"destination-{destination.destination_id}", daemon=True)
         self.settings, self.destination, self.serde = settings, destination, serde
-        self.profiles, self.clock = profiles, clock
+        self.members, self.profiles, self.clock = members, members.profile, clock
         self.topic = AUDIENCES.name(settings.topic_prefix)
+        self.profiles_topic = PROFILES.name(settings.topic_prefix)
         self.dead_topic = DEAD_LETTERS.name(settings.topic_prefix)
         self.bucket = TokenBucket(
             rate=destination.rate_per_s, capacity=max(1.0, 2 * destination.rate_per_s)
@@ -97,7 +121,9 @@ class WebhookSink(threading.Thread):
                 "auto.offset.reset": "earliest",
             }
         )
-        consumer.subscribe([self.topic])
+        consumer.subscribe(
+            [self.topic, self.profiles_topic] if self.destination.profile_updates else [self.topic]
+        )
         try:
             while not self.halt.is_set():
                 message = consumer.poll(0.5)
@@ -112,6 +138,8 @@ class WebhookSink(threading.Thread):
     def handle(self, message: Any) -> bool:
         """Deliver one record (or skip it: another audience, unreadable); False: stopped before
         it was settled (not committed: delivered again after a restart)."""
+        if message.topic() == self.profiles_topic:
+            return self.update(message)
         try:
             record = self.serde.decode(self.topic, message.value() or b"", AudienceChange)
         except DecodeError as exc:
@@ -129,6 +157,41 @@ class WebhookSink(threading.Thread):
             metrics.CONNECTOR_RECORDS.labels(self.label, "delivered").inc()
             return True
         return self._dead_letter(message, outcome)
+
+    def update(self, message: Any) -> bool:
+        """A profile version: its declared fields to the destination when the customer is in
+        one of its audiences and those fields changed since the last update sent."""
+        customer = (message.key() or b"").decode("utf-8", "replace")
+        at = sent_key(self.destination.destination_id, customer)
+        if message.value() is None:  # gone: nothing more to send, nothing kept
+            self.members.sent.write({}, [at])
+            return True
+        audiences = sorted(set(self.members.audiences(customer)) & self.destination.audiences)
+        if not audiences:
+            return True
+        try:
+            record = self.serde.decode(self.profiles_topic, message.value(), CustomerProfile)
+        except DecodeError:
+            return True  # the stage logs unreadable profiles
+        profile = self.members.open(record)
+        if profile is None:
+            return True
+        fields = selected(profile, self.destination.fields)
+        fingerprint = fields_fingerprint(fields).encode()
+        if self.members.sent.get(at) == fingerprint:
+            return True
+        key = f"upd-{fingerprint.decode()[:24]}-{customer}"[:120]
+        when = self.clock().isoformat()
+        body = update_payload(self.destination, customer, audiences, fields, key, when)
+        outcome = self._post(json.dumps(body, default=str).encode(), key)
+        if outcome is None:
+            return False
+        if outcome != "ok":
+            return self._dead_letter(message, outcome)
+        self.members.sent.write({at: fingerprint}, [])
+        self.delivered += 1
+        metrics.CONNECTOR_RECORDS.labels(self.label, "delivered").inc()
+        return True
 
     def _profile(self, change: dict[str, Any]) -> Mapping[str, Any] | None:
         """The profile the entry was judged on or a later one: the stage writes it right after

@@ -10,6 +10,7 @@ Definitions (YAML or JSON, docs/audiences.md "Destinations"):
         rate_per_s: 20                                 # requests per second (burst: 2 s worth)
         max_attempts: 6                                # then the change goes to the dead letters
         token_env: OMNISTITCH_DESTINATION_CRM_TOKEN    # bearer token, from the environment
+        profile_updates: true                          # also members' changed fields
 
 Only the declared ``fields`` leave, and only with an entry: an exit carries the ids and the
 reason, no profile data (the person may have withdrawn consent or been erased).
@@ -18,6 +19,7 @@ reason, no profile data (the person may have withdrawn consent or been erased).
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,6 +41,8 @@ class Destination:
     rate_per_s: float = 10.0
     max_attempts: int = 6
     token_env: str | None = None
+    # Also send the members' profile updates: when a declared field of a member changes.
+    profile_updates: bool = False
 
 
 def parse_destinations(definitions: Any) -> list[Destination]:
@@ -70,6 +74,9 @@ def parse_destinations(definitions: Any) -> list[Destination]:
             raise ConfigurationError(f"{where}: rate_per_s must be > 0")
         if not isinstance(attempts, int) or not 1 <= attempts <= 20:
             raise ConfigurationError(f"{where}: max_attempts must be 1..20")
+        updates = item.get("profile_updates", False)
+        if not isinstance(updates, bool) or (updates and not fields):
+            raise ConfigurationError(f"{where}: profile_updates (true/false) needs fields")
         token_env = item.get("token_env")
         if token_env is not None and not str(token_env).startswith("OMNISTITCH_"):
             raise ConfigurationError(f"{where}: token_env must name an OMNISTITCH_ variable")
@@ -82,6 +89,7 @@ def parse_destinations(definitions: Any) -> list[Destination]:
                 float(rate),
                 attempts,
                 None if token_env is None else str(token_env),
+                updates,
             )
         )
     return found
@@ -125,6 +133,31 @@ def payload(
         "occurred_at": change["occurred_at"],
         "profile": selected(profile, destination.fields) if entered else {},
     }
+
+
+def update_payload(
+    destination: Destination,
+    customer: str,
+    audiences: list[str],
+    fields: dict[str, Any],
+    key: str,
+    at: str,
+) -> dict[str, Any]:
+    """A member's profile update: the declared fields as they are now (``profile_updates``)."""
+    return {
+        "idempotency_key": key,
+        "destination": destination.destination_id,
+        "audience_ids": audiences,
+        "customer_id": customer,
+        "event": "updated",
+        "occurred_at": at,
+        "profile": fields,
+    }
+
+
+def fields_fingerprint(fields: Mapping[str, Any]) -> str:
+    body = json.dumps(fields, sort_keys=True, default=str)
+    return hashlib.sha256(body.encode()).hexdigest()[:32]
 
 
 # -- ad platforms ---------------------------------------------------------------------------

@@ -35,7 +35,7 @@ def cmd_activate(args: argparse.Namespace, settings: Settings) -> int:
     import signal
     from pathlib import Path
 
-    from pipeline.activation.delivery import WebhookSink, wait_all
+    from pipeline.activation.delivery import Members, WebhookSink, wait_all
     from pipeline.activation.stage import ActivationStage, load_audiences, load_destinations
     from pipeline.stream.serialization import RegistrySerde
     from pipeline.stream.transport import check_kafka
@@ -56,7 +56,9 @@ def cmd_activate(args: argparse.Namespace, settings: Settings) -> int:
     stage = ActivationStage(settings, audiences, cells, serde, VaultClient.from_settings(settings))
     targets = Path(args.destinations) if args.destinations else settings.destinations_file
     destinations = load_destinations(targets) if targets else []
-    sinks = [WebhookSink(settings, d, serde, stage.memberships.profile) for d in destinations]
+    m = stage.memberships
+    members = Members(m.profile, m.members, m.opener, cells)
+    sinks = [WebhookSink(settings, d, serde, members) for d in destinations]
     signal.signal(signal.SIGTERM, stage.stop)
     signal.signal(signal.SIGINT, stage.stop)
     say(f"activate: {len(audiences)} audiences from {path}, {len(sinks)} destinations")

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from pipeline.activation import delivery
-from pipeline.activation.delivery import WebhookSink
+from pipeline.activation.delivery import Members, WebhookSink
 from pipeline.activation.destinations import (
     Destination,
     hashed_email,
@@ -27,6 +27,7 @@ from pipeline.activation.destinations import (
 from pipeline.contract.models import AudienceChange
 from pipeline.exceptions import ConfigurationError
 from pipeline.settings import Settings
+from pipeline.vault.store import MemoryCells
 from tests.factories import NOW, MemorySerde
 
 PROFILE = {
@@ -122,17 +123,17 @@ class Receiver:
 
 
 class Message:
-    def __init__(self, value: bytes) -> None:
-        self._value = value
+    def __init__(self, value: bytes | None, topic: str = "t.audiences.v1") -> None:
+        self._value, self._topic = value, topic
 
-    def value(self) -> bytes:
+    def value(self) -> bytes | None:
         return self._value
 
     def key(self) -> bytes:
         return b"cus-1"
 
     def topic(self) -> str:
-        return "t.audiences.v1"
+        return self._topic
 
     def partition(self) -> int:
         return 0
@@ -172,7 +173,10 @@ def _sink(url: str, monkeypatch: pytest.MonkeyPatch, **extra: Any) -> tuple[Webh
         **extra,
     )
     serde = MemorySerde()
-    sink = WebhookSink(Settings(topic_prefix="t."), destination, serde, lambda _c: PROFILE)
+    members = Members(
+        lambda _c: PROFILE, lambda _c: ["buyers"], lambda record: record, MemoryCells()
+    )
+    sink = WebhookSink(Settings(topic_prefix="t."), destination, serde, members)
     sink.http = urllib3.PoolManager(timeout=urllib3.Timeout(total=2), retries=False)
     producer = Producer()
     sink.producer = producer
@@ -247,3 +251,31 @@ def test_export_rows_pair_every_address_and_number() -> None:
         (hashed_email("b@x.de", "google"), ""),
     ]
     assert rows({"identifiers": {"anonymous_id": ["x"]}}, "meta") == []
+
+
+def test_members_profile_updates_go_out_when_declared_fields_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pipeline.contract.models import Traits
+    from tests.factories import make_profile
+
+    receiver = Receiver([])
+    sink, _ = _sink(receiver.url, monkeypatch, profile_updates=True)
+
+    def version(first_name: str, city: str, n: int) -> Message:
+        profile = make_profile(
+            customer_id="cus-1", traits=Traits(first_name=first_name, city=city), version=n
+        )
+        return Message(sink.serde.encode(sink.profiles_topic, profile), "t.profiles.v1")
+
+    assert sink.handle(version("Kim", "Köln", 1)) is True
+    assert sink.handle(version("Kim", "Bonn", 2)) is True  # an undeclared field: nothing sent
+    assert sink.handle(version("Kimberly", "Bonn", 3)) is True
+    assert [body["profile"] for _, _, body in receiver.got] == [
+        {"traits.first_name": "Kim"},
+        {"traits.first_name": "Kimberly"},
+    ]
+    assert {body["event"] for _, _, body in receiver.got} == {"updated"}
+    assert receiver.got[0][2]["audience_ids"] == ["buyers"]
+    assert sink.handle(Message(None, "t.profiles.v1")) is True  # gone: its fingerprint too
+    assert sink.members.sent.get(b"u|crm|cus-1") is None

@@ -96,6 +96,10 @@ class StoryCore:
             context["device"] = {"id": device, "type": context["os"]["name"].lower()}
         else:
             context["userAgent"] = "Mozilla/5.0 (X11; Linux x86_64)"
+        if call.get("type") == "identify" and self.person.pid % 3 == 0:
+            # One person in three allows personalisation in the shop's consent banner (by id,
+            # not by a random draw: the rest of the data stays as it was).
+            context["consent"] = {"categoryPreferences": {"personalisation": True}}
         call = {
             **call,
             "messageId": self.uid("msg"),

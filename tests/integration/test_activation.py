@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.contract.models import AudienceChange, Channel, Identifier
+from pipeline.contract.models import AudienceChange, Channel, Identifier, Traits
 from pipeline.stream.topics import AUDIENCES, MEMBERSHIPS
 from tests.factories import NOW, make_event
 from tests.integration.conftest import WorkerProcess, drain
@@ -114,12 +114,14 @@ def test_audiences_follow_orders_consent_and_an_erase(
     run.wait_for_journeys({"a1", "a2"})
     definitions = tmp_path / "audiences.yaml"
     definitions.write_text(DEFINITIONS, encoding="utf-8")
-    receiver = Receiver()
+    receiver, updates = Receiver(), Receiver()
     destinations = tmp_path / "destinations.yaml"
     destinations.write_text(
         "destinations:\n"
         f"  - {{id: crm, url: '{receiver.url}', audiences: [buyers],"
-        " fields: [traits.first_name, computed.revenue]}\n",
+        " fields: [traits.first_name, computed.revenue]}\n"
+        f"  - {{id: crm-sync, url: '{updates.url}', audiences: [buyers],"
+        " fields: [traits.first_name], profile_updates: true}\n",
         encoding="utf-8",
     )
     env = {
@@ -145,6 +147,15 @@ def test_audiences_follow_orders_consent_and_an_erase(
     ((key, body),) = receiver.got
     assert body["profile"] == {"computed.revenue": {"EUR": "25.00"}}  # only declared fields
     assert "kim.lo" not in json.dumps(body)
+
+    # A member's declared field changes: the updates destination hears of it.
+    run.produce([make_event(event_id="a0", identifiers=[kim], traits=Traits(first_name="Kim"))])
+    wait_for(
+        lambda: any(b["profile"] == {"traits.first_name": "Kim"} for _, b in updates.got),
+        "the profile update reaches crm-sync",
+        90,
+    )
+    assert all(b["event"] in ("entered", "updated") for _, b in updates.got)
 
     # An export for an ad platform: her e-mail, normalised and hashed, nothing else.
     exported = tmp_path / "newsletter.csv"

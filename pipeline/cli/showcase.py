@@ -165,7 +165,9 @@ def activation_tour(
     for value in latest_per_key(settings, topic).values():
         if value is not None:
             sizes.update(serde.decode(topic, value, AudienceMembership)["audiences"])
-    print("demo: audiences (omnistitch activate, docs/audiences.md), current members:")
+    print(
+        "demo: audiences (omnistitch activate, docs/audiences.md), current members on this stack:"
+    )
     for audience, size in sorted(sizes.items()):  # members of every demo run so far
         print(f"      {audience:<32} {size:>6}")
     if receiver.got:

@@ -1,4 +1,4 @@
-from pipeline.stream.topics import ALL_TOPICS, DEAD_LETTERS, PROFILES, topic_names
+from pipeline.stream.topics import ALL_TOPICS, DEAD_LETTERS, MEMBERSHIPS, PROFILES, topic_names
 
 
 def test_every_topic_has_a_distinct_name_and_a_doc() -> None:
@@ -8,9 +8,10 @@ def test_every_topic_has_a_distinct_name_and_a_doc() -> None:
     assert all(spec.doc for spec in ALL_TOPICS)
 
 
-def test_profile_topic_is_compacted_and_others_are_not() -> None:
-    assert PROFILES.config["cleanup.policy"] == "compact"
-    others = [spec for spec in ALL_TOPICS if spec is not PROFILES]
+def test_the_latest_state_topics_are_compacted_and_others_are_not() -> None:
+    compacted = (PROFILES, MEMBERSHIPS)  # the latest profile / audiences per customer
+    assert all(spec.config["cleanup.policy"] == "compact" for spec in compacted)
+    others = [spec for spec in ALL_TOPICS if spec not in compacted]
     assert all(spec.config.get("cleanup.policy", "delete") == "delete" for spec in others)
 
 

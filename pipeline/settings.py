@@ -309,6 +309,9 @@ class Settings(BaseSettings):
     activation_sweep_s: float = Field(
         60.0, gt=0, description="Seconds between re-evaluations of time-based audiences."
     )
+    metrics_host: str = Field(
+        "127.0.0.1", description="Address the worker's and file connector's probes bind to."
+    )
     metrics_port: int = Field(
         0,
         ge=0,

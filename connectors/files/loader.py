@@ -341,7 +341,10 @@ def run_files(settings: Settings, once: bool, drop_dir: Path | None = None) -> d
         from pipeline.metrics import probe_server
 
         server = probe_server(
-            settings.metrics_port, lambda: not stopping, lambda: sink.connected(2.0)
+            settings.metrics_port,
+            lambda: not stopping,
+            lambda: sink.connected(2.0),
+            host=settings.metrics_host,
         )
     try:
         log.info("watching %s (kinds: %s)", config.drop_dir, ", ".join(sorted(config.mappings)))

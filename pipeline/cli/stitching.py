@@ -32,7 +32,9 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     setup_logging(settings, configure=False)
     check_kafka(settings.kafka_security())
     RegistrySerde.from_access(settings.registry_access()).register(settings.topic_prefix)
-    return supervise(settings.stages(), settings.metrics_port, settings.data_dir)
+    return supervise(
+        settings.stages(), settings.metrics_port, settings.data_dir, settings.metrics_host
+    )
 
 
 def cmd_stage(args: argparse.Namespace, settings: Settings) -> int:

@@ -121,7 +121,12 @@ def running(self: StageProcess) -> bool:
     return self.proc is not None and self.proc.poll() is None
 
 
-def supervise(stages: frozenset[str], metrics_port: int = 0, data_dir: Path | None = None) -> int:
+def supervise(
+    stages: frozenset[str],
+    metrics_port: int = 0,
+    data_dir: Path | None = None,
+    metrics_host: str = "127.0.0.1",
+) -> int:
     """Start a process per stage and keep them running until SIGTERM or SIGINT; with
     ``metrics_port``, serve the stages' metrics (Prometheus multi-process mode: each stage
     writes its own files under ``<data_dir>/metrics``) and the worker's health."""
@@ -143,7 +148,8 @@ def supervise(stages: frozenset[str], metrics_port: int = 0, data_dir: Path | No
         def ready() -> bool:
             return live() and ready_stages(folder) >= {c.stage for c in children}
 
-        probe_server(metrics_port, live, ready, registry=stage_registry(folder, children))
+        registry = stage_registry(folder, children)
+        probe_server(metrics_port, live, ready, host=metrics_host, registry=registry)
     for child in children:
         child.start()
     log.info("worker: stages %s started", ", ".join(c.stage for c in children))

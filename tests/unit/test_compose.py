@@ -67,3 +67,22 @@ def test_the_connectors_run_the_cli_with_the_same_settings() -> None:
     assert collector["environment"]["OMNISTITCH_COLLECTOR_PORT"] == str(port)
     # The write keys are a secret: required from the environment, never written in the file.
     assert collector["environment"]["OMNISTITCH_WRITE_KEYS"].startswith("${OMNISTITCH_WRITE_KEYS:?")
+
+
+def test_the_api_and_the_activation_stage_run_the_cli_with_the_same_settings() -> None:
+    services = _compose()["services"]
+    fields = {f"OMNISTITCH_{name.upper()}" for name in Settings.model_fields}
+    serve, activate = services["serve"], services["activate"]
+    assert (serve["command"], activate["command"]) == (["serve"], ["activate"])
+    for service in (serve, activate):
+        assert set(service["environment"]) <= fields, set(service["environment"]) - fields
+        assert service["environment"]["OMNISTITCH_BOOTSTRAP_SERVERS"] == "kafka:19092"
+    port = Settings.model_fields["serve_port"].default
+    assert f"127.0.0.1:{port}:{port}" in serve["ports"]
+    # Token hashes come from the environment, never from the file.
+    assert serve["environment"]["OMNISTITCH_API_TOKENS"].startswith("${OMNISTITCH_API_TOKENS:?")
+    assert "./docs/audiences.example.yaml:/config/audiences.yaml:ro" in activate["volumes"]
+    worker = services["worker"]
+    assert worker["environment"]["OMNISTITCH_METRICS_PORT"] in {
+        p.split(":")[-1] for p in worker["ports"]
+    }

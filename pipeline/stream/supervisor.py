@@ -41,6 +41,9 @@ log = logging.getLogger("omnistitch.worker")
 
 STAGES = ("intake", "link", "profile")
 CRASH_LOOP_WINDOW_S = 300.0
+# A stage whose worker is gone stops gracefully, or is ended this many seconds later.
+ORPHAN_GRACE_S = 60.0
+ORPHAN_EXIT_CODE = 3
 
 
 def parent_alive(parent: int) -> Callable[[], bool]:
@@ -48,14 +51,20 @@ def parent_alive(parent: int) -> Callable[[], bool]:
     return lambda: os.getppid() == parent
 
 
-def stop_when_orphaned(parent: int) -> None:
-    """In a stage process: SIGTERM to itself (a graceful stop) once ``parent`` is gone."""
+def stop_when_orphaned(parent: int, grace_s: float = ORPHAN_GRACE_S) -> None:
+    """In a stage process: SIGTERM to itself (a graceful stop) once ``parent`` is gone, and an
+    immediate exit ``grace_s`` later if that stop hangs (seen when the broker went away with
+    the worker: faust's shutdown waited for it for hours). Nothing is lost by the hard exit:
+    offsets are committed only after a batch's outputs and state were acknowledged."""
     alive = parent_alive(parent)
 
     def watch() -> None:
         while alive():
             time.sleep(0.5)
         os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(grace_s)
+        log.warning("the worker is gone and the graceful stop hangs: exiting now")
+        os._exit(ORPHAN_EXIT_CODE)
 
     threading.Thread(target=watch, name="orphan-watch", daemon=True).start()
 

@@ -18,7 +18,7 @@ from pipeline.stream.readback import latest_per_key
 from pipeline.stream.serialization import Serde
 from pipeline.stream.topics import MEMBERSHIPS, PROFILES
 from pipeline.vault.client import Vault
-from pipeline.vault.sealer import opened
+from pipeline.vault.sealer import readable
 
 HEADERS = {"google": ("Email", "Phone"), "meta": ("email", "phone")}
 
@@ -65,14 +65,10 @@ def export(
         for key, value in latest_per_key(settings, profiles_topic).items():
             if key not in members or value is None:
                 continue
-            record = serde.decode(profiles_topic, value, CustomerProfile)
-            if record.get("sealed") is not None:
-                if vault is None:
-                    continue
-                record = opened(record, vault)
-                if record.get("sealed") is not None:
-                    continue  # its key is gone: erased or superseded
-            found = rows(record, platform)
+            profile = readable(serde.decode(profiles_topic, value, CustomerProfile), vault)
+            if profile is None:
+                continue  # its key is gone (erased or superseded), or no vault
+            found = rows(profile, platform)
             if found:
                 customers += 1
                 written += len(found)

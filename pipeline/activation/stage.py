@@ -37,43 +37,36 @@ from pipeline.settings import Settings
 from pipeline.stream.serialization import Serde
 from pipeline.stream.topics import AUDIENCES, MEMBERSHIPS, PROFILES
 from pipeline.vault.client import Vault
-from pipeline.vault.sealer import opened
+from pipeline.vault.sealer import readable
 from pipeline.vault.store import Cells, Staged
 
 log = logging.getLogger("omnistitch.activate")
 BATCH = 500
 
 
-def load_audiences(path: Path) -> list[Audience]:
-    """Audience definitions from a YAML or JSON file (docs/audiences.md)."""
+def _data(path: Path, what: str) -> Any:
+    """The content of a YAML (or JSON) file; a ConfigurationError naming it otherwise."""
     import yaml
 
     try:
-        return parse(yaml.safe_load(path.read_text(encoding="utf-8")))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
-        raise ConfigurationError(f"audience definitions {path}: {exc}") from exc
+        raise ConfigurationError(f"{what} {path}: {exc}") from exc
+
+
+def load_audiences(path: Path) -> list[Audience]:
+    """Audience definitions from a YAML or JSON file (docs/audiences.md)."""
+    return parse(_data(path, "audience definitions"))
 
 
 def load_destinations(path: Path) -> list[Destination]:
     """Destinations from a YAML or JSON file (pipeline.activation.destinations)."""
-    import yaml
-
-    try:
-        return parse_destinations(yaml.safe_load(path.read_text(encoding="utf-8")))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigurationError(f"destinations {path}: {exc}") from exc
+    return parse_destinations(_data(path, "destinations"))
 
 
 def opener(vault: Vault | None) -> Any:
-    def open_record(record: dict[str, Any]) -> dict[str, Any] | None:
-        if record.get("sealed") is None:
-            return record
-        if vault is None:
-            return None
-        found = opened(record, vault)
-        return None if found.get("sealed") is not None else found
-
-    return open_record
+    """Profiles as the audiences judge them (pipeline.vault.sealer.readable)."""
+    return lambda record: readable(record, vault)
 
 
 class ActivationStage:

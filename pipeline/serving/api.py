@@ -39,7 +39,7 @@ from pipeline.serving.tokens import ApiTokens
 from pipeline.serving.view import CustomerView
 from pipeline.settings import Settings
 from pipeline.vault.client import Vault
-from pipeline.vault.sealer import opened
+from pipeline.vault.sealer import readable
 from pipeline.vault.tags import normaliser_of
 
 log = logging.getLogger("omnistitch.serve")
@@ -123,13 +123,11 @@ class ProfileApi:
         row = self.view.profile(customer)
         if row is None:
             raise Problem(404, "no such customer")
-        record = row.record
-        if record.get("sealed") is not None:
-            if self.vault is None:
-                raise Problem(503, "the profile is sealed and no vault is configured")
-            record = opened(record, self.vault)
-            if record.get("sealed") is not None:
-                raise Problem(503, "this version's key is gone; a newer version is on its way")
+        if row.record.get("sealed") is not None and self.vault is None:
+            raise Problem(503, "the profile is sealed and no vault is configured")
+        record = readable(row.record, self.vault)
+        if record is None:
+            raise Problem(503, "this version's key is gone; a newer version is on its way")
         # As decoded from its topic through the contract's schema: valid as it is.
         return {k: v for k, v in record.items() if k not in HIDDEN}
 

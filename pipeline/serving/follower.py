@@ -23,7 +23,7 @@ from pipeline.settings import Settings
 from pipeline.stream.serialization import Serde
 from pipeline.stream.topics import IDENTITY_CHANGES, JOURNEYS, PROFILES
 from pipeline.vault.client import Vault
-from pipeline.vault.sealer import opened
+from pipeline.vault.sealer import readable
 
 log = logging.getLogger("omnistitch.serve")
 
@@ -45,9 +45,8 @@ def topic_names(prefix: str) -> dict[str, str]:
 
 def opened_identifiers(record: dict[str, Any], vault: Vault | None) -> dict[str, list[str]]:
     """A profile's identifiers, opened when sealed (empty when its key is gone)."""
-    if record.get("sealed") is not None and vault is not None:
-        record = opened(record, vault)
-    return dict(record.get("identifiers") or {})
+    found = readable(record, vault)
+    return dict(found.get("identifiers") or {}) if found is not None else {}
 
 
 class Follower(threading.Thread):

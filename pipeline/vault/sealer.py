@@ -109,6 +109,17 @@ def shredder(vault: Vault) -> Callable[[list[str], list[str]], int]:
     return shred
 
 
+def readable(record: dict[str, Any], vault: Vault | None) -> dict[str, Any] | None:
+    """A decoded record as it can be read now: plain as it is, sealed opened with the vault;
+    None when it stays sealed (no vault, or its key was shredded: erased or superseded)."""
+    if record.get("sealed") is None:
+        return record
+    if vault is None:
+        return None
+    found = opened(record, vault)
+    return None if found.get("sealed") is not None else found
+
+
 def opened(record: dict[str, Any], vault: Vault) -> dict[str, Any]:
     """A decoded record (event, operation or profile) with its sealed fields opened when the
     vault still holds its key; as it is otherwise (plain, or erased: ``sealed`` stays)."""

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.engine.agreement import PREDICATES
-from pipeline.engine.features import Features, reversed_names
+from pipeline.engine.features import Features, compared_values, reversed_names
 from pipeline.exceptions import ConfigurationError
 
 # (attribute, value) -> (customers seen with that value, customers seen with any value)
@@ -179,7 +179,13 @@ class Model:
 
     def levels(self, left: Features, right: Features) -> list[int | None]:
         return [
-            c.level(left.get(c.output_column_name, []), right.get(c.output_column_name, []))
+            c.level(
+                *compared_values(
+                    c.output_column_name,
+                    left.get(c.output_column_name, []),
+                    right.get(c.output_column_name, []),
+                )
+            )
             for c in self.comparisons
         ]
 
@@ -196,7 +202,7 @@ class Model:
         reached: dict[str, tuple[ComparisonLevel, str] | None] = {}
         for comparison in self.comparisons:
             name = comparison.output_column_name
-            best = comparison.best(left.get(name, []), right.get(name, []))
+            best = comparison.best(*compared_values(name, left.get(name, []), right.get(name, [])))
             reached[name] = None if best is None else (comparison.levels[best[0]], best[1])
         household: dict[str, Mapping[str, float]] = {}
         for dependency in self.dependencies:

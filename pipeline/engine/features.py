@@ -66,6 +66,23 @@ def features_of(traits: Traits, nodes: Sequence[Node]) -> Features:
     return found
 
 
+def compared_values(
+    attribute: str, left: Sequence[str], right: Sequence[str]
+) -> tuple[Sequence[str], Sequence[str]]:
+    """The values of both sides that are compared with each other: all of them, except that
+    when both sides know an address with a street, their street-less addresses (a till receipt's
+    postal code and town) are left out - otherwise the receipt's "same place, nothing more to
+    compare" would hide that the streets both sides do know disagree (two namesakes in one town
+    joined through one's receipt)."""
+    if attribute != "address" or not left or not right:
+        return left, right
+    left_streets = [a for a in left if address_parts(a)["street"]]
+    right_streets = [a for a in right if address_parts(a)["street"]]
+    if left_streets and right_streets:
+        return left_streets, right_streets
+    return left, right
+
+
 def merge_features(into: Features, other: Features) -> Features:
     """Both records' values, at most MAX_VALUES_PER_ATTRIBUTE per attribute (oldest kept)."""
     merged = {k: list(v) for k, v in into.items()}

@@ -316,6 +316,27 @@ def test_a_shared_surname_at_one_address_is_weak_evidence() -> None:
     assert household < 1.5 < population
 
 
+def test_a_receipt_does_not_hide_that_the_streets_both_sides_know_disagree() -> None:
+    """A customer known at one street who also left a till receipt (postal code and town, no
+    street) compared with a namesake in another street of the town: the streets are compared,
+    not the receipt's "same place" - else the receipt joins every namesake of the town."""
+    name = {"first_name": ["Wiebke"], "last_name": ["Quandtmeyer"]}
+    home = "hauptstrasse|12|10115|berlin|||"
+    receipt = "||10115|berlin|||"
+    customer = {**name, "address": [home, receipt]}
+    namesake = {**name, "address": ["gartenweg|3|10115|berlin|||"]}
+    at_till = {**name, "address": [receipt]}
+    assert MODEL.score(customer, namesake).levels["address"][0] == (
+        "other street, same postal code and city"
+    )
+    assert MODEL.levels(customer, namesake) == MODEL.levels(namesake, customer)
+    # Where one side knows no street at all, the place is all there is to compare.
+    for other in (namesake, customer):
+        assert MODEL.score(at_till, other).levels["address"][0] == (
+            "same place, no street to compare"
+        )
+
+
 def test_reversed_names_cost_the_log_odds_of_the_mistake() -> None:
     right = {"first_name": ["Jürgen"], "last_name": ["Müller"], "birth_date": ["1980-02-03"]}
     wrong = {"first_name": ["Müller"], "last_name": ["Jürgen"], "birth_date": ["1980-02-03"]}

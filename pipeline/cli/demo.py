@@ -30,7 +30,8 @@ from confluent_kafka import Consumer, TopicPartition
 from connectors.files.loader import TopicProbe
 from connectors.synthetic.generator import generate, map_touches
 from connectors.synthetic.sending import send
-from pipeline.cli.showcase import Receiver, activation_files, activation_tour, api_tour
+from pipeline.activation.receiver import Receiver
+from pipeline.cli.showcase import activation_files, activation_tour, api_tour
 from pipeline.contract.dead_letters import DeadLetter
 from pipeline.contract.intake import check
 from pipeline.contract.models import ChangeType, ChannelEvent, IdentityChange, JourneyEvent

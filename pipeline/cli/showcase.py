@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from pipeline.activation.receiver import Receiver
 from pipeline.settings import Settings
 from pipeline.stream.serialization import RegistrySerde
 
@@ -88,33 +89,6 @@ def api_tour(settings: Settings, base: str, people: list[Any]) -> None:
     )
 
 
-class Receiver:
-    """A local webhook receiver (the demo's destination): every request's body."""
-
-    def __init__(self) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        self.got: list[dict[str, Any]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                receiver.got.append(
-                    json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                )
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                """Quiet."""
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-
-
 DEMO_AUDIENCES = """
   - id: buyers
     description: Ordered at least once
@@ -171,7 +145,7 @@ def activation_tour(
     for audience, size in sorted(sizes.items()):  # members of every demo run so far
         print(f"      {audience:<32} {size:>6}")
     if receiver.got:
-        first = receiver.got[0]
+        first = receiver.got[0].body
         print(
             f"      webhook deliveries to the demo's receiver: {len(receiver.got)}; the first: "
             f"{first['event']} {first['audience_id']} {first['customer_id']} "

@@ -220,9 +220,15 @@ class KafkaNode(JavaNode):
 
 
 class RegistryNode(JavaNode):
-    """Apicurio Registry with in-memory storage, serving the Confluent-compatible API."""
+    """Apicurio Registry serving the Confluent-compatible API. Its storage is the H2 database
+    the "in-memory" build carries, kept in a file under the node's folder instead of in memory:
+    schema ids survive a restart of the stack, so records written before it still decode."""
 
     name = "registry"
+
+    @property
+    def database(self) -> Path:
+        return self.dir / "data" / "registry"
 
     def ports(self) -> tuple[int, ...]:
         return (self.config.registry_port,)
@@ -240,6 +246,8 @@ class RegistryNode(JavaNode):
             "-Dquarkus.http.host=127.0.0.1",
             f"-Dquarkus.http.port={self.config.registry_port}",
             "-Dquarkus.http.non-application-root-path=/q",
+            # Read by the build's %prod datasource URL (default jdbc:h2:mem:registry_db).
+            f"-DREGISTRY_DATASOURCE_URL=jdbc:h2:file:{self.database}",
             self.marker,
             "-jar",
             str(runners[-1]),

@@ -8,15 +8,13 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-import threading
 from collections.abc import Callable
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from pipeline.activation.receiver import Receiver
 from pipeline.contract.models import AudienceChange, Channel, Identifier, Traits
 from pipeline.stream.topics import AUDIENCES, MEMBERSHIPS
 from tests.factories import NOW, make_event
@@ -24,32 +22,6 @@ from tests.integration.conftest import WorkerProcess, drain
 from tests.integration.deployments import Run, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-class Receiver:
-    """A local webhook receiver: every request's idempotency key and body."""
-
-    def __init__(self) -> None:
-        self.got: list[tuple[str, dict[str, Any]]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                receiver.got.append((self.headers["Idempotency-Key"], body))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                """Quiet."""
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def events(self) -> list[tuple[str, str]]:
-        return [(body["audience_id"], body["event"]) for _, body in self.got]
 
 
 DEFINITIONS = """
@@ -144,18 +116,19 @@ def test_audiences_follow_orders_consent_and_an_erase(
     assert {c.customer_id for c in _changes(run)} == {kim_id}  # ben: no order, no consent
     assert _memberships(run)[kim_id] == ["buyers", "newsletter"]
     wait_for(lambda: receiver.events() == [("buyers", "entered")], "the webhook gets kim", 60)
-    ((key, body),) = receiver.got
+    (delivery,) = receiver.got
+    key, body = delivery.headers["Idempotency-Key"], delivery.body
     assert body["profile"] == {"computed.revenue": {"EUR": "25.00"}}  # only declared fields
     assert "kim.lo" not in json.dumps(body)
 
     # A member's declared field changes: the updates destination hears of it.
     run.produce([make_event(event_id="a0", identifiers=[kim], traits=Traits(first_name="Kim"))])
     wait_for(
-        lambda: any(b["profile"] == {"traits.first_name": "Kim"} for _, b in updates.got),
+        lambda: any(b["profile"] == {"traits.first_name": "Kim"} for b in updates.bodies()),
         "the profile update reaches crm-sync",
         90,
     )
-    assert all(b["event"] in ("entered", "updated") for _, b in updates.got)
+    assert all(b["event"] in ("entered", "updated") for b in updates.bodies())
 
     # An export for an ad platform: her e-mail, normalised and hashed, nothing else.
     exported = tmp_path / "newsletter.csv"
@@ -190,7 +163,8 @@ def test_audiences_follow_orders_consent_and_an_erase(
     wait_for(lambda: _memberships(run).get(kim_id, "") is None, "a membership tombstone", 60)
     wait_for(lambda: len(receiver.got) == 2, "the webhook gets the exit", 60)
     assert receiver.events() == [("buyers", "entered"), ("buyers", "exited")]  # once each
-    assert receiver.got[1][1]["profile"] == {} and receiver.got[0][0] == key
+    assert receiver.got[1].body["profile"] == {}
+    assert receiver.got[0].headers["Idempotency-Key"] == key
     changes = _changes(run)
     assert len({c.change_id for c in changes}) == len(changes)
     assert again.stop() == 0, again.tail()

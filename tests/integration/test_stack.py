@@ -3,18 +3,28 @@ temporary folder: idempotent up, status, idempotent down, no JVM left, topics as
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from pipeline.exceptions import StackNotReadyError, TopicError
-from pipeline.stack.local import KafkaNode, LocalStack, StackConfig, free_port, port_open
+from pipeline.stack.local import (
+    KafkaNode,
+    LocalStack,
+    RegistryNode,
+    StackConfig,
+    free_port,
+    port_open,
+)
 from pipeline.stream.topics import ALL_TOPICS, PROFILES, create_topics
 from tests.conftest import REPO_ROOT
 from tests.integration.conftest import KafkaEndpoints
@@ -143,3 +153,37 @@ def test_topics_are_created_as_defined_and_idempotently(
 
     with pytest.raises(TopicError, match="partitions"):
         create_topics(kafka.bootstrap_servers, prefix, partitions=5)
+
+
+def test_the_registry_keeps_its_schemas_over_a_restart(tmp_path: Path) -> None:
+    """Records written before a restart of the stack name schema ids: the registry must still
+    know them afterwards (its database is a file under the stack folder, not memory)."""
+    config = StackConfig(
+        home=tmp_path / "stack", lib_dir=REPO_ROOT / "stack" / "lib", registry_port=free_port()
+    )
+    registry = RegistryNode(config)
+    schema = json.dumps(
+        {"type": "record", "name": "Kept", "fields": [{"name": "a", "type": "string"}]}
+    )
+
+    def call(path: str, body: dict[str, str] | None = None) -> Any:
+        request = urllib.request.Request(  # noqa: S310 - the local registry's http URL
+            config.registry_url + path,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Content-Type": "application/vnd.schemaregistry.v1+json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+            return json.loads(response.read())
+
+    try:
+        registry.start()
+        registry.wait_ready(90)
+        schema_id = call("/subjects/kept-value/versions", {"schema": schema})["id"]
+        assert registry.stop() >= 1 and registry.pids() == []
+        registry.start()
+        registry.wait_ready(90)
+        assert json.loads(call(f"/schemas/ids/{schema_id}")["schema"]) == json.loads(schema)
+        assert call("/subjects") == ["kept-value"]
+    finally:
+        registry.stop()
+    assert registry.database.with_suffix(".mv.db").is_file()

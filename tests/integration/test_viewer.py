@@ -15,7 +15,6 @@ import hashlib
 import json
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,16 +22,15 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from pipeline.serving.api import ProfileApi, build_app
 from pipeline.serving.tokens import ApiTokens
 from pipeline.serving.view import CustomerView
 from pipeline.settings import Settings
-from pipeline.stack.nodes import free_port
 from pipeline.vault.store import MemoryCells
 from tests.conftest import REPO_ROOT
 from tests.factories import NOW
+from tests.servers import serving
 from tests.unit.pipeline.serving.conftest import StandInWorker, fill_example
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -50,25 +48,8 @@ def api_base() -> Iterator[tuple[str, StandInWorker]]:
     settings = Settings(api_tokens={"desk": digest}, api_operators=["desk"])
     worker = StandInWorker()
     api = ProfileApi(settings, view, None, ApiTokens.from_settings(settings), worker, lambda: NOW)
-    port = free_port()
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(build_app(api), access_log=None)
-    started = threading.Event()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(runner.setup())
-        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
-        started.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert started.wait(10)
-    yield f"http://127.0.0.1:{port}", worker
-    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    with serving(build_app(api)) as base:
+        yield base, worker
 
 
 class Page:

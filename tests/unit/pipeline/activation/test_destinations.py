@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
-import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -24,6 +21,7 @@ from pipeline.activation.destinations import (
     payload,
     selected,
 )
+from pipeline.activation.receiver import Receiver
 from pipeline.contract.models import AudienceChange
 from pipeline.exceptions import ConfigurationError
 from pipeline.settings import Settings
@@ -93,33 +91,6 @@ def test_ad_platform_hashing() -> None:
 def test_a_bad_destination_is_refused(item: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         parse_destinations({"destinations": [item]})
-
-
-class Receiver:
-    """A local webhook receiver answering with the statuses it is given, then 200."""
-
-    def __init__(self, answers: list[tuple[int, dict[str, str]]]) -> None:
-        self.answers = answers
-        self.got: list[tuple[float, dict[str, str], dict[str, Any]]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                receiver.got.append((time.monotonic(), dict(self.headers), body))
-                status, headers = receiver.answers.pop(0) if receiver.answers else (200, {})
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                """Quiet."""
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
 
 
 class Message:
@@ -195,10 +166,10 @@ def test_retries_with_the_same_idempotency_key_until_acknowledged(
     sink, producer = _sink(receiver.url, monkeypatch)
     assert sink.handle(_message(sink)) is True
     assert len(receiver.got) == 3 and producer.sent == []
-    keys = {headers["Idempotency-Key"] for _, headers, _ in receiver.got}
+    keys = {d.headers["Idempotency-Key"] for d in receiver.got}
     assert keys == {"aud-1"}
-    assert receiver.got[0][1]["Authorization"] == "Bearer dest-token-123"
-    assert receiver.got[-1][2]["profile"] == {"traits.first_name": "Kim"}
+    assert receiver.got[0].headers["Authorization"] == "Bearer dest-token-123"
+    assert receiver.got[-1].body["profile"] == {"traits.first_name": "Kim"}
     assert sink.delivered == 1
 
 
@@ -226,7 +197,7 @@ def test_the_rate_limit_spaces_requests(monkeypatch: pytest.MonkeyPatch) -> None
     sink, _ = _sink(receiver.url, monkeypatch, rate_per_s=10.0)
     for n in range(25):
         assert sink.handle(_message(sink, change_id=f"aud-{n}")) is True
-    times = [t for t, _, _ in receiver.got]
+    times = [d.at for d in receiver.got]
     # A burst of 20 (2 s worth), then 10 per second.
     assert times[-1] - times[0] >= 0.4
     assert sink.delivered == 25
@@ -271,11 +242,11 @@ def test_members_profile_updates_go_out_when_declared_fields_change(
     assert sink.handle(version("Kim", "Köln", 1)) is True
     assert sink.handle(version("Kim", "Bonn", 2)) is True  # an undeclared field: nothing sent
     assert sink.handle(version("Kimberly", "Bonn", 3)) is True
-    assert [body["profile"] for _, _, body in receiver.got] == [
+    assert [body["profile"] for body in receiver.bodies()] == [
         {"traits.first_name": "Kim"},
         {"traits.first_name": "Kimberly"},
     ]
-    assert {body["event"] for _, _, body in receiver.got} == {"updated"}
-    assert receiver.got[0][2]["audience_ids"] == ["buyers"]
+    assert {body["event"] for body in receiver.bodies()} == {"updated"}
+    assert receiver.got[0].body["audience_ids"] == ["buyers"]
     assert sink.handle(Message(None, "t.profiles.v1")) is True  # gone: its fingerprint too
     assert sink.members.sent.get(b"u|crm|cus-1") is None

@@ -2,49 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
-from aiohttp import web
 
 from pipeline.exceptions import VaultError, VaultUnavailableError
+from pipeline.stack.nodes import free_port
 from pipeline.vault.client import VaultClient
 from pipeline.vault.service import vault_app
 from pipeline.vault.store import MAX_TAGS, memory_store
+from tests.servers import serving
 
 TOKEN = "unit-test-vault-token-0123"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def vault_url() -> Iterator[str]:
-    port = _free_port()
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(vault_app(memory_store(), TOKEN), access_log=None)
-    started = threading.Event()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(runner.setup())
-        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
-        started.set()
-        loop.run_forever()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert started.wait(10)
-    yield f"http://127.0.0.1:{port}"
-    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(10)
+    with serving(vault_app(memory_store(), TOKEN)) as url:
+        yield url
 
 
 def test_issue_fetch_shred_over_http(vault_url: str) -> None:
@@ -67,7 +42,7 @@ def test_a_wrong_token_and_requests_over_a_limit_are_refused(vault_url: str) -> 
 
 
 def test_an_unreachable_vault_is_unavailable_not_refused() -> None:
-    client = VaultClient(f"http://127.0.0.1:{_free_port()}", TOKEN, timeout_s=1)
+    client = VaultClient(f"http://127.0.0.1:{free_port()}", TOKEN, timeout_s=1)
     with pytest.raises(VaultUnavailableError):
         client.fetch(["e:1"])
     assert not client.healthy()

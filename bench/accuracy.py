@@ -249,7 +249,7 @@ def compare(
             trained,
             f"(training {training_s:.1f}s; appraisal: "
             + (
-                "expected worse: omnistitch train refuses to write it)"
+                f"expected worse - {'; '.join(verdict.reasons)}: train refuses to write it)"
                 if verdict.worse
                 else "not expected worse: written)"
             ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from pipeline.engine.features import Features
 from pipeline.engine.identifiers import Normaliser
 from pipeline.engine.weights import default_model
 from pipeline.exceptions import ConfigurationError
-from pipeline.quality.appraisal import appraise
+from pipeline.quality.appraisal import MAX_CHANGE, appraise
 from pipeline.quality.training import TrainingReport, records_of, train
 
 ANCHOR = datetime(2026, 11, 24, tzinfo=UTC)
@@ -100,6 +101,26 @@ def test_a_model_from_em_that_did_not_converge_is_expected_worse(records: list[F
     assert appraisal.newly_linked == appraisal.no_longer_linked == 0
     assert appraisal.worse
     assert "did not converge" in appraisal.render()
+
+
+def test_a_model_that_changes_too_many_decisions_is_expected_worse(
+    records: list[Features],
+) -> None:
+    """More than a quarter of the current links changed: refused whatever the committee says
+    of precision and F1 (a model that learnt to forgive relatives changes that many)."""
+    report = TrainingReport(len(records), 0, 0, 3, default_model(), converged=True)
+    same = appraise(records, default_model(), report)
+    assert same.changed_share == 0 and not same.worse and same.reasons == []
+    assert "not expected worse" in same.render()
+    bolder = default_model().replace(probability_two_random_records_match=0.45)
+    report = TrainingReport(len(records), 0, 0, 3, bolder, converged=True)
+    appraisal = appraise(records, default_model(), report)
+    share = (appraisal.newly_linked + appraisal.no_longer_linked) / appraisal.current.linked
+    assert appraisal.changed_share == pytest.approx(share) and share > MAX_CHANGE
+    assert any("of the current model's decisions" in reason for reason in appraisal.reasons)
+    assert appraisal.worse and "of the current model's decisions" in appraisal.render()
+    lenient = replace(appraisal, max_change=share + 0.01)
+    assert all("decisions" not in reason for reason in lenient.reasons)
 
 
 def test_train_refuses_to_write_a_worse_model_unless_forced(

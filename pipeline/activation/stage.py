@@ -5,10 +5,12 @@ Reads the profiles topic from its own offsets, judges every audience of
 produces each entry and exit to the audiences topic and each customer's current audiences to
 the compacted memberships topic. Time-based audiences are re-evaluated every
 ``OMNISTITCH_ACTIVATION_SWEEP_S``; a new or changed definition is backfilled from the stored
-profiles at start. Outputs are acknowledged by Kafka before the state and offsets that
-produced them are written (at-least-once, deterministic change ids). An erased or merged-away
-customer (a profile tombstone) leaves every audience and its stored profile is deleted and
-purged from the files.
+profiles at start, and when the definitions file changes while the stage runs (looked at every
+``RELOAD_CHECK_S``; a file that does not parse is logged and the definitions in use stay).
+Outputs are acknowledged by Kafka before the state and offsets that produced them are
+written (at-least-once, deterministic change ids). An erased or merged-away customer (a
+profile tombstone) leaves every audience and its stored profile is deleted and purged from the
+files.
 """
 
 from __future__ import annotations
@@ -42,6 +44,16 @@ from pipeline.vault.store import Cells, Staged
 
 log = logging.getLogger("omnistitch.activate")
 BATCH = 500
+RELOAD_CHECK_S = 5.0
+
+
+def _stamp(path: Path | None) -> tuple[int, int] | None:
+    """When and how big the file was last written (None: no file)."""
+    try:
+        found = path.stat() if path is not None else None
+    except OSError:
+        return None
+    return None if found is None else (found.st_mtime_ns, found.st_size)
 
 
 def _data(path: Path, what: str) -> Any:
@@ -78,8 +90,11 @@ class ActivationStage:
         serde: Serde,
         vault: Vault | None,
         clock: Clock = system_clock,
+        definitions: Path | None = None,
     ) -> None:
+        """``definitions``: the file ``audiences`` came from, read again when it changes."""
         self.settings, self.serde, self.clock, self.cells = settings, serde, clock, cells
+        self.definitions, self.stamp = definitions, _stamp(definitions)
         self.memberships = Memberships(cells, audiences, opener(vault), settings.rfm_currency)
         prefix = settings.topic_prefix
         self.profiles = PROFILES.name(prefix)
@@ -139,6 +154,43 @@ class ActivationStage:
         seen = self.memberships.sweep(audiences, now, staged, outcome)
         self._commit(staged, outcome, purge=False)
         return seen
+
+    def timed(self) -> frozenset[str]:
+        """The audiences the timer re-evaluates: time windows and RFM scores."""
+        return frozenset(
+            a.audience_id
+            for a in self.memberships.audiences
+            if a.time_based() or uses_rfm(a.condition)
+        )
+
+    def reload(self) -> bool:
+        """Read the definitions file again if it changed since it was read: new, changed and
+        removed audiences are backfilled from the stored profiles. Returns whether the
+        definitions in use changed. A file that does not parse changes nothing (logged)."""
+        stamp = _stamp(self.definitions)
+        if self.definitions is None or stamp is None or stamp == self.stamp:
+            return False
+        self.stamp = stamp
+        try:
+            audiences = load_audiences(self.definitions)
+        except (ConfigurationError, OSError) as exc:
+            log.error(
+                "activate: %s changed but was not loaded (%s); the definitions in use stay",
+                self.definitions,
+                exc,
+            )
+            return False
+        self.memberships.audiences = audiences
+        stale = self.memberships.stale_definitions()
+        seen = self.backfill(stale, self.clock()) if stale else 0
+        log.info(
+            "activate: %d audiences from %s; %d (re)built from %d stored profiles",
+            len(audiences),
+            self.definitions,
+            len(stale),
+            seen,
+        )
+        return bool(stale)
 
     def refresh(self, timed: frozenset[str]) -> None:
         """The population's RFM bins anew, then the time- and RFM-based audiences and every
@@ -214,12 +266,8 @@ class ActivationStage:
                 log.info(
                     "activate: %d audiences (re)built from %d stored profiles", len(stale), seen
                 )
-            timed = frozenset(
-                a.audience_id
-                for a in self.memberships.audiences
-                if a.time_based() or uses_rfm(a.condition)
-            )
-            swept = time.monotonic()
+            timed = self.timed()
+            swept = looked = time.monotonic()
             self.refresh(timed)
             self.ready.set()
             metrics.STAGE_READY.labels("activate").set(1)
@@ -227,6 +275,10 @@ class ActivationStage:
                 messages = [m for m in consumer.consume(BATCH, 0.5) if not m.error()]
                 if messages:
                     self.handle(messages, self.clock())
+                if time.monotonic() - looked >= RELOAD_CHECK_S:
+                    looked = time.monotonic()
+                    if self.reload():
+                        timed = self.timed()
                 if time.monotonic() - swept >= self.settings.activation_sweep_s:
                     swept = time.monotonic()
                     self.refresh(timed)

@@ -53,7 +53,8 @@ def cmd_activate(args: argparse.Namespace, settings: Settings) -> int:
     cells = RocksCells(settings.activation_dir / "memberships", sync=False)
     serde = RegistrySerde.from_access(settings.registry_access())
     serde.register(settings.topic_prefix)
-    stage = ActivationStage(settings, audiences, cells, serde, VaultClient.from_settings(settings))
+    vault = VaultClient.from_settings(settings)
+    stage = ActivationStage(settings, audiences, cells, serde, vault, definitions=path)
     targets = Path(args.destinations) if args.destinations else settings.destinations_file
     destinations = load_destinations(targets) if targets else []
     m = stage.memberships

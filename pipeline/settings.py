@@ -307,7 +307,15 @@ class Settings(BaseSettings):
         "EUR", min_length=3, max_length=3, description="Currency of the RFM monetary value."
     )
     activation_sweep_s: float = Field(
-        60.0, gt=0, description="Seconds between re-evaluations of time-based audiences."
+        60.0,
+        gt=0,
+        description="Seconds between looks at the customers whose audience time window turned.",
+    )
+    rfm_refresh_s: float = Field(
+        3600.0,
+        gt=0,
+        description="Seconds between RFM bins computed anew from every stored profile (and "
+        "every customer's time- and RFM-based audiences judged again).",
     )
     metrics_host: str = Field(
         "127.0.0.1", description="Address the worker's and file connector's probes bind to."

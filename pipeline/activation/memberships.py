@@ -5,7 +5,10 @@ profile, a tombstone or the clock changes (pipeline.engine.audiences does the ju
 Rows and their key scheme (in this module only):
 
 ``m|<customer>``            MemberRow: the audiences the customer is in, the latest profile as
-                            received (sealed when the vault is on), its version
+                            received (sealed when the vault is on), its version, when a time
+                            window of an audience next turns for it
+``t|<ms, 13 digits>|<customer>``  the same moment as an index: the timer looks at the customers
+                            whose moment has come, not at every customer
 ``d|<audience>``            the fingerprint of the definition the memberships were built with
 ``o|<topic>|<partition>``   next offset to read (written with the rows of the same batch)
 ``r|bins``                  the population's RFM cut points (pipeline.engine.rfm), refreshed
@@ -29,7 +32,7 @@ import msgspec
 
 from pipeline.contract.models import AudienceChange, AudienceMembership
 from pipeline.engine import rfm
-from pipeline.engine.audiences import Audience, changes
+from pipeline.engine.audiences import Audience, changes, next_change
 from pipeline.vault.store import Cells, Staged
 
 # A profile as the audiences see it (opened), or None when it cannot be opened now (its key is
@@ -44,6 +47,7 @@ class MemberRow(msgspec.Struct, frozen=True):
     profile: dict[str, Any]
     version: int
     rfm: str | None = None  # the RFM score last published for the customer
+    due: int | None = None  # epoch ms: a time window of an audience turns (``t|`` index too)
 
 
 _rows = msgspec.msgpack.Decoder(MemberRow)
@@ -56,6 +60,10 @@ def _k(*parts: str) -> bytes:
 
 def member_key(customer: str) -> bytes:
     return _k("m", customer)
+
+
+def due_key(ms: int, customer: str) -> bytes:
+    return _k("t", f"{ms:013d}", customer)
 
 
 def definition_key(audience_id: str) -> bytes:
@@ -138,6 +146,8 @@ class Memberships:
             if record is None:  # merged away or erased: out of everything, nothing kept
                 self._judge(customer, None, current, now, "gone", outcome)
                 staged.delete(member_key(customer))
+                if row is not None and row.due is not None:
+                    staged.delete(due_key(row.due, customer))
                 outcome.memberships[customer] = None
                 continue
             version = int(record.get("version") or 0)
@@ -145,13 +155,14 @@ class Memberships:
                 continue  # a redelivered older version
             opened = self.opener(record)
             members, score = current, row.rfm if row else None
+            due = row.due if row else None
             if opened is not None:
                 profile = self.scored(opened, now)
                 score = (profile.get("rfm") or {}).get("score")
                 members = self._judge(customer, profile, current, now, f"v{version}", outcome)
-            staged.put(
-                member_key(customer), _encode(MemberRow(sorted(members), record, version, score))
-            )
+                due = self._due(profile, now)
+            updated = MemberRow(sorted(members), record, version, score, due)
+            self._put(staged, customer, updated, row)
             if members != current or row is None or score != row.rfm:
                 outcome.memberships[customer] = AudienceMembership(
                     customer_id=customer, audiences=sorted(members), rfm=score, updated_at=now
@@ -201,30 +212,81 @@ class Memberships:
         removed = set(stored) - set(known)
         return frozenset(changed | removed)
 
+    def _due(self, profile: Mapping[str, Any], now: datetime) -> int | None:
+        """When a time window of any audience next turns for the profile (epoch ms)."""
+        moments = [
+            moment
+            for audience in self.audiences
+            if audience.time_based()
+            and (moment := next_change(audience.condition, profile, now)) is not None
+        ]
+        return int(min(moments).timestamp() * 1000) if moments else None
+
+    def _put(self, staged: Staged, customer: str, row: MemberRow, before: MemberRow | None) -> None:
+        """The customer's row, and its place in the timer's index moved with it."""
+        staged.put(member_key(customer), _encode(row))
+        old = before.due if before is not None else None
+        if old != row.due:
+            if old is not None:
+                staged.delete(due_key(old, customer))
+            if row.due is not None:
+                staged.put(due_key(row.due, customer), b"1")
+
+    def _again(
+        self,
+        customer: str,
+        row: MemberRow,
+        only: frozenset[str],
+        now: datetime,
+        staged: Staged,
+        outcome: Outcome,
+    ) -> None:
+        """Judge ``only`` these audiences again for a stored customer."""
+        opened = self.opener(row.profile)
+        if opened is None:
+            return
+        profile = self.scored(opened, now)
+        score = (profile.get("rfm") or {}).get("score")
+        current = frozenset(row.audiences)
+        basis = f"v{row.version}"  # a repeated sweep repeats the same change ids
+        members = self._judge(customer, profile, current, now, basis, outcome, only)
+        known = {a.audience_id for a in self.audiences}
+        members = frozenset(m for m in members if m in known)
+        due = self._due(profile, now)
+        if members != current or score != row.rfm or due != row.due:
+            updated = MemberRow(sorted(members), row.profile, row.version, score, due)
+            self._put(staged, customer, updated, row)
+        if members != current or score != row.rfm:
+            outcome.memberships[customer] = AudienceMembership(
+                customer_id=customer, audiences=sorted(members), rfm=score, updated_at=now
+            )
+
+    def sweep_due(
+        self, only: frozenset[str], now: datetime, staged: Staged, outcome: Outcome
+    ) -> int:
+        """The timer: judge ``only`` these (time-based) audiences again for the customers whose
+        moment in the ``t|`` index has come, and no other. Returns customers seen."""
+        seen, limit = 0, int(now.timestamp() * 1000)
+        for key in self.cells.scan(b"t|"):
+            _t, ms, customer = key.decode("utf-8", "surrogatepass").split("|", 2)
+            if int(ms) > limit:
+                break  # the index is in time order: nobody after this is due
+            raw = self.cells.get(member_key(customer))
+            row = _rows.decode(raw) if raw is not None else None
+            if row is None or row.due != int(ms):
+                staged.delete(key)  # left behind by an older row: not this customer's moment
+                continue
+            seen += 1
+            self._again(customer, row, only, now, staged, outcome)
+        return seen
+
     def sweep(self, only: frozenset[str], now: datetime, staged: Staged, outcome: Outcome) -> int:
-        """Re-evaluate ``only`` these audiences for every stored customer (the timer's
-        time-based audiences; a new or changed definition's backfill). Returns customers seen."""
+        """Re-evaluate ``only`` these audiences for every stored customer (the RFM refresh; a
+        new or changed definition's backfill; the start). Returns customers seen."""
         seen = 0
         for customer, row in self.rows():
             seen += 1
-            opened = self.opener(row.profile)
-            if opened is None:
-                continue
-            profile = self.scored(opened, now)
-            score = (profile.get("rfm") or {}).get("score")
-            current = frozenset(row.audiences)
-            basis = f"v{row.version}"  # a repeated sweep repeats the same change ids
-            members = self._judge(customer, profile, current, now, basis, outcome, only)
-            known = {a.audience_id for a in self.audiences}
-            members = frozenset(m for m in members if m in known)
-            if members != current or score != row.rfm:
-                staged.put(
-                    member_key(customer),
-                    _encode(MemberRow(sorted(members), row.profile, row.version, score)),
-                )
-                outcome.memberships[customer] = AudienceMembership(
-                    customer_id=customer, audiences=sorted(members), rfm=score, updated_at=now
-                )
+            self._again(customer, row, only, now, staged, outcome)
         for audience in self.audiences:
             staged.put(definition_key(audience.audience_id), fingerprint(audience))
         for key in self.cells.scan(b"d|"):

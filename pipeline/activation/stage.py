@@ -3,10 +3,13 @@
 Reads the profiles topic from its own offsets, judges every audience of
 ``OMNISTITCH_AUDIENCES_FILE`` (pipeline.activation.memberships, pipeline.engine.audiences) and
 produces each entry and exit to the audiences topic and each customer's current audiences to
-the compacted memberships topic. Time-based audiences are re-evaluated every
-``OMNISTITCH_ACTIVATION_SWEEP_S``; a new or changed definition is backfilled from the stored
-profiles at start, and when the definitions file changes while the stage runs (looked at every
-``RELOAD_CHECK_S``; a file that does not parse is logged and the definitions in use stay).
+the compacted memberships topic. Every ``OMNISTITCH_ACTIVATION_SWEEP_S`` the customers for
+whom a time window of an audience turned since are judged again (an index by that moment: the
+timer reads those customers only); every ``OMNISTITCH_RFM_REFRESH_S`` the population's RFM bins
+are computed anew and every customer's score and time- and RFM-based audiences with them. A
+new or changed definition is backfilled from the stored profiles at start, and when the
+definitions file changes while the stage runs (looked at every ``RELOAD_CHECK_S``; a file that
+does not parse is logged and the definitions in use stay).
 Outputs are acknowledged by Kafka before the state and offsets that produced them are
 written (at-least-once, deterministic change ids). An erased or merged-away customer (a
 profile tombstone) leaves every audience and its stored profile is deleted and purged from the
@@ -156,12 +159,24 @@ class ActivationStage:
         return seen
 
     def timed(self) -> frozenset[str]:
-        """The audiences the timer re-evaluates: time windows and RFM scores."""
+        """The audiences the RFM refresh re-evaluates for everyone: time windows and RFM."""
         return frozenset(
             a.audience_id
             for a in self.memberships.audiences
             if a.time_based() or uses_rfm(a.condition)
         )
+
+    def windowed(self) -> frozenset[str]:
+        """The audiences with time windows: the timer looks at the customers they turn for."""
+        return frozenset(a.audience_id for a in self.memberships.audiences if a.time_based())
+
+    def tick(self) -> int:
+        """The timer: time-windowed audiences judged again for the customers whose window
+        turned since (pipeline.activation.memberships ``t|`` index), not for everyone."""
+        staged, outcome = Staged(self.cells), Outcome()
+        seen = self.memberships.sweep_due(self.windowed(), self.clock(), staged, outcome)
+        self._commit(staged, outcome, purge=False)
+        return seen
 
     def reload(self) -> bool:
         """Read the definitions file again if it changed since it was read: new, changed and
@@ -194,7 +209,7 @@ class ActivationStage:
 
     def refresh(self, timed: frozenset[str]) -> None:
         """The population's RFM bins anew, then the time- and RFM-based audiences and every
-        customer's score again (the timer)."""
+        customer's score again, for everyone (at start and every ``OMNISTITCH_RFM_REFRESH_S``)."""
         now = self.clock()
         staged = Staged(self.cells)
         scored = self.memberships.refresh_bins(now, staged)
@@ -267,7 +282,7 @@ class ActivationStage:
                     "activate: %d audiences (re)built from %d stored profiles", len(stale), seen
                 )
             timed = self.timed()
-            swept = looked = time.monotonic()
+            swept = looked = refreshed = time.monotonic()
             self.refresh(timed)
             self.ready.set()
             metrics.STAGE_READY.labels("activate").set(1)
@@ -279,9 +294,12 @@ class ActivationStage:
                     looked = time.monotonic()
                     if self.reload():
                         timed = self.timed()
-                if time.monotonic() - swept >= self.settings.activation_sweep_s:
-                    swept = time.monotonic()
+                if time.monotonic() - refreshed >= self.settings.rfm_refresh_s:
+                    swept = refreshed = time.monotonic()
                     self.refresh(timed)
+                elif time.monotonic() - swept >= self.settings.activation_sweep_s:
+                    swept = time.monotonic()
+                    self.tick()
         finally:
             consumer.close()
             self.producer.flush(10)

@@ -202,6 +202,33 @@ def holds(condition: Mapping[str, Any], profile: Mapping[str, Any], now: datetim
     return consented(profile, condition["consent"])
 
 
+def next_change(condition: Any, profile: Mapping[str, Any], now: datetime) -> datetime | None:
+    """The first moment after ``now`` at which a time window of the condition turns for this
+    profile as it is (a ``within_days`` ends, an ``older_than_days`` begins): before it, time
+    alone changes nothing, so a timer need not look at the profile again until then. None:
+    never (no time window, or none ahead)."""
+    found: list[datetime] = []
+
+    def visit(part: Any) -> None:
+        if isinstance(part, list):
+            for item in part:
+                visit(item)
+        elif isinstance(part, Mapping):
+            days = part.get("within_days", part.get("older_than_days"))
+            if days is not None and "of" in part:
+                when = _time(_field(profile, part["of"]))
+                # within_days holds up to when + days (inclusive), older_than_days after it.
+                turn = None if when is None else when + timedelta(days=days, milliseconds=1)
+                if turn is not None and turn > now:
+                    found.append(turn)
+            for key in ("all", "any", "not"):
+                if key in part:
+                    visit(part[key])
+
+    visit(condition)
+    return min(found, default=None)
+
+
 def consented(profile: Mapping[str, Any], purpose: str) -> bool:
     """The latest consent statement for the purpose is a grant."""
     return (profile.get("consent") or {}).get(purpose) is True

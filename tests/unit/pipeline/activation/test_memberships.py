@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.activation.memberships import Memberships, Outcome, member_key
+from pipeline.activation.memberships import Memberships, Outcome, due_key, member_key
 from pipeline.contract.models import ComputedTraits
 from pipeline.engine.audiences import Audience, parse
 from pipeline.vault.store import Cells, MemoryCells, RocksCells, Staged
@@ -113,6 +113,56 @@ def test_time_based_audiences_change_with_the_clock(cells: Cells) -> None:
     _apply(m2, [("cus-1", _profile(1))])
     m2.sweep(timed, NOW + timedelta(days=86), staged, repeat)
     assert {c.change_id for c in repeat.changes} == {c.change_id for c in outcome.changes}
+
+
+def _ordered_at(customer: str, days_ago: int) -> dict[str, Any]:
+    computed = ComputedTraits(order_count=1, last_order_at=NOW - timedelta(days=days_ago))
+    return decoded(make_profile(customer_id=customer, version=1, computed=computed))
+
+
+def _tick(m: Memberships, at: Any) -> tuple[int, Outcome]:
+    staged, outcome = Staged(m.cells), Outcome()
+    seen = m.sweep_due(frozenset({"lapsed"}), at, staged, outcome)
+    staged.commit()
+    return seen, outcome
+
+
+def test_the_timer_looks_only_at_customers_whose_window_turned(cells: Cells) -> None:
+    """ "lapsed" (last order more than 90 days ago) turns for each customer at its own moment:
+    the index names the customers in time order, the timer reads nobody else."""
+    m = Memberships(cells, parse(DEFINITIONS), _open)
+    _apply(m, [("cus-1", _ordered_at("cus-1", 10)), ("cus-2", _ordered_at("cus-2", 50))])
+    day = 86_400_000
+    turns = {
+        c: int((NOW - timedelta(days=d)).timestamp() * 1000) + 90 * day + 1
+        for c, d in (("cus-1", 10), ("cus-2", 50))
+    }
+    assert list(cells.scan(b"t|")) == [
+        due_key(turns["cus-2"], "cus-2"),
+        due_key(turns["cus-1"], "cus-1"),
+    ]
+    assert _tick(m, NOW + timedelta(days=30)) == (0, Outcome())
+    seen, outcome = _tick(m, NOW + timedelta(days=41))  # cus-2's window turned, not cus-1's
+    assert seen == 1 and [(c.customer_id, c.audience_id, c.entered) for c in outcome.changes] == [
+        ("cus-2", "lapsed", True)
+    ]
+    assert list(cells.scan(b"t|")) == [due_key(turns["cus-1"], "cus-1")]  # nothing more ahead
+    assert m.members("cus-2") == ["buyers", "lapsed", "newsletter"]
+    _apply(m, [("cus-1", None)])  # erased before its moment: gone from the index too
+    assert list(cells.scan(b"t|")) == []
+    assert _tick(m, NOW + timedelta(days=81)) == (0, Outcome())
+
+
+def test_a_new_order_moves_the_customers_moment(cells: Cells) -> None:
+    m = Memberships(cells, parse(DEFINITIONS), _open)
+    _apply(m, [("cus-1", _ordered_at("cus-1", 80))])
+    (first,) = list(cells.scan(b"t|"))
+    later = _ordered_at("cus-1", 1)
+    later["version"] = 2
+    _apply(m, [("cus-1", later)])
+    (moved,) = list(cells.scan(b"t|"))
+    assert moved > first  # the old entry is gone, the new one later
+    assert _tick(m, NOW + timedelta(days=11)) == (0, Outcome())
 
 
 def test_new_changed_and_removed_definitions(cells: Cells) -> None:

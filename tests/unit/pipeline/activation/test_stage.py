@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,11 @@ BUYERS = """
 audiences:
   - id: buyers
     condition: {trait: computed.order_count, op: gte, value: 1}
+"""
+LAPSED = """
+audiences:
+  - id: lapsed
+    condition: {older_than_days: 90, of: computed.last_order_at}
 """
 BIG_BUYERS = """
 audiences:
@@ -67,7 +73,8 @@ def stage(tmp_path: Path) -> ActivationStage:
     made.producer = Producer()
     staged, outcome = Staged(made.cells), Outcome()
     for n, orders in enumerate((1, 4)):
-        computed = ComputedTraits(order_count=orders)
+        ordered = NOW - timedelta(days=10 * (n + 1))
+        computed = ComputedTraits(order_count=orders, last_order_at=ordered)
         profile = decoded(make_profile(customer_id=f"cus-{n}", version=1, computed=computed))
         made.memberships.on_profiles([(f"cus-{n}", profile)], NOW, staged, outcome)
     made._commit(staged, outcome, purge=False)
@@ -125,3 +132,16 @@ def test_a_broken_definitions_file_keeps_the_definitions_in_use(
     assert len(stage.producer.sent) == sent
     stage.definitions.unlink()
     assert stage.reload() is False  # a file gone for a moment is no change either
+
+
+def test_the_timer_judges_the_customers_whose_window_turned(stage: ActivationStage) -> None:
+    assert stage.definitions is not None
+    _write(stage.definitions, LAPSED, 2)
+    assert stage.reload() is True and stage.windowed() == frozenset({"lapsed"})
+    moments = iter([NOW + timedelta(days=d) for d in (60, 75, 85)])
+    stage.clock = lambda: next(moments)
+    assert stage.tick() == 0  # nobody's last order is 90 days old yet
+    assert stage.tick() == 1  # cus-1's is (ordered 20 days before NOW), cus-0's (10) not yet
+    assert ("lapsed", "cus-1") in _entered(stage) and ("lapsed", "cus-0") not in _entered(stage)
+    assert stage.tick() == 1
+    assert ("lapsed", "cus-0") in _entered(stage)

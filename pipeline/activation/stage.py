@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,7 @@ class ActivationStage:
         """``definitions``: the file ``audiences`` came from, read again when it changes."""
         self.settings, self.serde, self.clock, self.cells = settings, serde, clock, cells
         self.definitions, self.stamp = definitions, _stamp(definitions)
+        self.behind = False  # a backfill of changed definitions is still to be done
         self.memberships = Memberships(cells, audiences, opener(vault), settings.rfm_currency)
         prefix = settings.topic_prefix
         self.profiles = PROFILES.name(prefix)
@@ -196,25 +198,38 @@ class ActivationStage:
             )
             return False
         self.memberships.audiences = audiences
+        log.info("activate: %d audiences from %s", len(audiences), self.definitions)
+        return self.catch_up()
+
+    def catch_up(self) -> bool:
+        """New, changed and removed audiences backfilled from the stored profiles. Returns
+        whether there were any. The vault unreachable: ``behind`` stays set, tried again."""
         stale = self.memberships.stale_definitions()
-        seen = self.backfill(stale, self.clock()) if stale else 0
-        log.info(
-            "activate: %d audiences from %s; %d (re)built from %d stored profiles",
-            len(audiences),
-            self.definitions,
-            len(stale),
-            seen,
-        )
+        self.behind = bool(stale)
+        if stale and self._timer(lambda: self.backfill(stale, self.clock()), "the backfill"):
+            self.behind = False
+            log.info("activate: %d audiences (re)built from the stored profiles", len(stale))
         return bool(stale)
 
-    def refresh(self, timed: frozenset[str]) -> None:
+    def _timer(self, step: Callable[[], Any], what: str) -> bool:
+        """One step that reads stored profiles (a timer's, a backfill): with the vault out of
+        reach nothing of it is written and it is tried again later (logged), the stage goes on
+        with the stream."""
+        try:
+            step()
+            return True
+        except VaultUnavailableError:
+            log.warning("activate: the vault is unreachable; %s is tried again later", what)
+            return False
+
+    def refresh(self) -> None:
         """The population's RFM bins anew, then the time- and RFM-based audiences and every
         customer's score again, for everyone (at start and every ``OMNISTITCH_RFM_REFRESH_S``)."""
         now = self.clock()
         staged = Staged(self.cells)
         scored = self.memberships.refresh_bins(now, staged)
         staged.commit()
-        seen = self.backfill(timed, now)
+        seen = self.backfill(self.timed(), now)
         log.info("activate: RFM bins from %d buyers; %d customers re-evaluated", scored, seen)
 
     def handle(self, messages: list[Any], now: datetime) -> int:
@@ -275,15 +290,10 @@ class ActivationStage:
             partitions = sorted(metadata.partitions)
             offsets = self.memberships.offsets(self.profiles, partitions)
             consumer.assign([TopicPartition(self.profiles, p, o) for p, o in offsets.items()])
-            stale = self.memberships.stale_definitions()
-            if stale:
-                seen = self.backfill(stale, self.clock())
-                log.info(
-                    "activate: %d audiences (re)built from %d stored profiles", len(stale), seen
-                )
-            timed = self.timed()
+            self.catch_up()
             swept = looked = refreshed = time.monotonic()
-            self.refresh(timed)
+            if not self._timer(self.refresh, "the RFM refresh"):
+                refreshed -= self.settings.rfm_refresh_s - RELOAD_CHECK_S  # soon, not in an hour
             self.ready.set()
             metrics.STAGE_READY.labels("activate").set(1)
             while not self.halt.is_set():
@@ -292,14 +302,15 @@ class ActivationStage:
                     self.handle(messages, self.clock())
                 if time.monotonic() - looked >= RELOAD_CHECK_S:
                     looked = time.monotonic()
-                    if self.reload():
-                        timed = self.timed()
+                    if not self.reload() and self.behind:
+                        self.catch_up()
                 if time.monotonic() - refreshed >= self.settings.rfm_refresh_s:
                     swept = refreshed = time.monotonic()
-                    self.refresh(timed)
+                    if not self._timer(self.refresh, "the RFM refresh"):
+                        refreshed = swept - self.settings.rfm_refresh_s + RELOAD_CHECK_S
                 elif time.monotonic() - swept >= self.settings.activation_sweep_s:
                     swept = time.monotonic()
-                    self.tick()
+                    self._timer(self.tick, "the timer")
         finally:
             consumer.close()
             self.producer.flush(10)

@@ -15,6 +15,7 @@ import pytest
 from pipeline.activation.memberships import Outcome
 from pipeline.activation.stage import ActivationStage, load_audiences
 from pipeline.contract.models import AudienceChange, ComputedTraits
+from pipeline.exceptions import VaultUnavailableError
 from pipeline.settings import Settings
 from pipeline.vault.store import MemoryCells, Staged
 from tests.factories import NOW, MemorySerde, make_profile
@@ -145,3 +146,33 @@ def test_the_timer_judges_the_customers_whose_window_turned(stage: ActivationSta
     assert ("lapsed", "cus-1") in _entered(stage) and ("lapsed", "cus-0") not in _entered(stage)
     assert stage.tick() == 1
     assert ("lapsed", "cus-0") in _entered(stage)
+
+
+def test_the_vault_out_of_reach_delays_the_timer_and_the_backfill_without_a_crash(
+    stage: ActivationStage, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert stage.definitions is not None
+    readable = stage.memberships.opener
+
+    def unreachable(_record: dict[str, Any]) -> dict[str, Any] | None:
+        raise VaultUnavailableError("vault down")
+
+    stage.memberships.opener = unreachable
+    sent = len(stage.producer.sent)
+    _write(stage.definitions, LAPSED, 2)
+    with caplog.at_level(logging.WARNING, logger="omnistitch.activate"):
+        assert stage.reload() is True  # the definitions are read; their backfill waits
+        assert stage.behind
+    assert "the vault is unreachable; the backfill is tried again later" in caplog.text
+    assert len(stage.producer.sent) == sent and stage.memberships.stale_definitions()
+    stage.memberships.opener = readable  # back: the next look catches up
+    assert stage.catch_up() is True and not stage.behind
+    assert stage.memberships.stale_definitions() == frozenset()
+    stage.clock = lambda: NOW + timedelta(days=75)  # cus-1's window has turned
+    stage.memberships.opener = unreachable
+    sent = len(stage.producer.sent)
+    with caplog.at_level(logging.WARNING, logger="omnistitch.activate"):
+        assert not stage._timer(stage.tick, "the timer")
+    assert "the timer is tried again later" in caplog.text and len(stage.producer.sent) == sent
+    stage.memberships.opener = readable
+    assert stage._timer(stage.tick, "the timer") and ("lapsed", "cus-1") in _entered(stage)

@@ -287,10 +287,15 @@ class Memberships:
         for customer, row in self.rows():
             seen += 1
             self._again(customer, row, only, now, staged, outcome)
+        # Only what this sweep judged is current now: a changed definition outside ``only``
+        # stays stale for its own backfill.
         for audience in self.audiences:
-            staged.put(definition_key(audience.audience_id), fingerprint(audience))
+            if audience.audience_id in only:
+                staged.put(definition_key(audience.audience_id), fingerprint(audience))
+        known = {a.audience_id for a in self.audiences}
         for key in self.cells.scan(b"d|"):
-            if key.decode().split("|", 1)[1] not in {a.audience_id for a in self.audiences}:
+            audience_id = key.decode().split("|", 1)[1]
+            if audience_id in only and audience_id not in known:
                 staged.delete(key)
         return seen
 

@@ -195,6 +195,34 @@ def test_new_changed_and_removed_definitions(cells: Cells) -> None:
     assert m.stale_definitions() == frozenset()
 
 
+def test_a_sweep_of_other_audiences_leaves_a_changed_definition_to_its_backfill(
+    cells: Cells,
+) -> None:
+    """The timer's sweep of "lapsed" must not mark a changed "buyers" as built: only the
+    audiences a sweep judged are recorded as current (a backfill that waited for the vault is
+    done later, not forgotten)."""
+    m = Memberships(cells, parse(DEFINITIONS), _open)
+    _apply(m, [("cus-1", _profile(1))])
+    staged, outcome = Staged(cells), Outcome()
+    m.sweep(m.stale_definitions(), NOW, staged, outcome)
+    staged.commit()
+    stricter = dict(DEFINITIONS)
+    stricter["audiences"] = [
+        {"id": "buyers", "condition": {"trait": "computed.order_count", "op": "gte", "value": 2}},
+        *DEFINITIONS["audiences"][1:],
+    ]
+    m = Memberships(cells, parse(stricter), _open)
+    assert m.stale_definitions() == {"buyers"}
+    staged, outcome = Staged(cells), Outcome()
+    m.sweep(frozenset({"lapsed"}), NOW, staged, outcome)
+    staged.commit()
+    assert m.stale_definitions() == {"buyers"} and m.members("cus-1") == ["buyers", "newsletter"]
+    staged, outcome = Staged(cells), Outcome()
+    m.sweep(m.stale_definitions(), NOW, staged, outcome)
+    staged.commit()
+    assert m.stale_definitions() == frozenset() and m.members("cus-1") == ["newsletter"]
+
+
 def test_a_sealed_profile_that_cannot_be_opened_changes_no_membership(cells: Cells) -> None:
     m = Memberships(cells, parse(DEFINITIONS), _open)
     _apply(m, [("cus-1", _profile(1))])
